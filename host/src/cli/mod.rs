@@ -1,0 +1,117 @@
+//! The `rustsink` command: run the plugin over a log file without Fluent Bit, check a
+//! configuration, list the configuration keys.
+
+pub mod fluent_conf;
+pub mod harness;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, keys};
+use crate::log::PLUGIN_NAME;
+
+/// rustsink: a Fluent Bit output plugin, and the tools around it.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Feed a log file through librustsink.so as Fluent Bit would, with the [OUTPUT]
+    /// sections of a Fluent Bit configuration file.
+    Run(run::RunArgs),
+    /// Check the rustsink [OUTPUT] sections of a Fluent Bit configuration file.
+    Check {
+        /// The configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print the configuration keys with their defaults (Markdown).
+    Keys,
+}
+
+/// Runs the command line; the binary's `main` is only this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Check { config } => check(&config),
+        Command::Keys => {
+            print!("{}", keys::reference_markdown());
+            Ok(true)
+        }
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("rustsink: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Validates every rustsink output of a file; Ok(false) when one is invalid.
+fn check(path: &std::path::Path) -> Result<bool> {
+    let sections = fluent_conf::read(path)?;
+    let mut valid = true;
+    let mut count = 0;
+    for section in fluent_conf::outputs_named(&sections, PLUGIN_NAME) {
+        count += 1;
+        for (key, _) in &section.entries.properties {
+            if keys::find(key).is_none() && !keys::consumed_by_fluent_bit(key) {
+                let hint =
+                    did_you_mean(key).map_or(String::new(), |k| format!("; did you mean '{k}'?"));
+                println!(
+                    "{}: warning: unknown key '{key}' is ignored{hint}",
+                    section.origin
+                );
+            }
+        }
+        match Config::from_lookup(|key| section.entries.get(key).map(str::to_owned)) {
+            Ok(_) => println!("{}: ok", section.origin),
+            Err(error) => {
+                valid = false;
+                println!("{}: error: {error}", section.origin);
+            }
+        }
+    }
+    if count == 0 {
+        println!(
+            "{}: no [OUTPUT] section with Name {PLUGIN_NAME}",
+            path.display()
+        );
+        valid = false;
+    }
+    Ok(valid)
+}
+
+/// The documented key closest to `key`, if it is a likely misspelling.
+fn did_you_mean(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    keys::ALL
+        .iter()
+        .map(|candidate| (strsim::levenshtein(&key, candidate.name), candidate.name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_keys_get_a_suggestion() {
+        assert_eq!(did_you_mean("pth"), Some("path"));
+        assert_eq!(did_you_mean("json_date_fromat"), Some("json_date_format"));
+        assert_eq!(did_you_mean("compression_level_of_doom"), None);
+    }
+}

@@ -1,0 +1,239 @@
+//! `rustsink run`: lines of a file (or stdin) become events the way Fluent Bit's `tail`
+//! input makes them (`{"log": "<line>"}` at the time of reading), gathered into chunks,
+//! and flushed through `librustsink.so` to every rustsink output whose `Match` takes the
+//! tag, with Fluent Bit's retry rule.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use rmpv::Value;
+
+use super::fluent_conf;
+use super::harness::{FluentBit, Flusher, HostVersion, default_plugin_path};
+use crate::event::EventTime;
+use crate::event::chunk::{ChunkWriter, TimeForm};
+use crate::log::PLUGIN_NAME;
+
+const FLB_OK: i32 = 1;
+const FLB_RETRY: i32 = 2;
+
+/// Options of `rustsink run`.
+#[derive(Debug, clap::Args)]
+pub(super) struct RunArgs {
+    /// Fluent Bit configuration file; its [OUTPUT] sections with `Name rustsink` are run.
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Log file to read, one record per line; standard input when absent or `-`.
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// The tag of the records, as `tail` sets it.
+    #[arg(short, long, default_value = "tail.0")]
+    tag: String,
+    /// The Fluent Bit version to play: `1.9` (V1 events, one-slot API) or `5`.
+    #[arg(long, default_value = "5")]
+    fluent_bit: HostVersion,
+    /// The plugin library. Default: $RUSTSINK_PLUGIN, or librustsink.so beside this
+    /// program.
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// Records per chunk.
+    #[arg(long, default_value_t = 1000)]
+    chunk_records: usize,
+    /// Seconds before the first retry of a chunk; each further retry waits twice as long.
+    #[arg(long, default_value_t = 1.0)]
+    retry_wait: f64,
+}
+
+struct Route<'a> {
+    name: String,
+    flusher: Flusher<'a>,
+    /// None: retry without limit.
+    retry_limit: Option<u32>,
+}
+
+/// Runs the job; Ok(false) when a chunk could not be delivered to some output.
+pub(super) fn run(args: &RunArgs) -> Result<bool> {
+    let sections = fluent_conf::read(&args.config)?;
+    let outputs: Vec<_> = fluent_conf::outputs_named(&sections, PLUGIN_NAME).collect();
+    if outputs.is_empty() {
+        bail!(
+            "{}: no [OUTPUT] section with Name {PLUGIN_NAME}",
+            args.config.display()
+        );
+    }
+    let plugin = args.plugin.clone().unwrap_or_else(default_plugin_path);
+    let mut fluent_bit = FluentBit::load(&plugin, args.fluent_bit)?;
+    let mut ids = Vec::new();
+    for section in &outputs {
+        let id = fluent_bit
+            .add_output(&section.entries)
+            .with_context(|| format!("[OUTPUT] at {}", section.origin))?;
+        let pattern = section.entries.get("match").unwrap_or("");
+        let retry_limit = parse_retry_limit(section.entries.get("retry_limit"))
+            .with_context(|| format!("[OUTPUT] at {}", section.origin))?;
+        ids.push((id, tag_matches(pattern, &args.tag), retry_limit));
+    }
+    let routes: Vec<Route<'_>> = ids
+        .iter()
+        .filter(|(_, matches, _)| *matches)
+        .map(|(id, _, retry_limit)| Route {
+            name: fluent_bit.output_name(*id),
+            flusher: fluent_bit.flusher(*id),
+            retry_limit: *retry_limit,
+        })
+        .collect();
+    if routes.is_empty() {
+        eprintln!(
+            "rustsink run: no rustsink output matches tag '{}'",
+            args.tag
+        );
+    }
+
+    let input: Box<dyn BufRead> = match &args.input {
+        Some(path) if path.as_os_str() != "-" => Box::new(BufReader::new(
+            File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        _ => Box::new(BufReader::new(io::stdin())),
+    };
+    let format = fluent_bit.version().event_format();
+    let mut totals = Totals::default();
+    let mut chunk = ChunkWriter::new();
+    for line in split_lines(input) {
+        let line = line.context("reading the input")?;
+        chunk.push(format, TimeForm::EventTime, now(), None, log_record(&line));
+        if chunk.events() >= args.chunk_records.max(1) {
+            deliver(std::mem::take(&mut chunk), &routes, args, &mut totals);
+        }
+    }
+    if !chunk.is_empty() {
+        deliver(chunk, &routes, args, &mut totals);
+    }
+    drop(routes);
+    fluent_bit.shutdown()?;
+    eprintln!(
+        "rustsink run: {} records in {} chunks to {} output(s); {} chunk deliveries failed",
+        totals.records,
+        totals.chunks,
+        ids.iter().filter(|(_, matches, _)| *matches).count(),
+        totals.failed
+    );
+    Ok(totals.failed == 0)
+}
+
+#[derive(Default)]
+struct Totals {
+    records: usize,
+    chunks: usize,
+    failed: usize,
+}
+
+fn deliver(chunk: ChunkWriter, routes: &[Route<'_>], args: &RunArgs, totals: &mut Totals) {
+    totals.records += chunk.events();
+    totals.chunks += 1;
+    let bytes = chunk.finish();
+    for route in routes {
+        let mut attempt = 0u32;
+        loop {
+            let code = route.flusher.flush(&bytes, &args.tag);
+            if code == FLB_OK {
+                break;
+            }
+            let retries_left = route.retry_limit.is_none_or(|limit| attempt < limit);
+            if code != FLB_RETRY || !retries_left {
+                eprintln!(
+                    "rustsink run: {}: a chunk of tag '{}' failed (code {code}) after {attempt} \
+                     retries; Fluent Bit would drop it",
+                    route.name, args.tag
+                );
+                totals.failed += 1;
+                break;
+            }
+            let wait = args.retry_wait.max(0.0) * 2f64.powi(attempt.min(16) as i32);
+            std::thread::sleep(Duration::from_secs_f64(wait));
+            attempt += 1;
+        }
+    }
+}
+
+/// Fluent Bit's `Retry_Limit`: a number, `no_limits`/`false`/`off` for none, or
+/// `no_retries`; 1 when unset.
+fn parse_retry_limit(value: Option<&str>) -> Result<Option<u32>> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(Some(1)),
+        Some("no_limits" | "false" | "off") => Ok(None),
+        Some("no_retries") => Ok(Some(0)),
+        Some(number) => number
+            .parse()
+            .map(Some)
+            .with_context(|| format!("invalid value '{number}' for key 'Retry_Limit'")),
+    }
+}
+
+/// Fluent Bit's `Match`: `*` matches any run of characters.
+fn tag_matches(pattern: &str, tag: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == tag,
+        Some((head, rest)) => {
+            let Some(tail) = tag.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|at| tail.is_char_boundary(*at))
+                .any(|at| tag_matches(rest, &tail[at..]))
+        }
+    }
+}
+
+fn now() -> EventTime {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    EventTime::new(since.as_secs() as i64, since.subsec_nanos())
+}
+
+fn log_record(line: &[u8]) -> Value {
+    Value::Map(vec![(
+        Value::from("log"),
+        Value::from(String::from_utf8_lossy(line).into_owned()),
+    )])
+}
+
+/// Lines without their `\n` or `\r\n`, as bytes.
+fn split_lines(input: Box<dyn BufRead>) -> impl Iterator<Item = io::Result<Vec<u8>>> {
+    input.split(b'\n').map(|line| {
+        line.map(|mut line| {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            line
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_patterns_follow_fluent_bit() {
+        assert!(tag_matches("*", "tail.0"));
+        assert!(tag_matches("tail.*", "tail.0"));
+        assert!(tag_matches("*-firelens-*", "app-firelens-1234"));
+        assert!(tag_matches("tail.0", "tail.0"));
+        assert!(!tag_matches("app.*", "tail.0"));
+        assert!(!tag_matches("", "tail.0"));
+    }
+
+    #[test]
+    fn retry_limit_words() {
+        assert_eq!(parse_retry_limit(None).unwrap(), Some(1));
+        assert_eq!(parse_retry_limit(Some("no_limits")).unwrap(), None);
+        assert_eq!(parse_retry_limit(Some("False")).unwrap(), None);
+        assert_eq!(parse_retry_limit(Some("no_retries")).unwrap(), Some(0));
+        assert_eq!(parse_retry_limit(Some("5")).unwrap(), Some(5));
+        assert!(parse_retry_limit(Some("lots")).is_err());
+    }
+}

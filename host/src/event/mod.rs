@@ -1,0 +1,223 @@
+//! Decoding the chunk Fluent Bit passes to flush into events.
+//!
+//! A chunk is msgpack events written back to back, with no outer array. Fluent Bit 1.9
+//! writes `[time, body]` (V1); 2.1 and later write `[[time, metadata], body]` (V2); one
+//! chunk may mix both (`in_forward` appends packed entries as they came). The time is an
+//! EventTime (ext type 0: big-endian u32 seconds, u32 nanoseconds), an integer or a float.
+//! Group markers, written by OpenTelemetry inputs as EventTime seconds -1 (start) and -2
+//! (end), carry no record and are skipped.
+//!
+//! Decoding stops at the first malformed event: what came before it is kept, and the
+//! error says at which byte the bad event starts.
+
+pub mod chunk;
+
+use rmpv::ValueRef;
+
+/// The event time: seconds since the Unix epoch and nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTime {
+    /// Seconds since 1970-01-01T00:00:00Z; negative before it.
+    pub seconds: i64,
+    /// Nanoseconds within the second, below 1,000,000,000.
+    pub nanos: u32,
+}
+
+impl EventTime {
+    /// Builds a time, carrying whole seconds out of `nanos`.
+    pub fn new(seconds: i64, nanos: u32) -> EventTime {
+        EventTime {
+            seconds: seconds.saturating_add(i64::from(nanos / 1_000_000_000)),
+            nanos: nanos % 1_000_000_000,
+        }
+    }
+}
+
+/// One decoded event, borrowing from the chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    /// When the event happened.
+    pub time: EventTime,
+    /// The metadata map of a V2 event; None for V1.
+    pub metadata: Option<ValueRef<'a>>,
+    /// The record: a map.
+    pub body: ValueRef<'a>,
+}
+
+/// A chunk that stops making sense at some byte.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed event at byte {offset} of {chunk_len}: {reason}")]
+pub struct DecodeError {
+    /// Where the malformed event starts.
+    pub offset: usize,
+    /// The length of the whole chunk.
+    pub chunk_len: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The EventTime seconds of a group-start marker.
+pub const GROUP_START: i64 = -1;
+/// The EventTime seconds of a group-end marker.
+pub const GROUP_END: i64 = -2;
+
+/// Iterates over the events of a chunk; see [`events`].
+#[derive(Debug)]
+pub struct Events<'a> {
+    chunk: &'a [u8],
+    position: usize,
+    failed: bool,
+    group_markers: usize,
+}
+
+/// Decodes the events of a chunk, in order. After an error the iterator ends.
+pub fn events(chunk: &[u8]) -> Events<'_> {
+    Events {
+        chunk,
+        position: 0,
+        failed: false,
+        group_markers: 0,
+    }
+}
+
+impl Events<'_> {
+    /// How many group markers were skipped so far.
+    pub fn group_markers(&self) -> usize {
+        self.group_markers
+    }
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Result<Event<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.failed && self.position < self.chunk.len() {
+            let start = self.position;
+            let mut rest = &self.chunk[start..];
+            let decoded = decode_event(&mut rest);
+            self.position = self.chunk.len() - rest.len();
+            match decoded {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) => self.group_markers += 1,
+                Err(reason) => {
+                    self.failed = true;
+                    return Some(Err(DecodeError {
+                        offset: start,
+                        chunk_len: self.chunk.len(),
+                        reason,
+                    }));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Decodes one event from the front of `rest`; Ok(None) for a group marker.
+fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
+    let len = rmp::decode::read_array_len(rest)
+        .map_err(|e| format!("expected an event array [header, body]: {e}"))?;
+    if len != 2 {
+        return Err(format!(
+            "expected an event array of 2 elements, found {len}"
+        ));
+    }
+    let header = read_value(rest, "event header")?;
+    let (time, metadata) = match header {
+        ValueRef::Array(parts) if parts.len() == 2 => {
+            let mut parts = parts.into_iter();
+            let (time, metadata) = (parts.next(), parts.next());
+            match metadata {
+                Some(map @ ValueRef::Map(_)) => (time.unwrap_or(ValueRef::Nil), Some(map)),
+                other => {
+                    return Err(format!(
+                        "expected a metadata map in the event header, found {}",
+                        type_name(other.as_ref())
+                    ));
+                }
+            }
+        }
+        ValueRef::Array(parts) => {
+            return Err(format!(
+                "expected an event header [time, metadata], found an array of {}",
+                parts.len()
+            ));
+        }
+        time => (time, None),
+    };
+    let body = read_value(rest, "event body")?;
+    let time = decode_time(&time)?;
+    if time.seconds == GROUP_START || time.seconds == GROUP_END {
+        return Ok(None);
+    }
+    if !matches!(body, ValueRef::Map(_)) {
+        return Err(format!(
+            "expected the event body to be a map, found {}",
+            type_name(Some(&body))
+        ));
+    }
+    Ok(Some(Event {
+        time,
+        metadata,
+        body,
+    }))
+}
+
+fn read_value<'a>(rest: &mut &'a [u8], what: &str) -> Result<ValueRef<'a>, String> {
+    rmpv::decode::read_value_ref(rest).map_err(|e| format!("cannot read the {what}: {e}"))
+}
+
+/// Reads a timestamp in any of the three forms Fluent Bit writes.
+fn decode_time(value: &ValueRef<'_>) -> Result<EventTime, String> {
+    match value {
+        ValueRef::Ext(0, data) if data.len() == 8 => {
+            // Seconds are unsigned (good until 2106), except the two group-marker
+            // patterns 0xFFFFFFFF and 0xFFFFFFFE, which stand for -1 and -2.
+            let raw = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+            let nanos = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+            let seconds = match raw {
+                u32::MAX => GROUP_START,
+                0xFFFF_FFFE => GROUP_END,
+                raw => i64::from(raw),
+            };
+            Ok(EventTime::new(seconds, nanos))
+        }
+        ValueRef::Integer(integer) => integer
+            .as_i64()
+            .map(|seconds| EventTime::new(seconds, 0))
+            .ok_or_else(|| format!("timestamp {integer} is out of range")),
+        ValueRef::F64(seconds) => float_time(*seconds),
+        ValueRef::F32(seconds) => float_time(f64::from(*seconds)),
+        other => Err(format!(
+            "expected a timestamp (EventTime, integer or float), found {}",
+            type_name(Some(other))
+        )),
+    }
+}
+
+fn float_time(seconds: f64) -> Result<EventTime, String> {
+    if !seconds.is_finite() || seconds.abs() > i64::MAX as f64 {
+        return Err(format!("timestamp {seconds} is not a finite time"));
+    }
+    let whole = seconds.floor();
+    let nanos = ((seconds - whole) * 1e9).round().min(999_999_999.0) as u32;
+    Ok(EventTime::new(whole as i64, nanos))
+}
+
+fn type_name(value: Option<&ValueRef<'_>>) -> &'static str {
+    match value {
+        None => "nothing",
+        Some(ValueRef::Nil) => "nil",
+        Some(ValueRef::Boolean(_)) => "a boolean",
+        Some(ValueRef::Integer(_)) => "an integer",
+        Some(ValueRef::F32(_) | ValueRef::F64(_)) => "a float",
+        Some(ValueRef::String(_)) => "a string",
+        Some(ValueRef::Binary(_)) => "binary data",
+        Some(ValueRef::Array(_)) => "an array",
+        Some(ValueRef::Map(_)) => "a map",
+        Some(ValueRef::Ext(..)) => "an ext value",
+    }
+}
+
+#[cfg(test)]
+mod tests;

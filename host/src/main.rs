@@ -1,0 +1,5 @@
+//! The `rustsink` command.
+
+fn main() -> std::process::ExitCode {
+    rustsink::cli::main()
+}

@@ -1,0 +1,3 @@
+//! Turning events into the bytes of an object.
+
+pub mod encode;

@@ -1,0 +1,196 @@
+//! The `rustsink` command, run as a person runs it.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::*;
+
+fn rustsink(args: &[&str], cwd: &Path) -> Output {
+    Command::new(rustsink_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env("RUSTSINK_PLUGIN", plugin_path())
+        .output()
+        .expect("running rustsink")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_main_job_writes_every_input_line() {
+    let work = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    let config = root.join("fluent-bit/examples/dir.conf");
+    let input = root.join("fluent-bit/examples/app.log");
+    for version in ["5", "1.9"] {
+        let out = rustsink(
+            &[
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--fluent-bit",
+                version,
+                "--chunk-records",
+                "7",
+            ],
+            work.path(),
+        );
+        assert!(out.status.success(), "{version}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("chunk deliveries failed"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let expected: Vec<String> = fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let written = json_lines(&work.path().join("out/rustsink/tail.0.jsonl"));
+    let logs: Vec<_> = written
+        .iter()
+        .map(|line| line["log"].as_str().unwrap().to_owned())
+        .collect();
+    // Two runs (5 and 1.9) appended the same file.
+    assert_eq!(logs, [expected.clone(), expected].concat());
+    assert!(
+        written
+            .iter()
+            .all(|line| line["date"].as_str().is_some_and(|d| d.ends_with('Z')))
+    );
+}
+
+#[test]
+fn stdin_lines_go_to_matching_outputs_only() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("fluent-bit.conf");
+    fs::write(
+        &config,
+        "[OUTPUT]\n    Name rustsink\n    Match app.*\n    sink dir\n    path app\n\n\
+         [OUTPUT]\n    Name rustsink\n    Match other\n    sink dir\n    path other\n",
+    )
+    .unwrap();
+    let mut child = Command::new(rustsink_bin())
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--tag",
+            "app.web",
+        ])
+        .current_dir(work.path())
+        .env("RUSTSINK_PLUGIN", plugin_path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"first\r\nsecond\n\xff bytes\nlast without newline")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let logs: Vec<_> = json_lines(&work.path().join("app/app.web.jsonl"))
+        .iter()
+        .map(|l| l["log"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        logs,
+        ["first", "second", "\u{fffd} bytes", "last without newline"]
+    );
+    assert!(!work.path().join("other").join("app.web.jsonl").exists());
+}
+
+#[test]
+fn run_reports_a_bad_value_with_its_key_and_section() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("bad.conf");
+    fs::write(
+        &config,
+        "[OUTPUT]\n    Name rustsink\n    sink dir\n    path o\n    json_date_format nope\n",
+    )
+    .unwrap();
+    let out = rustsink(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            "/dev/null",
+        ],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("invalid value 'nope' for key 'json_date_format'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad.conf:1"), "{stderr}");
+}
+
+#[test]
+fn check_validates_and_suggests_keys() {
+    let work = tempfile::tempdir().unwrap();
+    let good = rustsink(
+        &[
+            "check",
+            "--config",
+            repo_root()
+                .join("fluent-bit/examples/dir.conf")
+                .to_str()
+                .unwrap(),
+        ],
+        work.path(),
+    );
+    assert!(good.status.success(), "{}", text(&good.stdout));
+    assert!(text(&good.stdout).contains(": ok"));
+
+    let config = work.path().join("typo.conf");
+    fs::write(
+        &config,
+        "[OUTPUT]\n    Name rustsink\n    sink dir\n    pth /tmp/x\n",
+    )
+    .unwrap();
+    let bad = rustsink(
+        &["check", "--config", config.to_str().unwrap()],
+        work.path(),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let stdout = text(&bad.stdout);
+    assert!(
+        stdout.contains("unknown key 'pth' is ignored; did you mean 'path'?"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("error: missing key 'path'"), "{stdout}");
+}
+
+#[test]
+fn readme_configuration_reference_is_generated_from_the_key_table() {
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = "<!-- keys:start (generated by `rustsink keys`) -->\n";
+    let end = "<!-- keys:end -->";
+    let from = readme
+        .find(start)
+        .expect("README has the keys:start marker")
+        + start.len();
+    let to = readme[from..]
+        .find(end)
+        .expect("README has the keys:end marker")
+        + from;
+    let generated = rustsink(&["keys"], &repo_root());
+    assert_eq!(
+        &readme[from..to],
+        text(&generated.stdout),
+        "README.md's reference is stale: paste the output of `rustsink keys`"
+    );
+}

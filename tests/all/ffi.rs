@@ -1,0 +1,410 @@
+//! The plugin driven through the harness exactly as Fluent Bit 1.9 and 5.x drive it.
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use rmpv::Value;
+use rustsink::cli::harness::{HostVersion, OutputSection, take_log_lines};
+use rustsink::event::EventTime;
+use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+
+use crate::support::*;
+
+fn error_lines() -> Vec<String> {
+    take_log_lines()
+        .into_iter()
+        .filter(|line| line.level == 1)
+        .map(|line| line.message)
+        .collect()
+}
+
+#[test]
+fn registers_as_a_go_proxy_output() {
+    let fluent_bit = load(HostVersion::V5);
+    assert_eq!(fluent_bit.plugin_name(), "rustsink");
+    fluent_bit.shutdown().unwrap();
+}
+
+#[test]
+fn a_process_plays_one_fluent_bit_version() {
+    drop(load(HostVersion::V5));
+    let error = rustsink::cli::harness::FluentBit::load(&plugin_path(), HostVersion::V1_9)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("play V1_9 in a new process"), "{error}");
+}
+
+#[test]
+fn fluent_bit_1_9_one_slot_api_v1_events() {
+    in_own_process("ffi::fluent_bit_1_9_one_slot_api_v1_events", fluent_bit_1_9);
+}
+
+fn fluent_bit_1_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V1_9);
+    take_log_lines();
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &[("Workers", "2")]))
+        .unwrap();
+    let code = fluent_bit
+        .flusher(out)
+        .flush(&numbered_chunk(EventFormat::V1, 0, 50), "app.access");
+    assert_eq!(code, FLB_OK);
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(
+        numbers(&dir.path().join("app.access.jsonl")),
+        (0..50).collect::<Vec<_>>()
+    );
+    // 1.9 has no log API: nothing may have gone through log_print.
+    assert_eq!(take_log_lines(), vec![]);
+}
+
+#[test]
+fn fluent_bit_5_logs_through_log_print_naming_the_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    take_log_lines();
+    let first = fluent_bit
+        .add_output(&dir_output(&dir.path().join("a"), &[]))
+        .unwrap();
+    let second = fluent_bit
+        .add_output(&dir_output(&dir.path().join("b"), &[("Alias", "app-logs")]))
+        .unwrap();
+    assert_eq!(fluent_bit.output_name(first), "rustsink.0");
+    assert_eq!(fluent_bit.output_name(second), "app-logs");
+    let messages: Vec<_> = take_log_lines().into_iter().map(|l| l.message).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("[output:rustsink:rustsink.0] started: sink dir")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("[output:rustsink:app-logs] started: sink dir")),
+        "{messages:?}"
+    );
+    fluent_bit.shutdown().unwrap();
+}
+
+#[test]
+fn the_instance_log_level_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    take_log_lines();
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &[("Log_Level", "error")]))
+        .unwrap();
+    let mut chunk = numbered_chunk(EventFormat::V2, 0, 1);
+    chunk.push(0xc1); // never valid msgpack
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_ERROR);
+    fluent_bit.shutdown().unwrap();
+    let lines = take_log_lines();
+    assert!(
+        lines.iter().all(|line| line.level == 1),
+        "only errors at log_level error: {lines:?}"
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+}
+
+#[test]
+fn two_instances_keep_their_own_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let iso = fluent_bit
+        .add_output(&dir_output(&dir.path().join("iso"), &[]))
+        .unwrap();
+    let epoch = fluent_bit
+        .add_output(&dir_output(
+            &dir.path().join("epoch"),
+            &[("json_date_key", "ts"), ("JSON_DATE_FORMAT", "epoch")],
+        ))
+        .unwrap();
+    assert_eq!(
+        fluent_bit
+            .flusher(iso)
+            .flush(&numbered_chunk(EventFormat::V2, 0, 3), "t"),
+        FLB_OK
+    );
+    assert_eq!(
+        fluent_bit
+            .flusher(epoch)
+            .flush(&numbered_chunk(EventFormat::V2, 10, 2), "t"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    let iso_lines = json_lines(&dir.path().join("iso/t.jsonl"));
+    let epoch_lines = json_lines(&dir.path().join("epoch/t.jsonl"));
+    assert_eq!(iso_lines.len(), 3);
+    assert_eq!(iso_lines[0]["date"], "2024-05-01T10:00:00.000000Z");
+    assert_eq!(epoch_lines.len(), 2);
+    assert_eq!(epoch_lines[0]["ts"], 1_714_557_610);
+    assert!(epoch_lines[0].get("date").is_none());
+}
+
+#[test]
+fn concurrent_flushes_on_24_kib_stacks_deliver_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &[("Workers", "4")]))
+        .unwrap();
+    let flusher = fluent_bit.flusher(out);
+    std::thread::scope(|scope| {
+        for worker in 0..4u64 {
+            scope.spawn(move || {
+                for round in 0..10u64 {
+                    let first = (worker * 10 + round) * 100;
+                    let code = flusher.flush(&numbered_chunk(EventFormat::V2, first, 100), "busy");
+                    assert_eq!(code, FLB_OK);
+                }
+            });
+        }
+    });
+    fluent_bit.shutdown().unwrap();
+    let mut seen = numbers(&dir.path().join("busy.jsonl"));
+    assert_eq!(seen.len(), 4_000);
+    seen.sort_unstable();
+    assert_eq!(seen, (0..4_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn every_event_encoding_fluent_bit_writes_is_delivered_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit.add_output(&dir_output(dir.path(), &[])).unwrap();
+    let time = EventTime::new(1_714_557_600, 250_000_000);
+    let mut chunk = ChunkWriter::new();
+    chunk
+        .push(
+            EventFormat::V1,
+            TimeForm::EventTime,
+            time,
+            None,
+            record("v1 ext", 1),
+        )
+        .push(
+            EventFormat::V1,
+            TimeForm::Integer,
+            time,
+            None,
+            record("v1 int", 2),
+        )
+        .push(
+            EventFormat::V1,
+            TimeForm::Float,
+            time,
+            None,
+            record("v1 float", 3),
+        )
+        .group_start(
+            Value::Map(vec![]),
+            Value::Map(vec![(Value::from("res"), Value::from("x"))]),
+        )
+        .push(
+            EventFormat::V2,
+            TimeForm::EventTime,
+            time,
+            Some(Value::Map(vec![(Value::from("trace"), Value::from("t1"))])),
+            record("v2 ext", 4),
+        )
+        .push(
+            EventFormat::V2,
+            TimeForm::Integer,
+            time,
+            None,
+            record("v2 int", 5),
+        )
+        .push(
+            EventFormat::V2,
+            TimeForm::Float,
+            time,
+            None,
+            record("v2 float", 6),
+        )
+        .group_end();
+    assert_eq!(
+        fluent_bit.flusher(out).flush(&chunk.finish(), "mixed"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    let text = fs::read_to_string(dir.path().join("mixed.jsonl")).unwrap();
+    let expected = [
+        r#"{"date":"2024-05-01T10:00:00.250000Z","log":"v1 ext","n":1}"#,
+        r#"{"date":"2024-05-01T10:00:00.000000Z","log":"v1 int","n":2}"#,
+        r#"{"date":"2024-05-01T10:00:00.250000Z","log":"v1 float","n":3}"#,
+        r#"{"date":"2024-05-01T10:00:00.250000Z","log":"v2 ext","n":4}"#,
+        r#"{"date":"2024-05-01T10:00:00.000000Z","log":"v2 int","n":5}"#,
+        r#"{"date":"2024-05-01T10:00:00.250000Z","log":"v2 float","n":6}"#,
+    ];
+    assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn a_malformed_chunk_keeps_its_prefix_logs_once_and_returns_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit.add_output(&dir_output(dir.path(), &[])).unwrap();
+    take_log_lines();
+    let good = numbered_chunk(EventFormat::V2, 0, 5);
+    let mut chunk = good.clone();
+    chunk.extend_from_slice(&numbered_chunk(EventFormat::V2, 5, 1)[..7]);
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk, "app.bad"), FLB_ERROR);
+    assert_eq!(
+        numbers(&dir.path().join("app.bad.jsonl")),
+        vec![0, 1, 2, 3, 4]
+    );
+    let errors = error_lines();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let expected = format!("at byte {} of {}", good.len(), chunk.len());
+    assert!(
+        errors[0].contains("tag 'app.bad'") && errors[0].contains(&expected),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].contains("dropped"), "{}", errors[0]);
+    fluent_bit.shutdown().unwrap();
+}
+
+#[test]
+fn bad_config_fails_init_with_one_line_naming_key_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("sink", "kafka")], "invalid value 'kafka' for key 'sink'"),
+        (&[("sink", "dir")], "missing key 'path'"),
+        (
+            &[
+                ("sink", "dir"),
+                ("path", "/x"),
+                ("json_date_format", "rfc822"),
+            ],
+            "invalid value 'rfc822' for key 'json_date_format'",
+        ),
+        (
+            &[],
+            "sink 's3' is not available in this version of rustsink",
+        ),
+    ];
+    for (pairs, expected) in cases {
+        let mut fluent_bit = load(HostVersion::V5);
+        take_log_lines();
+        let mut section = vec![("Name", "rustsink"), ("Match", "*")];
+        section.extend_from_slice(pairs);
+        let error = fluent_bit
+            .add_output(&OutputSection::new(section))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("FLBPluginInit failed"),
+            "{error}"
+        );
+        let errors = error_lines();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("[output:rustsink:rustsink.0] ") && errors[0].contains(expected),
+            "{} does not say {expected}",
+            errors[0]
+        );
+        fluent_bit.shutdown().unwrap();
+    }
+    // A path that cannot be a directory fails init too, naming it.
+    let file = dir.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    take_log_lines();
+    assert!(fluent_bit.add_output(&dir_output(&file, &[])).is_err());
+    let errors = error_lines();
+    assert!(errors[0].contains("a-file"), "{errors:?}");
+    fluent_bit.shutdown().unwrap();
+}
+
+#[test]
+fn a_failing_write_returns_retry_and_the_retry_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit.add_output(&dir_output(dir.path(), &[])).unwrap();
+    let blocker = dir.path().join("t.jsonl");
+    fs::create_dir(&blocker).unwrap();
+    let chunk = numbered_chunk(EventFormat::V2, 0, 3);
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_RETRY);
+    fs::remove_dir(&blocker).unwrap();
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(numbers(&blocker), vec![0, 1, 2]);
+}
+
+#[test]
+fn exit_with_the_wrong_context_and_twice_is_harmless() {
+    in_own_process(
+        "ffi::exit_with_the_wrong_context_and_twice_is_harmless",
+        exit_twice_with_the_wrong_context,
+    );
+}
+
+fn exit_twice_with_the_wrong_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V1_9);
+    let a = fluent_bit
+        .add_output(&dir_output(&dir.path().join("a"), &[]))
+        .unwrap();
+    let b = fluent_bit
+        .add_output(&dir_output(&dir.path().join("b"), &[]))
+        .unwrap();
+    // What AWS's 1.9.10 does when instance a exits: it passes b's context, then again.
+    assert_eq!(fluent_bit.exit_with_context_of(b), FLB_OK);
+    assert_eq!(fluent_bit.exit_with_context_of(b), FLB_OK);
+    // a still works; b has stopped and hands chunks back for a retry.
+    assert_eq!(
+        fluent_bit
+            .flusher(a)
+            .flush(&numbered_chunk(EventFormat::V1, 0, 2), "t"),
+        FLB_OK
+    );
+    assert_eq!(
+        fluent_bit
+            .flusher(b)
+            .flush(&numbered_chunk(EventFormat::V1, 0, 2), "t"),
+        FLB_RETRY
+    );
+    // The full shutdown sequence then exits b's context twice more and unregisters.
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(numbers(&dir.path().join("a/t.jsonl")), vec![0, 1]);
+    assert!(!dir.path().join("b/t.jsonl").exists());
+}
+
+fn plugin_threads() -> BTreeSet<String> {
+    fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("rustsink:"))
+        .collect()
+}
+
+#[test]
+fn unregister_stops_every_thread_and_the_plugin_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3u64 {
+        let mut fluent_bit = load(HostVersion::V5);
+        let out = fluent_bit
+            .add_output(&dir_output(dir.path(), &[("Alias", "reload")]))
+            .unwrap();
+        assert_eq!(
+            fluent_bit
+                .flusher(out)
+                .flush(&numbered_chunk(EventFormat::V2, round * 10, 10), "t"),
+            FLB_OK
+        );
+        assert!(
+            plugin_threads().contains("rustsink:reload"),
+            "{:?}",
+            plugin_threads()
+        );
+        fluent_bit.shutdown().unwrap();
+        assert_eq!(plugin_threads(), BTreeSet::new());
+    }
+    assert_eq!(
+        numbers(&dir.path().join("t.jsonl")),
+        (0..30).collect::<Vec<_>>()
+    );
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the built `librustsink.so` and `rustsink` command, driven the way
+//! Fluent Bit drives them.
+
+mod cli;
+mod ffi;
+mod process;
+mod support;
