@@ -9,6 +9,7 @@
 )]
 #![allow(
     clippy::undocumented_unsafe_blocks,
+    clippy::allow_attributes_without_reason,
     reason = "bindgen's layout tests are generated code"
 )]
 

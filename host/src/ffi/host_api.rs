@@ -7,7 +7,6 @@
 //! from 2.0.0, before any slot after the first is read.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::ptr;
 
 use super::bindings::{
     FLB_SYMBOL_OUTPUT_LOG_CHECK, FLB_SYMBOL_OUTPUT_NAME, flb_log_print_fn, flb_output_instance,
@@ -154,5 +153,5 @@ fn host_symbol(name: &[u8]) -> Option<*mut c_void> {
     let name = CStr::from_bytes_with_nul(name).ok()?;
     // SAFETY: dlsym with RTLD_DEFAULT only reads the loader's tables.
     let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    (symbol != ptr::null_mut()).then_some(symbol)
+    (!symbol.is_null()).then_some(symbol)
 }
