@@ -408,3 +408,53 @@ fn unregister_stops_every_thread_and_the_plugin_reloads() {
         (0..30).collect::<Vec<_>>()
     );
 }
+
+/// The exports called directly with what a confused host could pass: null pointers, a
+/// handle that was never issued, an empty chunk. Nothing may crash, and only the
+/// documented codes come back.
+#[test]
+fn hostile_arguments_get_documented_answers() {
+    use std::ffi::{c_char, c_int, c_void};
+    use std::ptr::{null, null_mut};
+
+    type Register = unsafe extern "C" fn(*mut c_void) -> c_int;
+    type Init = unsafe extern "C" fn(*mut c_void) -> c_int;
+    type FlushCtx = unsafe extern "C" fn(*mut c_void, *const c_void, usize, *mut c_char) -> c_int;
+    type Flush = unsafe extern "C" fn(*const c_void, usize, *const c_char) -> c_int;
+    type ExitCtx = extern "C" fn(*mut c_void) -> c_int;
+
+    // Hold the one-per-process harness slot so no other test's instance is live here.
+    let mut fluent_bit = load(HostVersion::V5);
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: the exports have these signatures (fluent-bit/include/flb_proxy_abi.h); each
+    // call below passes only what the plugin must tolerate.
+    unsafe {
+        let library = libloading::Library::new(plugin_path()).unwrap();
+        let register: libloading::Symbol<Register> = library.get(b"FLBPluginRegister").unwrap();
+        let init: libloading::Symbol<Init> = library.get(b"FLBPluginInit").unwrap();
+        let flush_ctx: libloading::Symbol<FlushCtx> = library.get(b"FLBPluginFlushCtx").unwrap();
+        let flush: libloading::Symbol<Flush> = library.get(b"FLBPluginFlush").unwrap();
+        let exit_ctx: libloading::Symbol<ExitCtx> = library.get(b"FLBPluginExitCtx").unwrap();
+
+        assert_eq!(register(null_mut()), -1);
+        assert_eq!(init(null_mut()), FLB_ERROR);
+        let never_issued = 987_654 as *mut c_void;
+        let tag = c"t".as_ptr().cast_mut();
+        assert_eq!(flush_ctx(never_issued, null(), 0, tag), FLB_RETRY);
+        assert_eq!(flush_ctx(null_mut(), null(), 0, null_mut()), FLB_RETRY);
+        // No instance is running: the context-free flush has nowhere to go either.
+        assert_eq!(flush(null(), 0, null()), FLB_RETRY);
+        assert_eq!(exit_ctx(never_issued), FLB_OK);
+        assert_eq!(exit_ctx(null_mut()), FLB_OK);
+
+        // With exactly one instance, the context-free flush reaches it.
+        fluent_bit.add_output(&dir_output(dir.path(), &[])).unwrap();
+        let chunk = numbered_chunk(EventFormat::V2, 0, 2);
+        assert_eq!(
+            flush(chunk.as_ptr().cast(), chunk.len(), c"only".as_ptr()),
+            FLB_OK
+        );
+    }
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(numbers(&dir.path().join("only.jsonl")), vec![0, 1]);
+}
