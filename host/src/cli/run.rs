@@ -15,10 +15,8 @@ use super::fluent_conf;
 use super::harness::{FluentBit, Flusher, HostVersion, default_plugin_path};
 use crate::event::EventTime;
 use crate::event::chunk::{ChunkWriter, TimeForm};
+use crate::ffi::bindings::{FLB_OK, FLB_RETRY};
 use crate::log::PLUGIN_NAME;
-
-const FLB_OK: i32 = 1;
-const FLB_RETRY: i32 = 2;
 
 /// Options of `rustsink run`.
 #[derive(Debug, clap::Args)]
@@ -138,11 +136,11 @@ fn deliver(chunk: ChunkWriter, routes: &[Route<'_>], args: &RunArgs, totals: &mu
         let mut attempt = 0u32;
         loop {
             let code = route.flusher.flush(&bytes, &args.tag);
-            if code == FLB_OK {
+            if code == FLB_OK as i32 {
                 break;
             }
             let retries_left = route.retry_limit.is_none_or(|limit| attempt < limit);
-            if code != FLB_RETRY || !retries_left {
+            if code != FLB_RETRY as i32 || !retries_left {
                 eprintln!(
                     "rustsink run: {}: a chunk of tag '{}' failed (code {code}) after {attempt} \
                      retries; Fluent Bit would drop it",

@@ -42,9 +42,10 @@ pub use self::host_symbols::{LogLine, take_log_lines};
 use self::instance::HarnessInstance;
 use crate::event::chunk::EventFormat;
 use crate::ffi::bindings::{
-    FLB_API_SLOTS_V1_9, FLB_API_SLOTS_V4_0_3, FLB_PROXY_DEF_SIZE, flb_api, flb_plugin_exit_ctx_fn,
-    flb_plugin_flush_ctx_fn, flb_plugin_init_fn, flb_plugin_proxy_context, flb_plugin_proxy_def,
-    flb_plugin_register_fn, flb_plugin_unregister_fn, flbgo_output_plugin,
+    FLB_API_SLOTS_V1_9, FLB_API_SLOTS_V4_0_3, FLB_PROXY_DEF_SIZE, FLB_PROXY_GOLANG,
+    FLB_PROXY_OUTPUT_PLUGIN, flb_api, flb_plugin_exit_ctx_fn, flb_plugin_flush_ctx_fn,
+    flb_plugin_init_fn, flb_plugin_proxy_context, flb_plugin_proxy_def, flb_plugin_register_fn,
+    flb_plugin_unregister_fn, flbgo_output_plugin,
 };
 
 /// The stack Fluent Bit gives a flush coroutine on x86_64 (1.5 x PTHREAD_STACK_MIN).
@@ -235,9 +236,10 @@ impl FluentBit {
         // SAFETY: Register filled the five fields; Fluent Bit reads them the same way.
         let (kind, proxy, name) =
             unsafe { ((*self.def).type_, (*self.def).proxy, (*self.def).name) };
-        if proxy != 11 || kind != 2 {
+        if proxy != FLB_PROXY_GOLANG as c_int || kind != FLB_PROXY_OUTPUT_PLUGIN as c_int {
             bail!(
-                "the plugin registered as type {kind}, proxy {proxy}; expected an output (2) of the Go proxy (11)"
+                "the plugin registered as type {kind}, proxy {proxy}; expected an output \
+                 ({FLB_PROXY_OUTPUT_PLUGIN}) of the Go proxy ({FLB_PROXY_GOLANG})"
             );
         }
         if name.is_null() {
