@@ -1,3 +1,4 @@
 //! Turning events into the bytes of an object.
 
 pub mod encode;
+pub mod key;
