@@ -47,7 +47,7 @@ pub struct KeyContext<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
+enum Piece {
     /// Text that may hold strftime specifiers.
     Text(String),
     Tag,
@@ -61,16 +61,16 @@ enum Part {
 /// A parsed `s3_key_format`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTemplate {
-    parts: Vec<Part>,
+    parts: Vec<Piece>,
     tag_delimiters: String,
 }
 
-const TOKENS: [(&str, Part); 5] = [
-    ("$TAG", Part::Tag),
-    ("$INDEX", Part::Index),
-    ("$UUID", Part::Uuid),
-    ("$HOSTNAME", Part::Hostname),
-    ("$AGENT_ID", Part::AgentId),
+const TOKENS: [(&str, Piece); 5] = [
+    ("$TAG", Piece::Tag),
+    ("$INDEX", Piece::Index),
+    ("$UUID", Piece::Uuid),
+    ("$HOSTNAME", Piece::Hostname),
+    ("$AGENT_ID", Piece::AgentId),
 ];
 
 impl KeyTemplate {
@@ -97,7 +97,7 @@ impl KeyTemplate {
                     ))
                 })?;
                 flush_text(&mut text, &mut parts)?;
-                parts.push(Part::TagPart(index));
+                parts.push(Piece::TagPart(index));
                 rest = &after[end + 1..];
                 continue;
             }
@@ -126,7 +126,7 @@ impl KeyTemplate {
     pub fn is_unique_per_object(&self) -> bool {
         self.parts
             .iter()
-            .any(|part| matches!(part, Part::Index | Part::Uuid))
+            .any(|part| matches!(part, Piece::Index | Piece::Uuid))
     }
 
     /// The key of an object.
@@ -134,24 +134,24 @@ impl KeyTemplate {
         let mut key = String::new();
         for part in &self.parts {
             match part {
-                Part::Text(text) => {
+                Piece::Text(text) => {
                     // Checked at parse time, so formatting cannot fail.
                     let _ = write!(key, "{}", context.window_start.format(text));
                 }
-                Part::Tag => key.push_str(context.tag),
-                Part::TagPart(n) => key.push_str(
+                Piece::Tag => key.push_str(context.tag),
+                Piece::TagPart(n) => key.push_str(
                     context
                         .tag
                         .split(|c| self.tag_delimiters.contains(c))
                         .nth(*n)
                         .unwrap_or(""),
                 ),
-                Part::Index => {
+                Piece::Index => {
                     let _ = write!(key, "{}", context.index);
                 }
-                Part::Uuid => key.push_str(context.uuid),
-                Part::Hostname => key.push_str(context.hostname),
-                Part::AgentId => key.push_str(context.agent_id),
+                Piece::Uuid => key.push_str(context.uuid),
+                Piece::Hostname => key.push_str(context.hostname),
+                Piece::AgentId => key.push_str(context.agent_id),
             }
         }
         key
@@ -159,7 +159,7 @@ impl KeyTemplate {
 }
 
 /// Ends a text part, checking its strftime specifiers.
-fn flush_text(text: &mut String, parts: &mut Vec<Part>) -> Result<(), TemplateError> {
+fn flush_text(text: &mut String, parts: &mut Vec<Piece>) -> Result<(), TemplateError> {
     if text.is_empty() {
         return Ok(());
     }
@@ -168,7 +168,7 @@ fn flush_text(text: &mut String, parts: &mut Vec<Part>) -> Result<(), TemplateEr
             "'{text}' has a % that is not a strftime specifier (write %% for a literal %)"
         )));
     }
-    parts.push(Part::Text(std::mem::take(text)));
+    parts.push(Piece::Text(std::mem::take(text)));
     Ok(())
 }
 
