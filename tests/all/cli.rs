@@ -194,3 +194,54 @@ fn readme_configuration_reference_is_generated_from_the_key_table() {
         "README.md's reference is stale: paste the output of `rustsink keys`"
     );
 }
+
+/// Fluent Bit 1.9 has no log interface: lines go to stderr in Fluent Bit's format, at the
+/// level FLB_LOG_LEVEL sets (info when unset).
+#[test]
+fn fluent_bit_1_9_logs_to_stderr_at_flb_log_level() {
+    let work = tempfile::tempdir().unwrap();
+    let config = repo_root().join("fluent-bit/examples/dir.conf");
+    let run = |level: Option<&str>| {
+        let mut command = Command::new(rustsink_bin());
+        command
+            .args([
+                "run",
+                "--fluent-bit",
+                "1.9",
+                "--input",
+                "/dev/null",
+                "--config",
+            ])
+            .arg(&config)
+            .current_dir(work.path())
+            .env("RUSTSINK_PLUGIN", plugin_path())
+            .env_remove("FLB_LOG_LEVEL");
+        if let Some(level) = level {
+            command.env("FLB_LOG_LEVEL", level);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let default = run(None);
+    let started = default
+        .lines()
+        .find(|line| line.contains("[output:rustsink:rustsink.0] started: sink dir"))
+        .unwrap_or_else(|| panic!("no start line at the default level:\n{default}"));
+    // [2024/05/01 10:00:00] [ info] [output:rustsink:rustsink.0] started: ...
+    let (stamp, rest) = started.split_at(22);
+    assert!(
+        stamp.starts_with('[') && stamp.ends_with("] ") && stamp.as_bytes()[5] == b'/',
+        "{started}"
+    );
+    assert!(
+        rest.starts_with("[ info] [output:rustsink:rustsink.0] "),
+        "{started}"
+    );
+
+    let quiet = run(Some("error"));
+    assert!(
+        !quiet.contains("[output:rustsink"),
+        "info lines at FLB_LOG_LEVEL=error:\n{quiet}"
+    );
+}

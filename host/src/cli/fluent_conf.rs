@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::harness::OutputSection;
+use crate::config::parse;
 
 /// One section of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,7 @@ fn read_into(
             None => (line, ""),
         };
         if key.eq_ignore_ascii_case("@INCLUDE") {
-            let included = resolve(path, &expand(value, variables));
+            let included = resolve(path, &expand(value, variables, &origin)?);
             read_into(&included, sections, variables, depth + 1)
                 .with_context(|| format!("included from {origin}"))?;
             continue;
@@ -100,7 +101,7 @@ fn read_into(
         section
             .entries
             .properties
-            .push((key.to_owned(), expand(value, variables)));
+            .push((key.to_owned(), expand(value, variables, &origin)?));
     }
     Ok(())
 }
@@ -114,32 +115,15 @@ fn resolve(including: &Path, path: &str) -> PathBuf {
     }
 }
 
-/// Replaces `${NAME}` with the `@SET` variable or environment variable of that name
-/// (empty when neither exists, as Fluent Bit does).
-fn expand(value: &str, variables: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                let name = &after[..end];
-                let found = variables
-                    .get(name)
-                    .cloned()
-                    .or_else(|| std::env::var(name).ok());
-                out.push_str(&found.unwrap_or_default());
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+/// Expands `${NAME}` from the `@SET` variables, else the environment.
+fn expand(value: &str, variables: &HashMap<String, String>, origin: &str) -> Result<String> {
+    parse::expand_variables(value, |name| {
+        variables
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    })
+    .map_err(|error| anyhow::anyhow!("{origin}: {error}"))
 }
 
 #[cfg(test)]

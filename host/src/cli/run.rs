@@ -109,14 +109,12 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
     if !chunk.is_empty() {
         deliver(chunk, &routes, args, &mut totals);
     }
+    let outputs_used = routes.len();
     drop(routes);
     fluent_bit.shutdown()?;
     eprintln!(
         "rustsink run: {} records in {} chunks to {} output(s); {} chunk deliveries failed",
-        totals.records,
-        totals.chunks,
-        ids.iter().filter(|(_, matches, _)| *matches).count(),
-        totals.failed
+        totals.records, totals.chunks, outputs_used, totals.failed
     );
     Ok(totals.failed == 0)
 }

@@ -73,9 +73,51 @@ pub fn boolean(value: &str) -> Result<bool, &'static str> {
     }
 }
 
+/// Replaces every `${NAME}` in `value` with `lookup(NAME)`, or with nothing when the lookup
+/// has no answer, as Fluent Bit does.
+///
+/// # Errors
+///
+/// When a `${` has no closing `}`.
+pub fn expand_variables(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("'${{' in '{value}' has no closing '}}'"))?;
+        out.push_str(&lookup(&after[..end]).unwrap_or_default());
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_expand_from_the_lookup_or_to_nothing() {
+        let lookup = |name: &str| (name == "ENV").then(|| "prod".to_owned());
+        assert_eq!(
+            expand_variables("a/${ENV}/${NONE}b", lookup),
+            Ok("a/prod/b".into())
+        );
+        assert_eq!(
+            expand_variables("no variables", lookup),
+            Ok("no variables".into())
+        );
+        assert_eq!(
+            expand_variables("x/${ENV", lookup),
+            Err("'${' in 'x/${ENV' has no closing '}'".into())
+        );
+    }
 
     #[test]
     fn sizes_follow_fluent_bit_units() {

@@ -24,6 +24,8 @@ use std::fmt::Write;
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
 
+use crate::config::parse;
+
 /// A template that cannot be used, with what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -81,7 +83,8 @@ impl KeyTemplate {
     /// An unknown strftime specifier, a malformed `$TAG[n]`, an unclosed `${`, or a
     /// template that yields an empty key.
     pub fn parse(template: &str, tag_delimiters: &str) -> Result<KeyTemplate, TemplateError> {
-        let template = expand_environment(template)?;
+        let template = parse::expand_variables(template, |name| std::env::var(name).ok())
+            .map_err(TemplateError)?;
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut rest = template.trim_start_matches('/');
@@ -170,23 +173,6 @@ fn flush_text(text: &mut String, parts: &mut Vec<Piece>) -> Result<(), TemplateE
     }
     parts.push(Piece::Text(std::mem::take(text)));
     Ok(())
-}
-
-/// Replaces `${NAME}` with the environment variable (empty when unset, as Fluent Bit does).
-fn expand_environment(template: &str) -> Result<String, TemplateError> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| TemplateError(format!("'${{' in '{template}' has no closing '}}'")))?;
-        out.push_str(&std::env::var(&after[..end]).unwrap_or_default());
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 #[cfg(test)]
