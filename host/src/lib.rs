@@ -6,8 +6,11 @@
 //! ```text
 //! ffi        the exported FLBPlugin* functions: catch panics, copy the chunk, hand off
 //!  -> pipeline   one worker thread per [OUTPUT] instance; maps results to return codes
-//!      -> event      decodes the chunk (V1 and V2 events, timestamps, group markers)
-//!      -> sink       delivers the events (`sink dir`: JSON lines under `path`)
+//!      -> engine     groups flushes, windows events into objects, commits, closes
+//!          -> event        decodes the chunk (V1 and V2 events, timestamps, group markers)
+//!          -> object       JSON lines, gzip with commit points, keys from the template
+//!          -> store        store_dir: the journal, object files, agent id, quarantine
+//!      -> destination  where sealed objects go (`dir`: files under `path`)
 //! config     the [OUTPUT] keys: one table, parsed and validated once at init
 //! log        Fluent Bit's log_print when the host has it, Fluent Bit-style stderr lines
 //!            otherwise
@@ -21,9 +24,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod destination;
+pub mod engine;
 pub mod event;
 mod ffi;
 pub mod log;
 pub mod object;
 pub mod pipeline;
-pub mod sink;
+pub mod store;

@@ -52,7 +52,7 @@ fn fluent_bit_1_9() {
     assert_eq!(code, FLB_OK);
     fluent_bit.shutdown().unwrap();
     assert_eq!(
-        numbers(&dir.path().join("app.access.jsonl")),
+        numbers(dir.path(), "app.access"),
         (0..50).collect::<Vec<_>>()
     );
     // 1.9 has no log API: nothing may have gone through log_print.
@@ -134,8 +134,8 @@ fn two_instances_keep_their_own_config() {
         FLB_OK
     );
     fluent_bit.shutdown().unwrap();
-    let iso_lines = json_lines(&dir.path().join("iso/t.jsonl"));
-    let epoch_lines = json_lines(&dir.path().join("epoch/t.jsonl"));
+    let iso_lines = json_lines(&dir.path().join("iso"), "t");
+    let epoch_lines = json_lines(&dir.path().join("epoch"), "t");
     assert_eq!(iso_lines.len(), 3);
     assert_eq!(iso_lines[0]["date"], "2024-05-01T10:00:00.000000Z");
     assert_eq!(epoch_lines.len(), 2);
@@ -163,7 +163,7 @@ fn concurrent_flushes_on_24_kib_stacks_deliver_everything_once() {
         }
     });
     fluent_bit.shutdown().unwrap();
-    let mut seen = numbers(&dir.path().join("busy.jsonl"));
+    let mut seen = numbers(dir.path(), "busy");
     assert_eq!(seen.len(), 4_000);
     seen.sort_unstable();
     assert_eq!(seen, (0..4_000).collect::<Vec<_>>());
@@ -229,7 +229,9 @@ fn every_event_encoding_fluent_bit_writes_is_delivered_exactly() {
         FLB_OK
     );
     fluent_bit.shutdown().unwrap();
-    let text = fs::read_to_string(dir.path().join("mixed.jsonl")).unwrap();
+    let written = objects(&dir.path().join("rustsink/mixed"));
+    assert_eq!(written.len(), 1, "{written:?}");
+    let text = object_text(&written[0]);
     let expected = [
         r#"{"date":"2024-05-01T10:00:00.250000Z","log":"v1 ext","n":1}"#,
         r#"{"date":"2024-05-01T10:00:00.000000Z","log":"v1 int","n":2}"#,
@@ -251,10 +253,6 @@ fn a_malformed_chunk_keeps_its_prefix_logs_once_and_returns_error() {
     let mut chunk = good.clone();
     chunk.extend_from_slice(&numbered_chunk(EventFormat::V2, 5, 1)[..7]);
     assert_eq!(fluent_bit.flusher(out).flush(&chunk, "app.bad"), FLB_ERROR);
-    assert_eq!(
-        numbers(&dir.path().join("app.bad.jsonl")),
-        vec![0, 1, 2, 3, 4]
-    );
     let errors = error_lines();
     assert_eq!(errors.len(), 1, "{errors:?}");
     let expected = format!("at byte {} of {}", good.len(), chunk.len());
@@ -265,6 +263,7 @@ fn a_malformed_chunk_keeps_its_prefix_logs_once_and_returns_error() {
     );
     assert!(errors[0].contains("dropped"), "{}", errors[0]);
     fluent_bit.shutdown().unwrap();
+    assert_eq!(numbers(dir.path(), "app.bad"), vec![0, 1, 2, 3, 4]);
 }
 
 #[test]
@@ -323,14 +322,17 @@ fn a_failing_write_returns_retry_and_the_retry_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let mut fluent_bit = load(HostVersion::V5);
     let out = fluent_bit.add_output(&dir_output(dir.path(), &[])).unwrap();
-    let blocker = dir.path().join("t.jsonl");
-    fs::create_dir(&blocker).unwrap();
+    // A file where the store keeps its object files: every new object fails to open.
+    let objects_folder = dir.path().join(".store/rustsink.0/objects");
+    fs::remove_dir(&objects_folder).unwrap();
+    fs::write(&objects_folder, "in the way").unwrap();
     let chunk = numbered_chunk(EventFormat::V2, 0, 3);
     assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_RETRY);
-    fs::remove_dir(&blocker).unwrap();
+    fs::remove_file(&objects_folder).unwrap();
+    fs::create_dir(&objects_folder).unwrap();
     assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
     fluent_bit.shutdown().unwrap();
-    assert_eq!(numbers(&blocker), vec![0, 1, 2]);
+    assert_eq!(numbers(dir.path(), "t"), vec![0, 1, 2]);
 }
 
 #[test]
@@ -368,8 +370,8 @@ fn exit_twice_with_the_wrong_context() {
     );
     // The full shutdown sequence then exits b's context twice more and unregisters.
     fluent_bit.shutdown().unwrap();
-    assert_eq!(numbers(&dir.path().join("a/t.jsonl")), vec![0, 1]);
-    assert!(!dir.path().join("b/t.jsonl").exists());
+    assert_eq!(numbers(&dir.path().join("a"), "t"), vec![0, 1]);
+    assert!(objects(&dir.path().join("b")).is_empty());
 }
 
 fn plugin_threads() -> BTreeSet<String> {
@@ -403,10 +405,7 @@ fn unregister_stops_every_thread_and_the_plugin_reloads() {
         fluent_bit.shutdown().unwrap();
         assert_eq!(plugin_threads(), BTreeSet::new());
     }
-    assert_eq!(
-        numbers(&dir.path().join("t.jsonl")),
-        (0..30).collect::<Vec<_>>()
-    );
+    assert_eq!(numbers(dir.path(), "t"), (0..30).collect::<Vec<_>>());
 }
 
 /// The exports called directly with what a confused host could pass: null pointers, a
@@ -456,5 +455,5 @@ fn hostile_arguments_get_documented_answers() {
         );
     }
     fluent_bit.shutdown().unwrap();
-    assert_eq!(numbers(&dir.path().join("only.jsonl")), vec![0, 1]);
+    assert_eq!(numbers(dir.path(), "only"), vec![0, 1]);
 }

@@ -38,13 +38,18 @@ pub fn load(version: HostVersion) -> FluentBit {
     FluentBit::load(&plugin_path(), version).expect("loading librustsink.so")
 }
 
-/// A `sink dir` section writing under `dir`, plus extra keys.
+/// A `sink dir` section writing objects under `dir`, with its `store_dir` in
+/// `dir/.store`, plus extra keys (which may override both).
 pub fn dir_output(dir: &Path, extra: &[(&str, &str)]) -> OutputSection {
     let mut pairs = vec![
         ("Name".to_owned(), "rustsink".to_owned()),
         ("Match".to_owned(), "*".to_owned()),
         ("sink".to_owned(), "dir".to_owned()),
         ("path".to_owned(), dir.display().to_string()),
+        (
+            "store_dir".to_owned(),
+            dir.join(".store").display().to_string(),
+        ),
     ];
     pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     OutputSection::new(pairs)
@@ -73,18 +78,67 @@ pub fn numbered_chunk(format: EventFormat, first: u64, count: u64) -> Vec<u8> {
     chunk.finish()
 }
 
-/// The JSON lines of a file, parsed.
-pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    text.lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+/// Every object file under `dir` (skipping hidden folders such as `.store`), sorted by
+/// the `$INDEX` that ends the default key's file name.
+pub fn objects(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() && !name.starts_with('.') {
+                walk(&path, found);
+            } else if path.is_file() && !name.starts_with('.') {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(dir, &mut found);
+    found.sort_by_key(|path| (object_index(path), path.clone()));
+    found
+}
+
+/// The `$INDEX` of an object named by the default key (`<host>-<agent>-<index>.jsonl.gz`).
+pub fn object_index(path: &Path) -> u64 {
+    let name = path.file_name().unwrap().to_string_lossy();
+    let stem = name.split('.').next().unwrap();
+    stem.rsplit('-').next().unwrap().parse().unwrap_or(u64::MAX)
+}
+
+/// The content of an object: gunzipped if it is gzip.
+pub fn object_text(path: &Path) -> String {
+    use std::io::Read;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return String::from_utf8(bytes).unwrap();
+    }
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("gunzip {}: {e}", path.display()));
+    text
+}
+
+/// The JSON lines of every object of `tag` under `dir` (default key template), in object
+/// order, parsed.
+pub fn json_lines(dir: &Path, tag: &str) -> Vec<serde_json::Value> {
+    objects(&dir.join("rustsink").join(tag))
+        .iter()
+        .flat_map(|path| {
+            object_text(path)
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
-/// The `n` field of every line of a file, in order.
-pub fn numbers(path: &Path) -> Vec<u64> {
-    json_lines(path)
+/// The `n` field of every line of `tag`'s objects under `dir`, in order.
+pub fn numbers(dir: &Path, tag: &str) -> Vec<u64> {
+    json_lines(dir, tag)
         .iter()
         .map(|line| line["n"].as_u64().expect("a number"))
         .collect()

@@ -11,6 +11,37 @@ pub const PATH: &str = "path";
 pub const JSON_DATE_KEY: &str = "json_date_key";
 /// `json_date_format`: how the event time is written.
 pub const JSON_DATE_FORMAT: &str = "json_date_format";
+/// `time_window`: the event-time window of an object.
+pub const TIME_WINDOW: &str = "time_window";
+/// `window_wait`: how long a window stays open for late records after it ends.
+pub const WINDOW_WAIT: &str = "window_wait";
+/// `upload_timeout`: the longest an object stays open.
+pub const UPLOAD_TIMEOUT: &str = "upload_timeout";
+/// `total_file_size`: the compressed size at which an object is cut.
+pub const TOTAL_FILE_SIZE: &str = "total_file_size";
+/// `compression`: gzip or none.
+pub const COMPRESSION: &str = "compression";
+/// `compression_level`: the gzip level.
+pub const COMPRESSION_LEVEL: &str = "compression_level";
+/// `compression_threads`: how many objects are compressed at once.
+pub const COMPRESSION_THREADS: &str = "compression_threads";
+/// `s3_key_format`: the key template.
+pub const S3_KEY_FORMAT: &str = "s3_key_format";
+/// `s3_key_format_tag_delimiters`: the characters `$TAG[n]` splits on.
+pub const S3_KEY_FORMAT_TAG_DELIMITERS: &str = "s3_key_format_tag_delimiters";
+/// `store_dir`: the journal and the objects not yet delivered.
+pub const STORE_DIR: &str = "store_dir";
+/// `store_dir_limit_size`: the most disk `store_dir` may use.
+pub const STORE_DIR_LIMIT_SIZE: &str = "store_dir_limit_size";
+/// `upload_retry_limit`: delivery attempts before an object is quarantined.
+pub const UPLOAD_RETRY_LIMIT: &str = "upload_retry_limit";
+/// `shutdown_timeout`: how long exit may spend delivering.
+pub const SHUTDOWN_TIMEOUT: &str = "shutdown_timeout";
+
+/// The default `s3_key_format`: Hive-style partitions, and a file name that no other agent
+/// and no other object of this agent can produce.
+pub const DEFAULT_KEY_FORMAT: &str =
+    "rustsink/$TAG/year=%Y/month=%m/day=%d/hour=%H/$HOSTNAME-$AGENT_ID-$INDEX.jsonl.gz";
 
 /// One configuration key.
 #[derive(Debug, Clone, Copy)]
@@ -29,16 +60,16 @@ pub const ALL: &[Key] = &[
     Key {
         name: SINK,
         default: Some("s3"),
-        doc: "Where records go: `dir` writes JSON lines under `path`; `s3` uploads to a bucket \
+        doc: "Where objects go: `dir` writes them under `path`; `s3` uploads to a bucket \
               (not available in this version: init fails and says so); a path ending in \
               `.wasm` names a sink component (not available in this version either).",
     },
     Key {
         name: PATH,
         default: None,
-        doc: "With `sink dir`: the directory that receives one file per tag, `<tag>.jsonl` \
-              (characters other than letters, digits, `.`, `-` and `_` become `_`). \
-              Created if missing. Required with `sink dir`.",
+        doc: "With `sink dir`: the directory that receives the objects, each at `<path>/<key>`. \
+              An object appears there complete or not at all (written under a temporary \
+              name, synced, then renamed). Created if missing. Required with `sink dir`.",
     },
     Key {
         name: JSON_DATE_KEY,
@@ -52,6 +83,89 @@ pub const ALL: &[Key] = &[
         doc: "How the event time is written: `iso8601` (`2024-05-01T10:00:00.123456Z`), \
               `java_sql_timestamp` (`2024-05-01 10:00:00.123456`), `double` (seconds with \
               fraction), `epoch` (whole seconds) or `epoch_ms` (milliseconds).",
+    },
+    Key {
+        name: TIME_WINDOW,
+        default: Some("1h"),
+        doc: "The event-time window of an object, aligned to UTC (`1h` windows start on the \
+              hour): an object holds the records of one tag and one window. `off`: the time \
+              of arrival decides, and the key's strftime uses the time the object opened.",
+    },
+    Key {
+        name: WINDOW_WAIT,
+        default: Some("10m"),
+        doc: "How long after its window ends an object stays open for late records. A record \
+              that arrives later still goes into a new object of its window; none is dropped.",
+    },
+    Key {
+        name: UPLOAD_TIMEOUT,
+        default: Some("1h"),
+        doc: "The longest an object stays open before it is closed and delivered, whatever \
+              its window.",
+    },
+    Key {
+        name: TOTAL_FILE_SIZE,
+        default: Some("100M"),
+        doc: "The size at which an object is closed, counted in bytes as stored (after \
+              compression). The cut happens between records, so an object can exceed it by \
+              the records of the last write (at most about 64 KiB of input).",
+    },
+    Key {
+        name: COMPRESSION,
+        default: Some("gzip"),
+        doc: "`gzip` or `none`. Gzip objects read back with `gzip -d` and any gzip reader.",
+    },
+    Key {
+        name: COMPRESSION_LEVEL,
+        default: Some("6"),
+        doc: "The gzip level, 1 (fastest) to 9 (smallest).",
+    },
+    Key {
+        name: COMPRESSION_THREADS,
+        default: Some("0"),
+        doc: "How many objects are compressed at the same time when records of several tags or \
+              windows arrive together. `0`: one per CPU core.",
+    },
+    Key {
+        name: S3_KEY_FORMAT,
+        default: Some(DEFAULT_KEY_FORMAT),
+        doc: "The key template: strftime of the window start (UTC), `$TAG`, `$TAG[n]`, \
+              `$INDEX`, `$UUID`, `$HOSTNAME`, `$AGENT_ID` and `${ENV_VAR}` (see Object keys). \
+              It must contain `$INDEX` or `$UUID`. With `compression none` the default ends \
+              in `.jsonl` instead of `.jsonl.gz`.",
+    },
+    Key {
+        name: S3_KEY_FORMAT_TAG_DELIMITERS,
+        default: Some("."),
+        doc: "The characters that split the tag into the parts `$TAG[0]`, `$TAG[1]`, ...",
+    },
+    Key {
+        name: STORE_DIR,
+        default: Some("/tmp/fluent-bit/rustsink"),
+        doc: "Where the journal and the objects not yet delivered are kept, in a folder per \
+              instance (its `Alias`, or `rustsink.N`). Put it on a persistent volume: what is \
+              here survives a crash and is delivered on the next start.",
+    },
+    Key {
+        name: STORE_DIR_LIMIT_SIZE,
+        default: Some("0"),
+        doc: "The most disk the instance's `store_dir` folder may use; `0` is no limit. At the \
+              limit, flushes return RETRY (Fluent Bit keeps the data) until deliveries free \
+              space; the log says so once.",
+    },
+    Key {
+        name: UPLOAD_RETRY_LIMIT,
+        default: Some("10"),
+        doc: "Delivery attempts per object, with exponential backoff (1 s doubling to 60 s, \
+              with jitter). After the last, the object moves to `quarantine/` in the \
+              instance's store folder and the log names its key; it is never deleted.",
+    },
+    Key {
+        name: SHUTDOWN_TIMEOUT,
+        default: Some("5s"),
+        doc: "On exit, how long rustsink spends closing and delivering objects. What is not \
+              delivered by then stays in `store_dir` and is delivered on the next start. Keep \
+              it below the time your orchestrator waits before it kills the process.",
     },
 ];
 

@@ -7,6 +7,9 @@ pub mod keys;
 pub mod parse;
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::object::key::KeyTemplate;
 
 /// A configuration value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +75,45 @@ pub struct JsonLines {
     pub date_format: DateFormat,
 }
 
+/// How objects are compressed (`compression`, `compression_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain JSON lines.
+    None,
+    /// Gzip at a level from 1 to 9.
+    Gzip {
+        /// The level.
+        level: u32,
+    },
+}
+
+/// How records are cut into objects, named, journalled and delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectConfig {
+    /// The event-time window of an object; None: arrival time decides.
+    pub time_window: Option<Duration>,
+    /// How long after its window ends an object stays open.
+    pub window_wait: Duration,
+    /// The longest an object stays open.
+    pub upload_timeout: Duration,
+    /// The stored (compressed) size at which an object is cut.
+    pub total_file_size: u64,
+    /// The compression.
+    pub compression: Compression,
+    /// How many objects are compressed at once; at least 1.
+    pub compression_threads: usize,
+    /// The key template.
+    pub key_format: KeyTemplate,
+    /// The store folder of all instances; each instance uses a folder inside it.
+    pub store_dir: PathBuf,
+    /// The most bytes the instance's store folder may hold; None: no limit.
+    pub store_dir_limit_size: Option<u64>,
+    /// Delivery attempts per object before it is quarantined; at least 1.
+    pub upload_retry_limit: u32,
+    /// How long exit may spend delivering.
+    pub shutdown_timeout: Duration,
+}
+
 /// A validated instance configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -79,6 +121,8 @@ pub struct Config {
     pub sink: SinkConfig,
     /// How records are written as JSON.
     pub json: JsonLines,
+    /// How records become objects.
+    pub objects: ObjectConfig,
 }
 
 impl Config {
@@ -96,14 +140,122 @@ impl Config {
         let date_key = value(keys::JSON_DATE_KEY)
             .filter(|key| parse::boolean(key) != Ok(false) && !key.is_empty());
         let date_format = parse_date_format(&value(keys::JSON_DATE_FORMAT).unwrap_or_default())?;
+        let objects = parse_objects(&value, lookup(keys::S3_KEY_FORMAT).is_some())?;
         Ok(Config {
             sink,
             json: JsonLines {
                 date_key,
                 date_format,
             },
+            objects,
         })
     }
+}
+
+fn parse_objects(
+    value: &dyn Fn(&'static str) -> Option<String>,
+    key_format_given: bool,
+) -> Result<ObjectConfig, ConfigError> {
+    let text = |key: &'static str| value(key).unwrap_or_default();
+    let duration = |key: &'static str| {
+        let text = text(key);
+        parse::duration(&text).map_err(|expected| invalid(key, &text, expected))
+    };
+    let size = |key: &'static str| {
+        let text = text(key);
+        parse::size(&text).map_err(|expected| invalid(key, &text, expected))
+    };
+    let whole = |key: &'static str, range: std::ops::RangeInclusive<u64>| {
+        let text = text(key);
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    &text,
+                    format!("a whole number from {} to {}", range.start(), range.end()),
+                )
+            })
+    };
+
+    let time_window = match text(keys::TIME_WINDOW).trim() {
+        off if parse::boolean(off) == Ok(false) => None,
+        _ => Some(duration(keys::TIME_WINDOW)?),
+    };
+    if time_window.is_some_and(|w| w.as_secs() == 0 || w.subsec_nanos() != 0) {
+        return Err(invalid(
+            keys::TIME_WINDOW,
+            &text(keys::TIME_WINDOW),
+            "whole seconds, at least 1s (or off)",
+        ));
+    }
+    let compression = match text(keys::COMPRESSION).trim().to_ascii_lowercase().as_str() {
+        "gzip" => Compression::Gzip {
+            level: whole(keys::COMPRESSION_LEVEL, 1..=9)? as u32,
+        },
+        "none" | "off" => Compression::None,
+        _ => {
+            return Err(invalid(
+                keys::COMPRESSION,
+                &text(keys::COMPRESSION),
+                "gzip or none",
+            ));
+        }
+    };
+    let key_text = match (key_format_given, compression) {
+        (false, Compression::None) => keys::DEFAULT_KEY_FORMAT.trim_end_matches(".gz").to_owned(),
+        _ => text(keys::S3_KEY_FORMAT),
+    };
+    let key_format = KeyTemplate::parse(&key_text, &text(keys::S3_KEY_FORMAT_TAG_DELIMITERS))
+        .map_err(|error| invalid(keys::S3_KEY_FORMAT, &key_text, error.to_string()))?;
+    if !key_format.is_unique_per_object() {
+        return Err(invalid(
+            keys::S3_KEY_FORMAT,
+            &key_text,
+            "a template with $INDEX or $UUID, so that no object overwrites another",
+        ));
+    }
+    let threads = whole(keys::COMPRESSION_THREADS, 0..=256)? as usize;
+    let compression_threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        threads
+    };
+    let store_dir = text(keys::STORE_DIR);
+    if store_dir.trim().is_empty() {
+        return Err(invalid(keys::STORE_DIR, &store_dir, "a directory"));
+    }
+    let total_file_size = size(keys::TOTAL_FILE_SIZE)?;
+    if total_file_size == 0 {
+        return Err(invalid(
+            keys::TOTAL_FILE_SIZE,
+            &text(keys::TOTAL_FILE_SIZE),
+            "a size above 0, such as 100M",
+        ));
+    }
+    let upload_timeout = duration(keys::UPLOAD_TIMEOUT)?;
+    if upload_timeout.is_zero() {
+        return Err(invalid(
+            keys::UPLOAD_TIMEOUT,
+            &text(keys::UPLOAD_TIMEOUT),
+            "a duration above 0, such as 10m",
+        ));
+    }
+    Ok(ObjectConfig {
+        time_window,
+        window_wait: duration(keys::WINDOW_WAIT)?,
+        upload_timeout,
+        total_file_size,
+        compression,
+        compression_threads,
+        key_format,
+        store_dir: PathBuf::from(store_dir.trim()),
+        store_dir_limit_size: Some(size(keys::STORE_DIR_LIMIT_SIZE)?).filter(|&n| n > 0),
+        upload_retry_limit: whole(keys::UPLOAD_RETRY_LIMIT, 1..=1000)? as u32,
+        shutdown_timeout: duration(keys::SHUTDOWN_TIMEOUT)?,
+    })
 }
 
 fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
@@ -238,6 +390,54 @@ mod tests {
         let error = config(&[("json_date_format", "rfc2822")]).unwrap_err();
         assert!(error.to_string().contains("'json_date_format'"), "{error}");
         assert!(error.to_string().contains("'rfc2822'"), "{error}");
+    }
+
+    #[test]
+    fn object_defaults_and_bad_values() {
+        let objects = config(&[]).unwrap().objects;
+        assert_eq!(objects.time_window, Some(Duration::from_secs(3600)));
+        assert_eq!(objects.window_wait, Duration::from_secs(600));
+        assert_eq!(objects.total_file_size, 100 << 20);
+        assert_eq!(objects.compression, Compression::Gzip { level: 6 });
+        assert_eq!(objects.store_dir_limit_size, None);
+        assert!(objects.compression_threads >= 1);
+        assert_eq!(
+            config(&[("time_window", "off")])
+                .unwrap()
+                .objects
+                .time_window,
+            None
+        );
+        for (key, value, expected) in [
+            ("time_window", "1500ms", "whole seconds"),
+            ("total_file_size", "0", "above 0"),
+            ("compression", "zstd", "gzip or none"),
+            ("compression_level", "10", "from 1 to 9"),
+            ("upload_retry_limit", "0", "from 1 to 1000"),
+            ("s3_key_format", "logs/%Y/$TAG.gz", "$INDEX or $UUID"),
+            ("s3_key_format", "logs/%Q-$INDEX", "%Q"),
+            ("window_wait", "soon", "a duration"),
+        ] {
+            let error = config(&[(key, value)]).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("'{value}' for key '{key}'")) && error.contains(expected),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn compression_none_drops_gz_from_the_default_key() {
+        let objects = config(&[("compression", "none")]).unwrap().objects;
+        assert_eq!(objects.compression, Compression::None);
+        let explicit = config(&[("compression", "none"), ("s3_key_format", "a/$INDEX.gz")])
+            .unwrap()
+            .objects;
+        assert_ne!(objects.key_format, explicit.key_format);
+        assert_eq!(
+            objects.key_format,
+            KeyTemplate::parse(keys::DEFAULT_KEY_FORMAT.trim_end_matches(".gz"), ".").unwrap()
+        );
     }
 
     #[test]

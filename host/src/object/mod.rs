@@ -2,3 +2,4 @@
 
 pub mod encode;
 pub mod key;
+pub mod writer;

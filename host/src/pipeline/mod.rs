@@ -6,27 +6,39 @@
 //! instance's own thread and waits for the answer, so the work never runs on Fluent Bit's
 //! small coroutine stack.
 //!
+//! The worker takes every flush waiting at that moment as one group, so one pair of syncs
+//! serves them all (group commit), and between flushes it closes and seals objects that
+//! are due, about once a second.
+//!
 //! The return code says who holds the data afterwards:
 //!
-//! - `Ok`: every event is delivered (synced to disk for `sink dir`).
-//! - `Retry`: nothing of the chunk was delivered and trying again may work (a write
-//!   failed, the instance is stopping, an internal error); Fluent Bit keeps the chunk.
+//! - `Ok`: every event is journalled in `store_dir` (synced to disk); rustsink delivers it.
+//! - `Retry`: nothing of the chunk was accepted and trying again may work (`store_dir` is
+//!   full or at `store_dir_limit_size`, a write failed, the instance is stopping, an
+//!   internal error); Fluent Bit keeps the chunk.
 //! - `Error`: the chunk is malformed after some byte. The events before that byte are
-//!   delivered; the rest can never be decoded, and a retry would deliver the first part
+//!   accepted; the rest can never be decoded, and a retry would accept the first part
 //!   twice, so Fluent Bit is told to drop the chunk. The log line says so, with the tag and
 //!   the byte offset.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::config::{Config, JsonLines, SinkConfig};
-use crate::event::events;
+use crate::config::{Config, SinkConfig};
+use crate::destination::dir::DirDestination;
+use crate::destination::{DeliveryError, Destination};
+use crate::engine::{AcceptError, Engine};
 use crate::log::Logger;
-use crate::object::encode::write_json_line;
-use crate::sink::DeliveryError;
-use crate::sink::dir::DirSink;
+
+/// How often the worker closes due objects when no flush arrives.
+const TICK: Duration = Duration::from_secs(1);
+/// A group holds at most this many flushes ...
+const GROUP_CHUNKS: usize = 64;
+/// ... and at most about this many bytes of chunks.
+const GROUP_BYTES: usize = 32 << 20;
 
 /// What a flush tells Fluent Bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +60,12 @@ pub enum StartError {
         /// The sink as configured.
         sink: String,
     },
-    /// The sink could not be opened.
-    #[error("cannot start the sink: {0}")]
-    Sink(#[from] DeliveryError),
+    /// The destination could not be opened.
+    #[error("cannot open the destination: {0}")]
+    Destination(#[from] DeliveryError),
+    /// The object engine could not start (store_dir, journal).
+    #[error("{0:#}")]
+    Engine(anyhow::Error),
     /// The worker thread could not be started.
     #[error("cannot start the worker thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -72,14 +87,16 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Opens the sink and starts the worker thread.
+    /// Opens the destination, starts the object engine (which finishes what a previous
+    /// run left in `store_dir`) and starts the worker thread.
     ///
     /// # Errors
     ///
-    /// When the sink is not available or cannot be opened, or the thread cannot start.
+    /// When the sink is not available or cannot be opened, `store_dir` cannot be used, or
+    /// the thread cannot start.
     pub fn start(config: Config, log: Logger) -> Result<Arc<Instance>, StartError> {
-        let sink = match &config.sink {
-            SinkConfig::Dir { path } => DirSink::open(path)?,
+        let destination: Box<dyn Destination> = match &config.sink {
+            SinkConfig::Dir { path } => Box::new(DirDestination::open(path)?),
             SinkConfig::S3 => {
                 return Err(StartError::Unavailable { sink: "s3".into() });
             }
@@ -89,17 +106,25 @@ impl Instance {
                 });
             }
         };
+        let shutdown_timeout = config.objects.shutdown_timeout;
+        let store_dir = config.objects.store_dir.clone();
+        let engine = Engine::start(config.objects, config.json, destination, log.clone())
+            .map_err(StartError::Engine)?;
         let (sender, receiver) = mpsc::channel();
         let worker = Worker {
-            sink,
-            json: config.json,
+            engine,
+            shutdown_timeout,
             log: log.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("rustsink:{}", log.instance()))
             .spawn(move || worker.run(receiver))
             .map_err(StartError::Thread)?;
-        log.info(format_args!("started: {}", describe(&config.sink)));
+        log.info(format_args!(
+            "started: {}, store_dir {}",
+            describe(&config.sink),
+            store_dir.display()
+        ));
         Ok(Arc::new(Instance {
             log,
             jobs: RwLock::new(Some(sender)),
@@ -124,7 +149,8 @@ impl Instance {
         answer.recv().unwrap_or(FlushStatus::Retry)
     }
 
-    /// Lets the worker finish the chunks it was handed, then joins it. Idempotent.
+    /// Lets the worker finish the chunks it was handed, close every object and deliver
+    /// within `shutdown_timeout`, then joins it. Idempotent.
     pub fn shutdown(&self) {
         let sender = self
             .jobs
@@ -162,68 +188,99 @@ fn describe(sink: &SinkConfig) -> String {
 }
 
 struct Worker {
-    sink: DirSink,
-    json: JsonLines,
+    engine: Engine,
+    shutdown_timeout: Duration,
     log: Logger,
 }
 
 impl Worker {
-    fn run(self, jobs: Receiver<Job>) {
-        for job in jobs {
-            let status = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.chunk, &job.tag)))
-                .unwrap_or_else(|_| {
-                    self.log.error(format_args!(
-                        "internal error while delivering a chunk of tag '{}'; Fluent Bit keeps \
-                         the chunk and retries",
-                        job.tag
-                    ));
-                    FlushStatus::Retry
-                });
-            // The flush call may have given up waiting only if Fluent Bit is gone.
-            let _ = job.reply.send(status);
+    fn run(mut self, jobs: Receiver<Job>) {
+        let mut last_tick = Instant::now();
+        loop {
+            match jobs.recv_timeout(TICK) {
+                Ok(first) => {
+                    let group = gather(first, &jobs);
+                    self.accept(group);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.guarded("closing objects", |engine| engine.tick());
+            }
+        }
+        let Worker {
+            engine,
+            shutdown_timeout,
+            log,
+        } = self;
+        if catch_unwind(AssertUnwindSafe(|| engine.shutdown(shutdown_timeout))).is_err() {
+            log.error("internal error while closing objects at exit; they are delivered on the next start");
         }
     }
 
-    fn deliver(&self, chunk: &[u8], tag: &str) -> FlushStatus {
-        let mut lines = Vec::with_capacity(chunk.len() * 2);
-        let mut delivered = 0usize;
-        let mut malformed = None;
-        for item in events(chunk) {
-            match item {
-                Ok(event) => {
-                    write_json_line(&mut lines, &event, &self.json);
-                    delivered += 1;
-                }
-                Err(error) => malformed = Some(error),
-            }
+    /// Runs `work` on the engine, logging a panic instead of ending the thread.
+    fn guarded<T>(&mut self, what: &str, work: impl FnOnce(&mut Engine) -> T) -> Option<T> {
+        let result = catch_unwind(AssertUnwindSafe(|| work(&mut self.engine)));
+        if result.is_err() {
+            self.log.error(format_args!("internal error while {what}"));
         }
-        if !lines.is_empty()
-            && let Err(error) = self.sink.append(tag, &lines)
-        {
-            let next = if error.is_retryable() {
-                "Fluent Bit keeps the chunk and retries"
-            } else {
-                "the chunk is dropped"
-            };
-            self.log.error(format_args!(
-                "delivering {delivered} records of tag '{tag}' failed: {error}; {next}"
-            ));
-            return if error.is_retryable() {
-                FlushStatus::Retry
-            } else {
-                FlushStatus::Error
-            };
-        }
-        match malformed {
-            None => FlushStatus::Ok,
-            Some(error) => {
+        result.ok()
+    }
+
+    fn accept(&mut self, group: Vec<Job>) {
+        let chunks: Vec<(&[u8], &str)> = group
+            .iter()
+            .map(|job| (job.chunk.as_slice(), job.tag.as_str()))
+            .collect();
+        let statuses = match self.guarded("accepting chunks", |engine| engine.accept(&chunks)) {
+            Some(Ok(outcomes)) => outcomes
+                .iter()
+                .zip(&group)
+                .map(|(outcome, job)| match &outcome.malformed {
+                    None => FlushStatus::Ok,
+                    Some(error) => {
+                        self.log.error(format_args!(
+                            "tag '{}': {error}; the {} events before it were accepted, the {} \
+                             bytes from there on cannot be decoded and are dropped",
+                            job.tag,
+                            outcome.records,
+                            error.chunk_len - error.offset
+                        ));
+                        FlushStatus::Error
+                    }
+                })
+                .collect(),
+            Some(Err(AcceptError::LimitReached { .. })) => vec![FlushStatus::Retry; group.len()],
+            Some(Err(error)) => {
                 self.log.error(format_args!(
-                    "tag '{tag}': {error}; the {delivered} events before it were delivered, the \
-                     {} bytes from there on cannot be decoded and are dropped",
-                    error.chunk_len - error.offset
+                    "{error}; Fluent Bit keeps the {} chunks and retries",
+                    group.len()
                 ));
-                FlushStatus::Error
+                vec![FlushStatus::Retry; group.len()]
             }
+            None => vec![FlushStatus::Retry; group.len()],
+        };
+        for (job, status) in group.into_iter().zip(statuses) {
+            // The flush call stops waiting only if Fluent Bit is gone.
+            let _ = job.reply.send(status);
         }
     }
+}
+
+/// The first job and every job already waiting behind it, up to the group limits.
+fn gather(first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
+    let mut bytes = first.chunk.len();
+    let mut group = vec![first];
+    while group.len() < GROUP_CHUNKS && bytes < GROUP_BYTES {
+        match jobs.try_recv() {
+            Ok(job) => {
+                bytes += job.chunk.len();
+                group.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    group
 }

@@ -1,0 +1,523 @@
+//! The object engine: records in, time-windowed compressed objects out, with nothing lost
+//! when the process dies.
+//!
+//! [`Engine::accept`] takes a group of chunks (every flush waiting at that moment) and:
+//!
+//! 1. decodes each event and writes it as a JSON line into the buffer of its object slot,
+//!    a (tag, window) pair;
+//! 2. appends each buffer to the slot's open object (opening one, with its key fixed, if
+//!    there is none), compressing several objects at once on `compression_threads`;
+//!    an object that reaches `total_file_size` is cut and the rest goes to a new one;
+//! 3. syncs the object files, then appends one journal entry for the whole group (the new
+//!    objects, each object's committed state, the chunks' ids) and syncs it.
+//!
+//! Only then do the flushes return OK: one pair of syncs serves every flush in the group. If
+//! anything fails, every object is cut back to its last commit and the flushes return
+//! RETRY. Objects close when their window has ended and `window_wait` has passed, after
+//! `upload_timeout`, or at a size cut; closing seals the file and hands it to the
+//! [delivery] thread.
+
+pub mod delivery;
+mod parallel;
+mod recovery;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{Compression, JsonLines, ObjectConfig};
+use crate::destination::SealedObject;
+use crate::event::{DecodeError, EventTime, events};
+use crate::log::Logger;
+use crate::object::encode::write_json_line;
+use crate::object::key::KeyContext;
+use crate::object::writer::ObjectWriter;
+use crate::store::Store;
+use crate::store::journal::{ChunkId, Journal, Opened, Record, fold};
+use delivery::Delivery;
+
+/// The journal is compacted when it grows past this size.
+const COMPACT_AT: u64 = 4 << 20;
+/// An object that has had no write for this long gives back its compressor's memory.
+const IDLE_COMPRESSOR: Duration = Duration::from_secs(10);
+
+/// What became of one chunk of an accepted group.
+#[derive(Debug)]
+pub struct ChunkOutcome {
+    /// Events written.
+    pub records: usize,
+    /// Where the chunk stopped being decodable; the events before it were written.
+    pub malformed: Option<DecodeError>,
+    /// The chunk was accepted before a crash and is not written again.
+    pub duplicate: bool,
+}
+
+/// Why a group of chunks was not accepted; none of it was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// `store_dir_limit_size` is reached.
+    #[error("store_dir holds {used} bytes, at its limit of {limit} (store_dir_limit_size)")]
+    LimitReached {
+        /// Bytes in use.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Writing to `store_dir` failed.
+    #[error("writing to {}: {source}", .store.display())]
+    Io {
+        /// The instance's store folder.
+        store: std::path::PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// The (tag, window start) an object holds records of.
+type Slot = (String, i64);
+
+#[derive(Debug)]
+struct OpenObject {
+    opened: Opened,
+    writer: ObjectWriter,
+    /// Unix second at which the object closes.
+    closes_at: i64,
+    last_write: Instant,
+}
+
+/// An instance's object engine.
+#[derive(Debug)]
+pub struct Engine {
+    config: ObjectConfig,
+    json: JsonLines,
+    log: Logger,
+    store: Store,
+    journal: Arc<Mutex<Journal>>,
+    delivery: Delivery,
+    hostname: String,
+    agent_id: String,
+    next_index: u64,
+    open: HashMap<Slot, OpenObject>,
+    /// Objects that are closed but not yet sealed (a seal failed and is tried again).
+    closing: Vec<OpenObject>,
+    /// Chunks accepted in the last group before a crash, in case Fluent Bit sends them again.
+    accepted_before_restart: Vec<ChunkId>,
+    /// Whether the log said that the store limit is reached.
+    at_limit: bool,
+}
+
+/// An object and the lines still to be written to its slot, as the compression threads
+/// see them.
+struct Work<'a> {
+    slot: Slot,
+    object: OpenObject,
+    rest: &'a [u8],
+    error: Option<io::Error>,
+}
+
+impl Engine {
+    /// Accepts a group of `(chunk, tag)` pairs, durably. Returns one outcome per chunk, in
+    /// order.
+    ///
+    /// # Errors
+    ///
+    /// Nothing of the group was accepted: the store is at its limit, or writing failed.
+    pub fn accept(&mut self, chunks: &[(&[u8], &str)]) -> Result<Vec<ChunkOutcome>, AcceptError> {
+        self.check_limit()?;
+        let now = unix_now();
+        let mut outcomes = Vec::with_capacity(chunks.len());
+        let mut ids = Vec::with_capacity(chunks.len());
+        let mut buffers: HashMap<Slot, Vec<u8>> = HashMap::new();
+        for &(chunk, tag) in chunks {
+            let id = ChunkId::of(tag, chunk);
+            if let Some(at) = self.accepted_before_restart.iter().position(|c| *c == id) {
+                self.accepted_before_restart.swap_remove(at);
+                self.log.info(format_args!(
+                    "a chunk of tag '{tag}' ({} bytes) was already accepted before the restart; \
+                     it is not written again",
+                    chunk.len()
+                ));
+                outcomes.push(ChunkOutcome {
+                    records: 0,
+                    malformed: None,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let mut outcome = ChunkOutcome {
+                records: 0,
+                malformed: None,
+                duplicate: false,
+            };
+            for item in events(chunk) {
+                match item {
+                    Ok(event) => {
+                        let slot = (tag.to_owned(), self.window_of(event.time));
+                        let buffer = match buffers.get_mut(&slot) {
+                            Some(buffer) => buffer,
+                            None => buffers.entry(slot).or_insert_with(|| {
+                                Vec::with_capacity(chunk.len().saturating_mul(2))
+                            }),
+                        };
+                        write_json_line(buffer, &event, &self.json);
+                        outcome.records += 1;
+                    }
+                    Err(error) => outcome.malformed = Some(error),
+                }
+            }
+            ids.push(id);
+            outcomes.push(outcome);
+        }
+        if buffers.is_empty() {
+            return Ok(outcomes);
+        }
+        self.write_group(&buffers, ids, now)?;
+        self.seal_closing();
+        Ok(outcomes)
+    }
+
+    /// Writes and commits the buffers of a group; on failure, nothing of it stays.
+    fn write_group(
+        &mut self,
+        buffers: &HashMap<Slot, Vec<u8>>,
+        ids: Vec<ChunkId>,
+        now: i64,
+    ) -> Result<(), AcceptError> {
+        let mut records = Vec::new();
+        let mut work = Vec::with_capacity(buffers.len());
+        let mut cut = Vec::new();
+        let mut failure = None;
+        for (slot, lines) in buffers {
+            match self.take_or_open(slot, now, &mut records) {
+                Ok(object) => work.push(Work {
+                    slot: slot.clone(),
+                    object,
+                    rest: lines,
+                    error: None,
+                }),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        while failure.is_none() && work.iter().any(|w| !w.rest.is_empty()) {
+            let limit = self.config.total_file_size;
+            parallel::for_each(
+                &mut work,
+                self.config.compression_threads,
+                |w| w.rest.len(),
+                |w| {
+                    let result = w
+                        .object
+                        .writer
+                        .write(w.rest, limit)
+                        .and_then(|taken| w.object.writer.sync().map(|()| taken));
+                    match result {
+                        Ok(taken) => w.rest = &w.rest[taken..],
+                        Err(error) => w.error = Some(error),
+                    }
+                },
+            );
+            for item in &mut work {
+                if let Some(error) = item.error.take() {
+                    failure = Some(error);
+                } else if !item.rest.is_empty() && failure.is_none() {
+                    // Full: the rest of the lines go to a new object of the same slot.
+                    match self.open_object(&item.slot, now, &mut records) {
+                        Ok(fresh) => cut.push(std::mem::replace(&mut item.object, fresh)),
+                        Err(error) => failure = Some(error),
+                    }
+                }
+            }
+        }
+        if failure.is_none() {
+            for object in work.iter_mut().map(|w| &mut w.object).chain(cut.iter_mut()) {
+                if object.writer.has_pending() {
+                    records.push(Record::Commit {
+                        id: object.opened.id,
+                        state: object.writer.pending(),
+                    });
+                }
+            }
+            records.push(Record::Accepted { chunks: ids });
+            if let Err(error) = self.lock_journal().append(&records) {
+                failure = Some(error);
+            }
+        }
+        let opened: Vec<u64> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Open(opened) => Some(opened.id),
+                _ => None,
+            })
+            .collect();
+        let objects = work.into_iter().map(|w| (Some(w.slot), w.object));
+        let objects = objects.chain(cut.into_iter().map(|object| (None, object)));
+        match failure {
+            None => {
+                for (slot, mut object) in objects {
+                    object.writer.commit();
+                    object.last_write = Instant::now();
+                    let full = object.writer.stored_len() >= self.config.total_file_size;
+                    match slot {
+                        Some(slot) if !full => {
+                            self.open.insert(slot, object);
+                        }
+                        _ => self.closing.push(object),
+                    }
+                }
+                Ok(())
+            }
+            Some(source) => {
+                for (slot, object) in objects {
+                    let new = opened.contains(&object.opened.id);
+                    self.roll_back(slot, object, new);
+                }
+                Err(AcceptError::Io {
+                    store: self.store.root().to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Puts an object back after a failed group: a new one is removed, an older one is
+    /// cut back to its last commit (or closed, if even that fails).
+    fn roll_back(&mut self, slot: Option<Slot>, mut object: OpenObject, new: bool) {
+        if new {
+            // Its Open record never reached the journal: nothing refers to the file.
+            let _ = std::fs::remove_file(object.writer.path());
+            return;
+        }
+        let slot = match (object.writer.rollback(), slot) {
+            (Ok(()), Some(slot)) => slot,
+            (result, _) => {
+                if let Err(error) = result {
+                    self.log.error(format_args!(
+                        "object '{}' cannot be cut back to its last commit ({error}); it is \
+                         closed at that commit",
+                        object.opened.key
+                    ));
+                }
+                self.closing.push(object);
+                return;
+            }
+        };
+        self.open.insert(slot, object);
+    }
+
+    /// The open object of a slot, or a new one.
+    fn take_or_open(
+        &mut self,
+        slot: &Slot,
+        now: i64,
+        records: &mut Vec<Record>,
+    ) -> io::Result<OpenObject> {
+        match self.open.remove(slot) {
+            Some(object) => Ok(object),
+            None => self.open_object(slot, now, records),
+        }
+    }
+
+    /// Creates the file of a new object and adds its Open record to `records`.
+    fn open_object(
+        &mut self,
+        (tag, window): &Slot,
+        now: i64,
+        records: &mut Vec<Record>,
+    ) -> io::Result<OpenObject> {
+        let id = self.next_index;
+        self.next_index += 1;
+        let window_start = match self.config.time_window {
+            Some(_) => *window,
+            None => now,
+        };
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        let key = self.config.key_format.render(&KeyContext {
+            window_start: DateTime::<Utc>::from_timestamp(window_start, 0).unwrap_or_default(),
+            tag,
+            index: id,
+            uuid: &uuid[..8],
+            hostname: &self.hostname,
+            agent_id: &self.agent_id,
+        });
+        let path = self.store.object_path(id);
+        // A file left by a crash before its Open record was journalled holds nothing.
+        let _ = std::fs::remove_file(&path);
+        let writer = ObjectWriter::create(&path, self.config.compression)?;
+        let opened = Opened {
+            id,
+            key,
+            tag: tag.clone(),
+            window_start,
+            opened_at: now,
+            gzip: matches!(self.config.compression, Compression::Gzip { .. }),
+        };
+        records.push(Record::Open(opened.clone()));
+        Ok(OpenObject {
+            closes_at: self.closes_at(&opened),
+            opened,
+            writer,
+            last_write: Instant::now(),
+        })
+    }
+
+    /// When an object closes: `window_wait` after the later of its window's end and its
+    /// opening (so a late object gathers late records for a while too), and at most
+    /// `upload_timeout` after it opened.
+    fn closes_at(&self, opened: &Opened) -> i64 {
+        let timeout = opened
+            .opened_at
+            .saturating_add(secs(self.config.upload_timeout));
+        match self.config.time_window {
+            Some(window) => {
+                let end = opened.window_start.saturating_add(secs(window));
+                let wait = end
+                    .max(opened.opened_at)
+                    .saturating_add(secs(self.config.window_wait));
+                timeout.min(wait)
+            }
+            None => timeout,
+        }
+    }
+
+    fn window_of(&self, time: EventTime) -> i64 {
+        match self.config.time_window {
+            Some(window) => {
+                let window = secs(window);
+                time.seconds.div_euclid(window) * window
+            }
+            None => 0,
+        }
+    }
+
+    fn check_limit(&mut self) -> Result<(), AcceptError> {
+        let Some(limit) = self.config.store_dir_limit_size else {
+            return Ok(());
+        };
+        let used = self.store.used_bytes();
+        if used >= limit {
+            if !self.at_limit {
+                self.log.warn(format_args!(
+                    "store_dir {} holds {used} bytes, at store_dir_limit_size {limit}: flushes \
+                     return RETRY and Fluent Bit keeps the data until deliveries free space \
+                     (said once until then)",
+                    self.store.root().display()
+                ));
+                self.at_limit = true;
+            }
+            return Err(AcceptError::LimitReached { used, limit });
+        }
+        if self.at_limit {
+            self.log.info(format_args!(
+                "store_dir is below store_dir_limit_size again ({used} of {limit} bytes); \
+                 accepting data"
+            ));
+            self.at_limit = false;
+        }
+        Ok(())
+    }
+
+    /// Closes the objects that are due, seals what is closed, frees idle compressors and
+    /// compacts the journal. Call it about once a second.
+    pub fn tick(&mut self) {
+        let now = unix_now();
+        let due: Vec<Slot> = self
+            .open
+            .iter()
+            .filter(|(_, object)| object.closes_at <= now)
+            .map(|(slot, _)| slot.clone())
+            .collect();
+        for slot in due {
+            if let Some(object) = self.open.remove(&slot) {
+                self.closing.push(object);
+            }
+        }
+        self.seal_closing();
+        for object in self.open.values_mut() {
+            if object.last_write.elapsed() >= IDLE_COMPRESSOR {
+                object.writer.release_compressor();
+            }
+        }
+        self.compact_if_large();
+    }
+
+    fn compact_if_large(&self) {
+        let mut journal = self.lock_journal();
+        if journal.len() < COMPACT_AT {
+            return;
+        }
+        let compacted = journal
+            .records()
+            .and_then(|records| journal.compact(&fold(records)));
+        if let Err(error) = compacted {
+            self.log.warn(format_args!(
+                "compacting the journal in {} failed: {error}; it keeps growing until a later \
+                 try works",
+                self.store.root().display()
+            ));
+        }
+    }
+
+    /// Seals every closed object and queues it for delivery; what fails stays closed and is
+    /// tried again at the next tick.
+    fn seal_closing(&mut self) {
+        let closing = std::mem::take(&mut self.closing);
+        for mut object in closing {
+            let id = object.opened.id;
+            let sealed = object.writer.seal().and_then(|len| {
+                self.lock_journal()
+                    .append(&[Record::Sealed { id, len }])
+                    .map(|()| len)
+            });
+            match sealed {
+                Ok(len) => self.delivery.deliver(SealedObject {
+                    id,
+                    key: object.opened.key.clone(),
+                    path: object.writer.path().to_owned(),
+                    len,
+                }),
+                Err(error) => {
+                    self.log.warn(format_args!(
+                        "closing object '{}' failed: {error}; trying again in a second",
+                        object.opened.key
+                    ));
+                    self.closing.push(object);
+                }
+            }
+        }
+    }
+
+    /// Closes every object and delivers until `timeout` has passed; what is not delivered
+    /// by then stays in `store_dir` for the next start.
+    pub fn shutdown(mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let open: Vec<OpenObject> = self.open.drain().map(|(_, object)| object).collect();
+        self.closing.extend(open);
+        self.seal_closing();
+        let Engine { delivery, .. } = self;
+        delivery.finish(deadline);
+    }
+
+    /// Objects open right now.
+    pub fn open_objects(&self) -> usize {
+        self.open.len()
+    }
+
+    fn lock_journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    Utc::now().timestamp()
+}
