@@ -2,6 +2,7 @@
 //! Fluent Bit drives them.
 
 mod cli;
+mod crash;
 mod ffi;
 mod process;
 mod support;

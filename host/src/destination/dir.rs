@@ -1,9 +1,9 @@
 //! `sink dir`: objects land under a local directory at their key.
 //!
-//! An object is copied to a temporary name beside its final place (`.<name>.<random>.tmp`),
-//! synced, and renamed, then the directory is synced: a reader sees the whole object or
-//! none, and a crash leaves at most a temporary file, which the next delivery of the same
-//! object replaces.
+//! An object is copied to a temporary name beside its final place (`.<name>.tmp`), synced,
+//! and renamed, then the directory is synced: a reader sees the whole object or none. A
+//! crash leaves at most the temporary file, which the delivery of the same object after the
+//! restart overwrites and renames.
 
 use std::fs::{self, File};
 use std::io;
@@ -62,10 +62,7 @@ impl Destination for DirDestination {
         let folder = target.parent().unwrap_or(&self.root);
         fs::create_dir_all(folder).map_err(io_error("creating the directory", folder))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy();
-        let temporary = folder.join(format!(
-            ".{name}.{}.tmp",
-            uuid::Uuid::new_v4().simple().to_string().split_at(8).0
-        ));
+        let temporary = folder.join(format!(".{name}.tmp"));
         let written = fs::copy(&object.path, &temporary)
             .and_then(|_| File::open(&temporary)?.sync_all())
             .map_err(io_error("writing", &temporary))

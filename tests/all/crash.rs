@@ -1,0 +1,181 @@
+//! Crash safety: a process running the plugin is killed with `kill -9` at random moments,
+//! again and again, while a numbered input is fed; at the end every record is in exactly
+//! one object.
+//!
+//! The test plays Fluent Bit's storage: it sends chunk `k`, and moves on to `k + 1` only
+//! when the plugin answered OK. A chunk whose answer never came (the process died) or was
+//! RETRY is sent again, byte for byte, to the restarted process, as Fluent Bit does with
+//! its filesystem buffer.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rustsink::cli::harness::HostVersion;
+use rustsink::event::chunk::EventFormat;
+
+use crate::support::*;
+
+const CHILD: &str = "RUSTSINK_CRASH_CHILD_DIR";
+const RECORDS_PER_CHUNK: u64 = 40;
+const KILLS: usize = 50;
+
+#[test]
+fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return feed_the_plugin(Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut next_chunk = 0u64;
+    let mut random = fastrand::Rng::with_seed(0x5eed);
+    for _ in 0..KILLS {
+        let mut child = start_child(dir.path());
+        let pid = child.id().to_string();
+        let delay = Duration::from_millis(random.u64(5..400));
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            Command::new("kill").args(["-9", &pid]).status().unwrap()
+        });
+        feed(&mut child, &mut next_chunk, None);
+        assert!(killer.join().unwrap().success(), "kill -9 failed");
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "the process ended before it was killed");
+    }
+    // A last run that is not killed: it feeds a few more chunks and shuts down cleanly.
+    let mut child = start_child(dir.path());
+    let last = next_chunk + 20;
+    feed(&mut child, &mut next_chunk, Some(last));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the last run failed");
+
+    let undelivered = std::fs::read_dir(dir.path().join(".store/crash/objects"))
+        .unwrap()
+        .count();
+    assert_eq!(undelivered, 0, "objects left undelivered after a clean shutdown");
+    let mut seen = numbers(dir.path(), "crash");
+    seen.sort_unstable();
+    let expected: Vec<u64> = (0..last * RECORDS_PER_CHUNK).collect();
+    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
+    assert_eq!(duplicates, 0, "records written twice");
+    let mut missing = Vec::new();
+    let mut at = 0;
+    for n in &expected {
+        if seen.get(at) == Some(n) {
+            at += 1;
+        } else if missing.last().is_some_and(|&(_, end): &(u64, u64)| end + 1 == *n) {
+            missing.last_mut().unwrap().1 = *n;
+        } else {
+            missing.push((*n, *n));
+        }
+    }
+    eprintln!("missing ranges: {missing:?}");
+    assert_eq!(seen.len(), expected.len(), "records lost");
+    assert_eq!(seen, expected);
+    let leftovers: Vec<_> = walk_all(dir.path())
+        .into_iter()
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn start_child(dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash::kill_9_at_random_moments_loses_and_duplicates_nothing",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends chunks from `next_chunk` on until the child dies, or up to `until` and then asks
+/// it to shut down.
+fn feed(child: &mut Child, next_chunk: &mut u64, until: Option<u64>) {
+    let mut stdin = child.stdin.take().unwrap();
+    let mut answers = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        if until == Some(*next_chunk) {
+            writeln!(stdin, "end").unwrap();
+            drop(stdin);
+            // Read on until the child is done, so that its last words find a reader.
+            answers.for_each(drop);
+            return;
+        }
+        if writeln!(stdin, "{next_chunk}").is_err() {
+            return;
+        }
+        let answer = loop {
+            match answers.next() {
+                // libtest may print "test <name> ... " on the same line first.
+                Some(Ok(line)) => {
+                    if let Some((_, answer)) = line.split_once("answer ") {
+                        break answer.to_owned();
+                    }
+                }
+                _ => return,
+            }
+        };
+        let (chunk, status) = answer.split_once(' ').unwrap();
+        assert_eq!(chunk, next_chunk.to_string());
+        match status.parse::<i32>().unwrap() {
+            FLB_OK => *next_chunk += 1,
+            FLB_RETRY => std::thread::sleep(Duration::from_millis(20)),
+            other => panic!("chunk {chunk} answered {other}"),
+        }
+    }
+}
+
+/// The child's side: runs the plugin and flushes the chunks named on stdin.
+fn feed_the_plugin(dir: &Path) {
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(
+            dir,
+            &[
+                ("Alias", "crash"),
+                ("time_window", "10m"),
+                ("shutdown_timeout", "2m"),
+                ("window_wait", "1s"),
+                ("total_file_size", "24K"),
+            ],
+        ))
+        .unwrap();
+    let stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap();
+        if line == "end" {
+            break;
+        }
+        let chunk: u64 = line.parse().unwrap();
+        let bytes = numbered_chunk(
+            EventFormat::V2,
+            chunk * RECORDS_PER_CHUNK,
+            RECORDS_PER_CHUNK,
+        );
+        let status = fluent_bit.flusher(out).flush(&bytes, "crash");
+        let mut stdout = stdout.lock();
+        writeln!(stdout, "answer {chunk} {status}").unwrap();
+        stdout.flush().unwrap();
+    }
+    fluent_bit.shutdown().unwrap();
+}
+
+fn walk_all(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            names.extend(walk_all(&path));
+        } else {
+            names.push(path.display().to_string());
+        }
+    }
+    names
+}
