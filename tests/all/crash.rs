@@ -52,7 +52,10 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let undelivered = std::fs::read_dir(dir.path().join(".store/crash/objects"))
         .unwrap()
         .count();
-    assert_eq!(undelivered, 0, "objects left undelivered after a clean shutdown");
+    assert_eq!(
+        undelivered, 0,
+        "objects left undelivered after a clean shutdown"
+    );
     let mut seen = numbers(dir.path(), "crash");
     seen.sort_unstable();
     let expected: Vec<u64> = (0..last * RECORDS_PER_CHUNK).collect();
@@ -63,7 +66,10 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     for n in &expected {
         if seen.get(at) == Some(n) {
             at += 1;
-        } else if missing.last().is_some_and(|&(_, end): &(u64, u64)| end + 1 == *n) {
+        } else if missing
+            .last()
+            .is_some_and(|&(_, end): &(u64, u64)| end + 1 == *n)
+        {
             missing.last_mut().unwrap().1 = *n;
         } else {
             missing.push((*n, *n));

@@ -4,5 +4,6 @@
 mod cli;
 mod crash;
 mod ffi;
+mod objects;
 mod process;
 mod support;

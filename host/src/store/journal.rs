@@ -453,7 +453,9 @@ mod tests {
         assert_eq!(torn, None);
         assert_eq!(records.len(), 7);
         // Appends after a reopen go to the end.
-        journal.append(&[Record::Sealed { id: 1, len: 60 }]).unwrap();
+        journal
+            .append(&[Record::Sealed { id: 1, len: 60 }])
+            .unwrap();
         journal.append(&[Record::Delivered { id: 1 }]).unwrap();
         let state = fold(journal.records().unwrap());
         assert!(state.objects.is_empty());

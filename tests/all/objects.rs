@@ -1,0 +1,311 @@
+//! The object engine seen from outside: windows, cuts, keys, the store limit and the
+//! journal, through the built library and real files.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustsink::cli::harness::{HostVersion, take_log_lines};
+use rustsink::event::EventTime;
+use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+
+use crate::support::*;
+
+/// 2024-05-01 10:00:00 UTC.
+const TEN_O_CLOCK: i64 = 1_714_557_600;
+
+fn chunk_at(times: &[(i64, u64)]) -> Vec<u8> {
+    let mut chunk = ChunkWriter::new();
+    for &(seconds, n) in times {
+        chunk.push(
+            EventFormat::V2,
+            TimeForm::EventTime,
+            EventTime::new(seconds, 0),
+            None,
+            record("line", n),
+        );
+    }
+    chunk.finish()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "waited too long for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn numbers_of(path: &Path) -> Vec<u64> {
+    object_text(path)
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn late_and_out_of_order_records_land_in_objects_of_their_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &[("window_wait", "1s")]))
+        .unwrap();
+    // 10:xx, 11:xx and 10:xx again, out of order in one chunk.
+    let first = chunk_at(&[
+        (TEN_O_CLOCK + 5, 0),
+        (TEN_O_CLOCK + 3600 + 1, 1),
+        (TEN_O_CLOCK + 3599, 2),
+    ]);
+    assert_eq!(fluent_bit.flusher(out).flush(&first, "app"), FLB_OK);
+    // Both windows ended long ago: the objects close a second after they opened.
+    wait_for("two objects", || objects(dir.path()).len() == 2);
+    // A late record for 10:xx goes into a new object of that window.
+    let late = chunk_at(&[(TEN_O_CLOCK + 60, 3)]);
+    assert_eq!(fluent_bit.flusher(out).flush(&late, "app"), FLB_OK);
+    fluent_bit.shutdown().unwrap();
+
+    let hour = |h: &str| {
+        objects(
+            &dir.path()
+                .join(format!("rustsink/app/year=2024/month=05/day=01/hour={h}")),
+        )
+    };
+    let ten = hour("10");
+    assert_eq!(ten.len(), 2, "{ten:?}");
+    assert_eq!(numbers_of(&ten[0]), vec![0, 2]);
+    assert_eq!(numbers_of(&ten[1]), vec![3]);
+    assert_ne!(object_index(&ten[0]), object_index(&ten[1]));
+    let eleven = hour("11");
+    assert_eq!(eleven.len(), 1);
+    assert_eq!(numbers_of(&eleven[0]), vec![1]);
+}
+
+#[test]
+fn objects_are_cut_at_total_file_size_in_compressed_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(
+            dir.path(),
+            &[("total_file_size", "32K"), ("time_window", "off")],
+        ))
+        .unwrap();
+    // Numbered records with varied text compress to roughly 10 bytes each.
+    for part in 0..20 {
+        let chunk = numbered_chunk(EventFormat::V2, part * 1000, 1000);
+        assert_eq!(fluent_bit.flusher(out).flush(&chunk, "big"), FLB_OK);
+    }
+    fluent_bit.shutdown().unwrap();
+    let written = objects(dir.path());
+    assert!(written.len() >= 3, "{written:?}");
+    for (at, path) in written.iter().enumerate() {
+        let size = fs::metadata(path).unwrap().len();
+        assert!(
+            size < 32 * 1024 + 64 * 1024,
+            "{} is {size} bytes",
+            path.display()
+        );
+        if at + 1 < written.len() {
+            assert!(
+                size >= 32 * 1024,
+                "{} was cut early at {size} bytes",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(numbers(dir.path(), "big"), (0..20_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn upload_timeout_delivers_without_waiting_for_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(
+            dir.path(),
+            &[("time_window", "off"), ("upload_timeout", "1s")],
+        ))
+        .unwrap();
+    let opened_year = chrono::Utc::now().format("year=%Y").to_string();
+    for tag in ["one", "two"] {
+        let chunk = numbered_chunk(EventFormat::V1, 0, 3);
+        assert_eq!(fluent_bit.flusher(out).flush(&chunk, tag), FLB_OK);
+    }
+    wait_for("both objects", || objects(dir.path()).len() == 2);
+    // With windows off, the key's strftime uses the time the object opened.
+    assert!(
+        objects(dir.path())
+            .iter()
+            .all(|p| p.display().to_string().contains(&opened_year)),
+        "{:?}",
+        objects(dir.path())
+    );
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(numbers(dir.path(), "one"), vec![0, 1, 2]);
+}
+
+#[test]
+fn many_tags_at_once_each_get_their_own_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &[("compression_threads", "4")]))
+        .unwrap();
+    let flusher = fluent_bit.flusher(out);
+    std::thread::scope(|scope| {
+        for tag in 0..40u64 {
+            let flusher = &flusher;
+            scope.spawn(move || {
+                let chunk = numbered_chunk(EventFormat::V2, tag * 100, 100);
+                assert_eq!(flusher.flush(&chunk, &format!("app.{tag}")), FLB_OK);
+            });
+        }
+    });
+    fluent_bit.shutdown().unwrap();
+    for tag in 0..40u64 {
+        assert_eq!(
+            numbers(dir.path(), &format!("app.{tag}")),
+            (tag * 100..tag * 100 + 100).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn at_store_dir_limit_size_flushes_retry_and_the_log_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(
+            dir.path(),
+            &[
+                ("compression", "none"),
+                ("store_dir_limit_size", "40K"),
+                ("upload_timeout", "2s"),
+            ],
+        ))
+        .unwrap();
+    take_log_lines();
+    let chunk = |n: u64| numbered_chunk(EventFormat::V2, n * 500, 500);
+    // About 25 KiB of JSON lines each: the second crosses the limit.
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk(0), "t"), FLB_OK);
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk(1), "t"), FLB_OK);
+    for _ in 0..3 {
+        assert_eq!(fluent_bit.flusher(out).flush(&chunk(2), "t"), FLB_RETRY);
+    }
+    // Once the object is delivered, the space is free again.
+    wait_for("the retried chunk", || {
+        fluent_bit.flusher(out).flush(&chunk(2), "t") == FLB_OK
+    });
+    let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+    let at_limit = lines
+        .iter()
+        .filter(|line| line.contains("at store_dir_limit_size"))
+        .count();
+    assert_eq!(at_limit, 1, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("below store_dir_limit_size again"))
+    );
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(numbers(dir.path(), "t"), (0..1500).collect::<Vec<_>>());
+}
+
+#[test]
+fn two_agents_on_one_path_never_collide_and_index_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fluentd_layout = [("s3_key_format", "logs/%Y%m%d%H_$INDEX.gz")];
+    for run in 0..3u64 {
+        let mut fluent_bit = load(HostVersion::V5);
+        // Two agents: same host, same tag, same window, same Alias, their own store_dir.
+        for agent in ["a", "b"] {
+            let store = dir.path().join(format!(".store-{agent}"));
+            let store = store.to_str().unwrap();
+            let out = fluent_bit
+                .add_output(&dir_output(
+                    dir.path(),
+                    &[("Alias", "shared"), ("store_dir", store)],
+                ))
+                .unwrap();
+            let chunk = numbered_chunk(EventFormat::V2, run * 10, 10);
+            assert_eq!(fluent_bit.flusher(out).flush(&chunk, "app"), FLB_OK);
+        }
+        // Agent a again, with the fluentd-style key: the index goes on across restarts.
+        let store = dir.path().join(".store-fluentd");
+        let mut keys = fluentd_layout.to_vec();
+        keys.push(("store_dir", store.to_str().unwrap()));
+        let out = fluent_bit
+            .add_output(&dir_output(dir.path(), &keys))
+            .unwrap();
+        let chunk = numbered_chunk(EventFormat::V2, run * 10, 10);
+        assert_eq!(fluent_bit.flusher(out).flush(&chunk, "app"), FLB_OK);
+        fluent_bit.shutdown().unwrap();
+    }
+    let mut seen = numbers(dir.path(), "app");
+    seen.sort_unstable();
+    let expected: Vec<u64> = (0..30).flat_map(|n| [n, n]).collect();
+    assert_eq!(seen, expected, "each agent's records, each once");
+    assert_eq!(objects(&dir.path().join("rustsink/app")).len(), 6);
+    let fluentd: Vec<String> = objects(&dir.path().join("logs"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        fluentd,
+        ["2024050110_0.gz", "2024050110_1.gz", "2024050110_2.gz"]
+    );
+}
+
+#[test]
+fn a_corrupt_journal_tail_is_reported_and_what_is_intact_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    // The destination cannot take the object in the first run: a file is in the way.
+    let blocked = dir.path().join("rustsink");
+    fs::write(&blocked, "in the way").unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let keys = [("shutdown_timeout", "1s"), ("Alias", "torn")];
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    let chunk = numbered_chunk(EventFormat::V2, 0, 50);
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
+    fluent_bit.shutdown().unwrap();
+    // A torn write at the end of the journal.
+    let journal = dir.path().join(".store/torn/journal");
+    let intact = fs::metadata(&journal).unwrap().len();
+    let mut bytes = fs::read(&journal).unwrap();
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']);
+    fs::write(&journal, &bytes).unwrap();
+    fs::remove_file(&blocked).unwrap();
+
+    let mut fluent_bit = load(HostVersion::V5);
+    take_log_lines();
+    fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+    let report = lines
+        .iter()
+        .find(|line| line.contains("is damaged after byte"))
+        .unwrap_or_else(|| panic!("no report: {lines:#?}"));
+    assert!(
+        report.contains(&format!("after byte {intact}: 10 bytes")),
+        "{report}"
+    );
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(numbers(dir.path(), "t"), (0..50).collect::<Vec<_>>());
+    let saved: Vec<_> = fs::read_dir(journal.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().contains("journal.torn-"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(fs::read(&saved[0]).unwrap(), &bytes[intact as usize..]);
+}
