@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# End-to-end throughput of the object engine: the seeded log file goes through the built
+# librustsink.so (decode, JSON lines, gzip level 6, journal with fdatasync, dir delivery),
+# driven by `rustsink run` as Fluent Bit would drive it, on one core and on two.
+#
+# usage: bash benches/engine.sh [MEGABYTES]     (default 256)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+megabytes="${1:-256}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+cargo build --release --quiet
+python3 benches/generate_logs.py "$megabytes" 1 > "$work/app.log"
+bytes=$(stat -c %s "$work/app.log")
+lines=$(wc -l < "$work/app.log")
+
+cat > "$work/bench.conf" <<CONF
+[OUTPUT]
+    Name       rustsink
+    Match      *
+    sink       dir
+    path       $work/out
+    store_dir  $work/store
+CONF
+
+measure() {
+    local label="$1" cpus="$2"
+    rm -rf "$work/out" "$work/store"
+    /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
+        taskset -c "$cpus" target/release/rustsink run --config "$work/bench.conf" \
+        --input "$work/app.log" --chunk-records 2000 2> "$work/log"
+    read -r wall user sys rss_kib < "$work/time"
+    local stored
+    stored=$(find "$work/out" -type f -name '*.gz' -printf '%s\n' | awk '{s+=$1} END {print s}')
+    awk -v label="$label" -v wall="$wall" -v user="$user" -v sys="$sys" -v rss="$rss_kib" \
+        -v bytes="$bytes" -v lines="$lines" -v stored="$stored" 'BEGIN {
+        mb = bytes / 1048576; cpu = user + sys
+        printf "| %s | %.1f | %.0f | %.1f | %.1f | %.0f | %.1f |\n",
+            label, mb / wall, lines / wall, cpu / (bytes / 1073741824), wall, rss / 1024,
+            bytes / stored
+    }'
+}
+
+echo "input: $megabytes MiB, $lines lines, seed 1"
+echo "| cores | MB/s of raw log | records/s | CPU-s per GB | wall s | peak RSS MiB | gzip ratio |"
+echo "|---|---|---|---|---|---|---|"
+measure "1" 0
+measure "2" 0,1
+
+# The ceiling: gzip level 6 with zlib-rs on the same bytes, one core.
+cargo run --release --quiet --example gzip_ceiling -- "$work/app.log"

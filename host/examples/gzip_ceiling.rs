@@ -1,0 +1,27 @@
+//! The ceiling of the object engine: gzip level 6 (flate2 on zlib-rs) over a file, one
+//! core, nothing else. `benches/engine.sh` prints it beside the end-to-end numbers.
+//!
+//! usage: cargo run --release --example gzip_ceiling -- FILE
+
+use std::io::Write;
+use std::time::Instant;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+fn main() -> std::io::Result<()> {
+    let path = std::env::args().nth(1).expect("usage: gzip_ceiling FILE");
+    let input = std::fs::read(&path)?;
+    let start = Instant::now();
+    let mut encoder = GzEncoder::new(std::io::sink(), Compression::new(6));
+    for slice in input.chunks(64 * 1024) {
+        encoder.write_all(slice)?;
+    }
+    encoder.finish()?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "gzip level 6 (zlib-rs), one core, compression only: {:.1} MB/s",
+        input.len() as f64 / 1_048_576.0 / seconds
+    );
+    Ok(())
+}
