@@ -309,3 +309,47 @@ fn a_corrupt_journal_tail_is_reported_and_what_is_intact_is_delivered() {
     assert_eq!(saved.len(), 1, "{saved:?}");
     assert_eq!(fs::read(&saved[0]).unwrap(), &bytes[intact as usize..]);
 }
+
+#[test]
+fn after_upload_retry_limit_an_object_is_quarantined_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every delivery fails: a file is where the key's first folder should be.
+    fs::write(dir.path().join("rustsink"), "in the way").unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let keys = [
+        ("Alias", "q"),
+        ("upload_retry_limit", "2"),
+        ("shutdown_timeout", "20s"),
+    ];
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    take_log_lines();
+    let chunk = numbered_chunk(EventFormat::V2, 0, 7);
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
+    fluent_bit.shutdown().unwrap();
+    let errors: Vec<String> = take_log_lines()
+        .into_iter()
+        .filter(|line| line.level == 1)
+        .map(|line| line.message)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let quarantine = dir.path().join(".store/q/quarantine");
+    let key = fs::read_to_string(quarantine.join("0.key")).unwrap();
+    assert!(key.starts_with("rustsink/t/year=2024/"), "{key}");
+    assert!(
+        errors[0].contains(&key) && errors[0].contains("after 2 attempts"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        numbers_of(&quarantine.join("0")),
+        (0..7).collect::<Vec<_>>()
+    );
+    assert!(
+        fs::read_dir(dir.path().join(".store/q/objects"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
