@@ -208,9 +208,9 @@ impl Deliverer {
             });
         match moved {
             Ok(path) => self.context.log.error(format_args!(
-                "object '{}' was not delivered to {} after {} attempts ({error}); it is kept in \
-                 {} with its key in {}. Fix the cause, then move it back to objects/ and \
-                 restart to deliver it",
+                "object '{}' was not delivered to {} after {} attempts ({error}); it is kept, \
+                 complete, in {} with its key in {}. Fix the cause, then copy it to its key by \
+                 hand (rustsink does not pick it up again)",
                 object.key,
                 self.context.destination.describe(),
                 pending.attempts,

@@ -51,8 +51,6 @@ pub struct ChunkOutcome {
     pub records: usize,
     /// Where the chunk stopped being decodable; the events before it were written.
     pub malformed: Option<DecodeError>,
-    /// The chunk was accepted before a crash and is not written again.
-    pub duplicate: bool,
 }
 
 /// Why a group of chunks was not accepted; none of it was written.
@@ -130,7 +128,8 @@ impl Engine {
         let now = unix_now();
         let mut outcomes = Vec::with_capacity(chunks.len());
         let mut ids = Vec::with_capacity(chunks.len());
-        let mut buffers: HashMap<Slot, Vec<u8>> = HashMap::new();
+        // Per tag, then per window: the tag is looked up once a chunk, not once an event.
+        let mut buffers: HashMap<&str, HashMap<i64, Vec<u8>>> = HashMap::new();
         for &(chunk, tag) in chunks {
             let id = ChunkId::of(tag, chunk);
             if let Some(at) = self.accepted_before_restart.iter().position(|c| *c == id) {
@@ -143,25 +142,20 @@ impl Engine {
                 outcomes.push(ChunkOutcome {
                     records: 0,
                     malformed: None,
-                    duplicate: true,
                 });
                 continue;
             }
             let mut outcome = ChunkOutcome {
                 records: 0,
                 malformed: None,
-                duplicate: false,
             };
+            let windows = buffers.entry(tag).or_default();
             for item in events(chunk) {
                 match item {
                     Ok(event) => {
-                        let slot = (tag.to_owned(), self.window_of(event.time));
-                        let buffer = match buffers.get_mut(&slot) {
-                            Some(buffer) => buffer,
-                            None => buffers.entry(slot).or_insert_with(|| {
-                                Vec::with_capacity(chunk.len().saturating_mul(2))
-                            }),
-                        };
+                        let buffer = windows
+                            .entry(self.window_of(event.time))
+                            .or_insert_with(|| Vec::with_capacity(chunk.len().saturating_mul(2)));
                         write_json_line(buffer, &event, &self.json);
                         outcome.records += 1;
                     }
@@ -171,7 +165,7 @@ impl Engine {
             ids.push(id);
             outcomes.push(outcome);
         }
-        if buffers.is_empty() {
+        if buffers.values().all(HashMap::is_empty) {
             return Ok(outcomes);
         }
         self.write_group(&buffers, ids, now)?;
@@ -182,7 +176,7 @@ impl Engine {
     /// Writes and commits the buffers of a group; on failure, nothing of it stays.
     fn write_group(
         &mut self,
-        buffers: &HashMap<Slot, Vec<u8>>,
+        buffers: &HashMap<&str, HashMap<i64, Vec<u8>>>,
         ids: Vec<ChunkId>,
         now: i64,
     ) -> Result<(), AcceptError> {
@@ -190,10 +184,15 @@ impl Engine {
         let mut work = Vec::with_capacity(buffers.len());
         let mut cut = Vec::new();
         let mut failure = None;
-        for (slot, lines) in buffers {
-            match self.take_or_open(slot, now, &mut records) {
+        let slots = buffers.iter().flat_map(|(tag, windows)| {
+            windows
+                .iter()
+                .map(|(window, lines)| ((tag.to_string(), *window), lines))
+        });
+        for (slot, lines) in slots {
+            match self.take_or_open(&slot, now, &mut records) {
                 Ok(object) => work.push(Work {
-                    slot: slot.clone(),
+                    slot,
                     object,
                     rest: lines,
                     error: None,
@@ -501,11 +500,6 @@ impl Engine {
         self.seal_closing();
         let Engine { delivery, .. } = self;
         delivery.finish(deadline);
-    }
-
-    /// Objects open right now.
-    pub fn open_objects(&self) -> usize {
-        self.open.len()
     }
 
     fn lock_journal(&self) -> std::sync::MutexGuard<'_, Journal> {

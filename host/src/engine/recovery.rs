@@ -13,7 +13,7 @@ use crate::config::{Compression, JsonLines, ObjectConfig};
 use crate::destination::{Destination, SealedObject};
 use crate::log::Logger;
 use crate::object::writer::{Committed, ObjectWriter};
-use crate::store::journal::{Journal, LiveObject, Record, fold};
+use crate::store::journal::{Journal, LiveObject, Record, fold, unfold};
 use crate::store::{self, Store};
 
 impl Engine {
@@ -55,10 +55,10 @@ impl Engine {
             }
         }
         remove_orphans(&store, &state.objects, &log);
+        // One rename puts what was found and what was done in place of the old journal.
+        let recovered = fold(unfold(&state).into_iter().chain(records));
         journal
-            .append(&records)
-            .and_then(|()| journal.records())
-            .and_then(|all| journal.compact(&fold(all)))
+            .compact(&recovered)
             .with_context(|| format!("writing the journal {}", journal_path.display()))?;
         if !finished.is_empty() {
             log.info(format_args!(
@@ -119,11 +119,9 @@ fn finish(
     let sealed = match object.sealed {
         Some(len) => check_sealed(&path, len),
         None => {
-            let committed = object.committed.unwrap_or(Committed {
-                len: if opened.gzip { 10 } else { 0 },
-                crc: 0,
-                raw: 0,
-            });
+            let committed = object
+                .committed
+                .unwrap_or_else(|| Committed::empty(compression));
             if committed.raw == 0 {
                 // Opened, but nothing of it was ever committed.
                 let _ = std::fs::remove_file(&path);

@@ -44,6 +44,21 @@ pub struct Committed {
     pub raw: u64,
 }
 
+impl Committed {
+    /// The state of a new object: the gzip header (if any) and no data.
+    pub fn empty(compression: Compression) -> Committed {
+        let len = match compression {
+            Compression::Gzip { .. } => GZIP_HEADER.len() as u64,
+            Compression::None => 0,
+        };
+        Committed {
+            len,
+            crc: 0,
+            raw: 0,
+        }
+    }
+}
+
 /// An object's file, open for appending.
 #[derive(Debug)]
 pub struct ObjectWriter {
@@ -76,16 +91,10 @@ impl ObjectWriter {
             Compression::Gzip { level } => Some(level),
             Compression::None => None,
         };
-        let mut len = 0;
         if level.is_some() {
             file.write_all(&GZIP_HEADER)?;
-            len = GZIP_HEADER.len() as u64;
         }
-        let committed = Committed {
-            len,
-            crc: 0,
-            raw: 0,
-        };
+        let committed = Committed::empty(compression);
         Ok(Self::with_state(path, file, level, committed))
     }
 

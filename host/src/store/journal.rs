@@ -256,7 +256,7 @@ impl Journal {
         let (records, intact) = read_frames(&bytes);
         let mut torn = None;
         if intact < bytes.len() as u64 {
-            let saved_to = path.with_extension(format!("torn-{}", unix_now()));
+            let saved_to = path.with_extension(format!("torn-{}", chrono::Utc::now().timestamp()));
             fs::write(&saved_to, &bytes[intact as usize..])?;
             torn = Some(TornTail {
                 offset: intact,
@@ -400,12 +400,6 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => File::open(parent)?.sync_all(),
         _ => Ok(()),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
