@@ -12,15 +12,19 @@ use flate2::write::GzEncoder;
 fn main() -> std::io::Result<()> {
     let path = std::env::args().nth(1).expect("usage: gzip_ceiling FILE");
     let input = std::fs::read(&path)?;
-    let start = Instant::now();
-    let mut encoder = GzEncoder::new(std::io::sink(), Compression::new(6));
-    for slice in input.chunks(64 * 1024) {
-        encoder.write_all(slice)?;
+    // Best of three, as benches/engine.sh takes its runs.
+    let mut seconds = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut encoder = GzEncoder::new(std::io::sink(), Compression::new(6));
+        for slice in input.chunks(64 * 1024) {
+            encoder.write_all(slice)?;
+        }
+        encoder.finish()?;
+        seconds = seconds.min(start.elapsed().as_secs_f64());
     }
-    encoder.finish()?;
-    let seconds = start.elapsed().as_secs_f64();
     println!(
-        "gzip level 6 (zlib-rs), one core, compression only: {:.1} MB/s",
+        "gzip level 6 (zlib-rs), one core, compression only (best of 3): {:.1} MB/s",
         input.len() as f64 / 1_048_576.0 / seconds
     );
     Ok(())

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -14,7 +15,7 @@ use rmpv::Value;
 use super::fluent_conf;
 use super::harness::{FluentBit, Flusher, HostVersion, default_plugin_path};
 use crate::event::EventTime;
-use crate::event::chunk::{ChunkWriter, TimeForm};
+use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use crate::ffi::bindings::{FLB_OK, FLB_RETRY};
 use crate::log::PLUGIN_NAME;
 
@@ -40,6 +41,9 @@ pub(super) struct RunArgs {
     /// Records per chunk.
     #[arg(long, default_value_t = 1000)]
     chunk_records: usize,
+    /// Chunks flushed at once, as with Fluent Bit's `Workers` setting of an output.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Seconds before the first retry of a chunk; each further retry waits twice as long.
     #[arg(long, default_value_t = 1.0)]
     retry_wait: f64,
@@ -90,25 +94,38 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
         );
     }
 
-    let input: Box<dyn BufRead> = match &args.input {
+    let input: Box<dyn BufRead + Send> = match &args.input {
         Some(path) if path.as_os_str() != "-" => Box::new(BufReader::new(
             File::open(path).with_context(|| format!("opening {}", path.display()))?,
         )),
         _ => Box::new(BufReader::new(io::stdin())),
     };
+    // Chunks are built on their own thread, as Fluent Bit's inputs run beside its outputs.
     let format = fluent_bit.version().event_format();
-    let mut totals = Totals::default();
-    let mut chunk = ChunkWriter::new();
-    for line in split_lines(input) {
-        let line = line.context("reading the input")?;
-        chunk.push(format, TimeForm::EventTime, now(), None, log_record(&line));
-        if chunk.events() >= args.chunk_records.max(1) {
-            deliver(std::mem::take(&mut chunk), &routes, args, &mut totals);
+    let chunk_records = args.chunk_records.max(1);
+    let (sender, chunks) = mpsc::sync_channel(4);
+    let reader = std::thread::Builder::new()
+        .name("rustsink-run-input".into())
+        .spawn(move || read_chunks(input, format, chunk_records, &sender))
+        .context("starting the input thread")?;
+    let chunks = Mutex::new(chunks);
+    let totals = Mutex::new(Totals::default());
+    std::thread::scope(|scope| {
+        for _ in 0..args.workers.max(1) {
+            scope.spawn(|| {
+                // The lock is held only while waiting for the next chunk.
+                while let Ok(chunk) = lock(&chunks).recv() {
+                    let delivered = deliver(chunk, &routes, args);
+                    lock(&totals).add(&delivered);
+                }
+            });
         }
-    }
-    if !chunk.is_empty() {
-        deliver(chunk, &routes, args, &mut totals);
-    }
+    });
+    let totals = totals.into_inner().unwrap_or_else(PoisonError::into_inner);
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the input thread panicked"))?
+        .context("reading the input")?;
     let outputs_used = routes.len();
     drop(routes);
     fluent_bit.shutdown()?;
@@ -119,6 +136,27 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
     Ok(totals.failed == 0)
 }
 
+/// Reads `input` into chunks of `chunk_records` events and sends them, the last one
+/// possibly shorter.
+fn read_chunks(
+    input: Box<dyn BufRead + Send>,
+    format: EventFormat,
+    chunk_records: usize,
+    chunks: &mpsc::SyncSender<ChunkWriter>,
+) -> io::Result<()> {
+    let mut chunk = ChunkWriter::new();
+    for line in split_lines(input) {
+        chunk.push(format, TimeForm::EventTime, now(), None, log_record(line?));
+        if chunk.events() >= chunk_records && chunks.send(std::mem::take(&mut chunk)).is_err() {
+            return Ok(());
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.send(chunk);
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct Totals {
     records: usize,
@@ -126,9 +164,25 @@ struct Totals {
     failed: usize,
 }
 
-fn deliver(chunk: ChunkWriter, routes: &[Route<'_>], args: &RunArgs, totals: &mut Totals) {
-    totals.records += chunk.events();
-    totals.chunks += 1;
+impl Totals {
+    fn add(&mut self, other: &Totals) {
+        self.records += other.records;
+        self.chunks += other.chunks;
+        self.failed += other.failed;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Flushes one chunk to every route, retrying as Fluent Bit would.
+fn deliver(chunk: ChunkWriter, routes: &[Route<'_>], args: &RunArgs) -> Totals {
+    let mut totals = Totals {
+        records: chunk.events(),
+        chunks: 1,
+        failed: 0,
+    };
     let bytes = chunk.finish();
     for route in routes {
         let mut attempt = 0u32;
@@ -152,6 +206,7 @@ fn deliver(chunk: ChunkWriter, routes: &[Route<'_>], args: &RunArgs, totals: &mu
             attempt += 1;
         }
     }
+    totals
 }
 
 /// Fluent Bit's `Retry_Limit`: a number, `no_limits`/`false`/`off` for none, or
@@ -190,15 +245,14 @@ fn now() -> EventTime {
     EventTime::new(since.as_secs() as i64, since.subsec_nanos())
 }
 
-fn log_record(line: &[u8]) -> Value {
-    Value::Map(vec![(
-        Value::from("log"),
-        Value::from(String::from_utf8_lossy(line).into_owned()),
-    )])
+fn log_record(line: Vec<u8>) -> Value {
+    let text = String::from_utf8(line)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+    Value::Map(vec![(Value::from("log"), Value::from(text))])
 }
 
 /// Lines without their `\n` or `\r\n`, as bytes.
-fn split_lines(input: Box<dyn BufRead>) -> impl Iterator<Item = io::Result<Vec<u8>>> {
+fn split_lines(input: Box<dyn BufRead + Send>) -> impl Iterator<Item = io::Result<Vec<u8>>> {
     input.split(b'\n').map(|line| {
         line.map(|mut line| {
             if line.last() == Some(&b'\r') {

@@ -6,8 +6,9 @@
 //! 1. decodes each event and writes it as a JSON line into the buffer of its object slot,
 //!    a (tag, window) pair;
 //! 2. appends each buffer to the slot's open object (opening one, with its key fixed, if
-//!    there is none), compressing several objects at once on `compression_threads`;
-//!    an object that reaches `total_file_size` is cut and the rest goes to a new one;
+//!    there is none); the data is cut into blocks that compress independently, so the
+//!    blocks of one object, and of many, compress at once on `compression_threads`; an
+//!    object that reaches `total_file_size` is cut and the rest goes to a new one;
 //! 3. syncs the object files, then appends one journal entry for the whole group (the new
 //!    objects, each object's committed state, the chunks' ids) and syncs it.
 //!
@@ -32,17 +33,23 @@ use crate::config::{Compression, JsonLines, ObjectConfig};
 use crate::destination::SealedObject;
 use crate::event::{DecodeError, EventTime, events};
 use crate::log::Logger;
+use crate::object::deflate::Deflater;
 use crate::object::encode::write_json_line;
 use crate::object::key::KeyContext;
-use crate::object::writer::ObjectWriter;
+use crate::object::writer::{ObjectWriter, SLICE};
 use crate::store::Store;
 use crate::store::journal::{ChunkId, Journal, Opened, Record, fold};
 use delivery::Delivery;
 
 /// The journal is compacted when it grows past this size.
 const COMPACT_AT: u64 = 4 << 20;
-/// An object that has had no write for this long gives back its compressor's memory.
+/// After this long without a write, the compressors' memory is given back.
 const IDLE_COMPRESSOR: Duration = Duration::from_secs(10);
+/// The most data of one object compressed in one step of a group.
+const WAVE: usize = 4 << 20;
+/// A gzip ratio that real logs reach: how much data is planned per byte of room left
+/// before `total_file_size`.
+const RAW_PER_STORED_BYTE: u64 = 4;
 
 /// What became of one chunk of an accepted group.
 #[derive(Debug)]
@@ -83,7 +90,6 @@ struct OpenObject {
     writer: ObjectWriter,
     /// Unix second at which the object closes.
     closes_at: i64,
-    last_write: Instant,
 }
 
 /// An instance's object engine.
@@ -91,6 +97,10 @@ struct OpenObject {
 pub struct Engine {
     config: ObjectConfig,
     json: JsonLines,
+    /// Compresses the blocks of gzip objects; None for `compression none`.
+    deflater: Option<Deflater>,
+    /// When the last group was written, to give idle compressors' memory back.
+    last_write: Instant,
     log: Logger,
     store: Store,
     journal: Arc<Mutex<Journal>>,
@@ -107,13 +117,11 @@ pub struct Engine {
     at_limit: bool,
 }
 
-/// An object and the lines still to be written to its slot, as the compression threads
-/// see them.
+/// An object and the lines of its slot still to be written.
 struct Work<'a> {
     slot: Slot,
     object: OpenObject,
     rest: &'a [u8],
-    error: Option<io::Error>,
 }
 
 impl Engine {
@@ -127,10 +135,12 @@ impl Engine {
         self.check_limit()?;
         let now = unix_now();
         let mut outcomes = Vec::with_capacity(chunks.len());
-        let mut ids = Vec::with_capacity(chunks.len());
-        // Per tag, then per window: the tag is looked up once a chunk, not once an event.
-        let mut buffers: HashMap<&str, HashMap<i64, Vec<u8>>> = HashMap::new();
-        for &(chunk, tag) in chunks {
+        let mut encoded = Vec::with_capacity(chunks.len());
+        for (index, &(chunk, tag)) in chunks.iter().enumerate() {
+            outcomes.push(ChunkOutcome {
+                records: 0,
+                malformed: None,
+            });
             let id = ChunkId::of(tag, chunk);
             if let Some(at) = self.accepted_before_restart.iter().position(|c| *c == id) {
                 self.accepted_before_restart.swap_remove(at);
@@ -139,31 +149,43 @@ impl Engine {
                      it is not written again",
                     chunk.len()
                 ));
-                outcomes.push(ChunkOutcome {
-                    records: 0,
-                    malformed: None,
-                });
                 continue;
             }
-            let mut outcome = ChunkOutcome {
-                records: 0,
-                malformed: None,
-            };
-            let windows = buffers.entry(tag).or_default();
-            for item in events(chunk) {
-                match item {
-                    Ok(event) => {
-                        let buffer = windows
-                            .entry(self.window_of(event.time))
-                            .or_insert_with(|| Vec::with_capacity(chunk.len().saturating_mul(2)));
-                        write_json_line(buffer, &event, &self.json);
-                        outcome.records += 1;
-                    }
-                    Err(error) => outcome.malformed = Some(error),
+            encoded.push(EncodedChunk {
+                index,
+                id,
+                chunk,
+                tag,
+                windows: HashMap::new(),
+                outcome: ChunkOutcome {
+                    records: 0,
+                    malformed: None,
+                },
+            });
+        }
+        // Several chunks (concurrent flushes) are encoded at once.
+        let (json, time_window) = (&self.json, self.config.time_window);
+        parallel::for_each(
+            &mut encoded,
+            self.config.compression_threads,
+            |item| item.chunk.len(),
+            |item| encode_chunk(item, json, time_window),
+        );
+        let mut ids = Vec::with_capacity(encoded.len());
+        // Per tag, then per window; lines keep the order of the chunks.
+        let mut buffers: HashMap<&str, HashMap<i64, Vec<u8>>> = HashMap::new();
+        for item in encoded {
+            ids.push(item.id);
+            outcomes[item.index] = item.outcome;
+            let windows = buffers.entry(item.tag).or_default();
+            for (window, lines) in item.windows {
+                let buffer = windows.entry(window).or_default();
+                if buffer.is_empty() {
+                    *buffer = lines;
+                } else {
+                    buffer.extend_from_slice(&lines);
                 }
             }
-            ids.push(id);
-            outcomes.push(outcome);
         }
         if buffers.values().all(HashMap::is_empty) {
             return Ok(outcomes);
@@ -195,7 +217,6 @@ impl Engine {
                     slot,
                     object,
                     rest: lines,
-                    error: None,
                 }),
                 Err(error) => {
                     failure = Some(error);
@@ -204,35 +225,51 @@ impl Engine {
             }
         }
         while failure.is_none() && work.iter().any(|w| !w.rest.is_empty()) {
+            if let Err(error) = self.write_wave(&mut work) {
+                failure = Some(error);
+                break;
+            }
             let limit = self.config.total_file_size;
-            parallel::for_each(
-                &mut work,
-                self.config.compression_threads,
-                |w| w.rest.len(),
-                |w| {
-                    let result = w
-                        .object
-                        .writer
-                        .write(w.rest, limit)
-                        .and_then(|taken| w.object.writer.sync().map(|()| taken));
-                    match result {
-                        Ok(taken) => w.rest = &w.rest[taken..],
-                        Err(error) => w.error = Some(error),
-                    }
-                },
-            );
             for item in &mut work {
-                if let Some(error) = item.error.take() {
-                    failure = Some(error);
-                } else if !item.rest.is_empty() && failure.is_none() {
+                if !item.rest.is_empty() && item.object.writer.stored_len() >= limit {
                     // Full: the rest of the lines go to a new object of the same slot.
                     match self.open_object(&item.slot, now, &mut records) {
                         Ok(fresh) => cut.push(std::mem::replace(&mut item.object, fresh)),
-                        Err(error) => failure = Some(error),
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
                     }
                 }
             }
         }
+        if failure.is_none() {
+            let mut objects: Vec<&mut OpenObject> = work
+                .iter_mut()
+                .map(|w| &mut w.object)
+                .chain(cut.iter_mut())
+                .filter(|object| object.writer.has_pending())
+                .collect();
+            let errors = Mutex::new(Vec::new());
+            parallel::for_each(
+                &mut objects,
+                self.config.compression_threads,
+                |_| 1,
+                |object| {
+                    if let Err(error) = object.writer.sync() {
+                        errors
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(error);
+                    }
+                },
+            );
+            failure = errors
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+        }
+        self.last_write = Instant::now();
         if failure.is_none() {
             for object in work.iter_mut().map(|w| &mut w.object).chain(cut.iter_mut()) {
                 if object.writer.has_pending() {
@@ -260,7 +297,6 @@ impl Engine {
             None => {
                 for (slot, mut object) in objects {
                     object.writer.commit();
-                    object.last_write = Instant::now();
                     let full = object.writer.stored_len() >= self.config.total_file_size;
                     match slot {
                         Some(slot) if !full => {
@@ -282,6 +318,44 @@ impl Engine {
                 })
             }
         }
+    }
+
+    /// Appends to each object as much of its slot's lines as fits under
+    /// `total_file_size`, a bounded amount at a time: the blocks of every object are
+    /// compressed at once on `compression_threads`, then appended in order.
+    fn write_wave(&self, work: &mut [Work<'_>]) -> io::Result<()> {
+        let limit = self.config.total_file_size;
+        let mut blocks = Vec::new();
+        let mut owners = Vec::new();
+        for (index, item) in work.iter().enumerate() {
+            let room = limit.saturating_sub(item.object.writer.stored_len());
+            // Enough data to fill the room at a good gzip ratio, so that little work is
+            // thrown away at a cut, and at most WAVE, so that memory stays bounded.
+            let budget = usize::try_from(room.saturating_mul(RAW_PER_STORED_BYTE))
+                .unwrap_or(usize::MAX)
+                .clamp(SLICE, WAVE);
+            for block in item.object.writer.next_blocks(item.rest, budget) {
+                blocks.push(block);
+                owners.push(index);
+            }
+        }
+        if let Some(deflater) = &self.deflater {
+            parallel::for_each(
+                &mut blocks,
+                self.config.compression_threads,
+                |block| block.raw.len(),
+                |block| deflater.deflate(block),
+            );
+        }
+        let mut per_item: Vec<Vec<_>> = work.iter().map(|_| Vec::new()).collect();
+        for (block, owner) in blocks.into_iter().zip(owners) {
+            per_item[owner].push(block);
+        }
+        for (item, blocks) in work.iter_mut().zip(per_item) {
+            let taken = item.object.writer.append_blocks(blocks, limit)?;
+            item.rest = &item.rest[taken..];
+        }
+        Ok(())
     }
 
     /// Puts an object back after a failed group: a new one is removed, an older one is
@@ -361,7 +435,6 @@ impl Engine {
             closes_at: self.closes_at(&opened),
             opened,
             writer,
-            last_write: Instant::now(),
         })
     }
 
@@ -381,16 +454,6 @@ impl Engine {
                 timeout.min(wait)
             }
             None => timeout,
-        }
-    }
-
-    fn window_of(&self, time: EventTime) -> i64 {
-        match self.config.time_window {
-            Some(window) => {
-                let window = secs(window);
-                time.seconds.div_euclid(window) * window
-            }
-            None => 0,
         }
     }
 
@@ -437,10 +500,10 @@ impl Engine {
             }
         }
         self.seal_closing();
-        for object in self.open.values_mut() {
-            if object.last_write.elapsed() >= IDLE_COMPRESSOR {
-                object.writer.release_compressor();
-            }
+        if let Some(deflater) = &self.deflater
+            && self.last_write.elapsed() >= IDLE_COMPRESSOR
+        {
+            deflater.release();
         }
         self.compact_if_large();
     }
@@ -504,6 +567,45 @@ impl Engine {
 
     fn lock_journal(&self) -> std::sync::MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A chunk of a group and, once encoded, its JSON lines per window.
+struct EncodedChunk<'a> {
+    /// Its place in the group.
+    index: usize,
+    id: ChunkId,
+    chunk: &'a [u8],
+    tag: &'a str,
+    windows: HashMap<i64, Vec<u8>>,
+    outcome: ChunkOutcome,
+}
+
+/// Decodes a chunk's events and writes each as a JSON line into the buffer of its window.
+fn encode_chunk(item: &mut EncodedChunk<'_>, json: &JsonLines, time_window: Option<Duration>) {
+    for event in events(item.chunk) {
+        match event {
+            Ok(event) => {
+                let buffer = item
+                    .windows
+                    .entry(window_of(event.time, time_window))
+                    .or_insert_with(|| Vec::with_capacity(item.chunk.len().saturating_mul(2)));
+                write_json_line(buffer, &event, json);
+                item.outcome.records += 1;
+            }
+            Err(error) => item.outcome.malformed = Some(error),
+        }
+    }
+}
+
+/// The start of the window `time` falls in; 0 for all times when windows are off.
+fn window_of(time: EventTime, time_window: Option<Duration>) -> i64 {
+    match time_window {
+        Some(window) => {
+            let window = secs(window);
+            time.seconds.div_euclid(window) * window
+        }
+        None => 0,
     }
 }
 

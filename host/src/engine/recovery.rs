@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context as _;
 
@@ -12,6 +13,7 @@ use super::delivery::{Delivery, DeliveryContext};
 use crate::config::{Compression, JsonLines, ObjectConfig};
 use crate::destination::{Destination, SealedObject};
 use crate::log::Logger;
+use crate::object::deflate::Deflater;
 use crate::object::writer::{Committed, ObjectWriter};
 use crate::store::journal::{Journal, LiveObject, Record, fold, unfold};
 use crate::store::{self, Store};
@@ -80,7 +82,13 @@ impl Engine {
         for object in finished {
             delivery.deliver(object);
         }
+        let deflater = match config.compression {
+            Compression::Gzip { level } => Some(Deflater::new(level)),
+            Compression::None => None,
+        };
         Ok(Engine {
+            deflater,
+            last_write: Instant::now(),
             config,
             json,
             log,

@@ -49,24 +49,32 @@ pub fn write_json_line(out: &mut Vec<u8>, event: &Event<'_>, format: &JsonLines)
 
 fn write_time(out: &mut Vec<u8>, time: EventTime, format: DateFormat) {
     let calendar = match format {
-        DateFormat::Iso8601 => Some(('T', "Z")),
-        DateFormat::JavaSqlTimestamp => Some((' ', "")),
+        DateFormat::Iso8601 => Some((b'T', "Z")),
+        DateFormat::JavaSqlTimestamp => Some((b' ', "")),
         _ => None,
     };
     if let Some((separator, suffix)) = calendar
         && let Ok(date) = OffsetDateTime::from_unix_timestamp(time.seconds)
+        && let Ok(year) = u32::try_from(date.year())
+        && year <= 9999
     {
-        let _ = write!(
-            out,
-            "\"{:04}-{:02}-{:02}{separator}{:02}:{:02}:{:02}.{:06}{suffix}\"",
-            date.year(),
-            u8::from(date.month()),
-            date.day(),
-            date.hour(),
-            date.minute(),
-            date.second(),
-            time.nanos / 1_000,
-        );
+        // By hand rather than with write!: this runs once a record.
+        out.push(b'"');
+        push_digits(out, year, 4);
+        out.push(b'-');
+        push_digits(out, u8::from(date.month()).into(), 2);
+        out.push(b'-');
+        push_digits(out, date.day().into(), 2);
+        out.push(separator);
+        push_digits(out, date.hour().into(), 2);
+        out.push(b':');
+        push_digits(out, date.minute().into(), 2);
+        out.push(b':');
+        push_digits(out, date.second().into(), 2);
+        out.push(b'.');
+        push_digits(out, time.nanos / 1_000, 6);
+        out.extend_from_slice(suffix.as_bytes());
+        out.push(b'"');
         return;
     }
     match format {
@@ -82,12 +90,26 @@ fn write_time(out: &mut Vec<u8>, time: EventTime, format: DateFormat) {
     }
 }
 
+/// Appends `value` in decimal with exactly `width` digits (`value` must fit).
+fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for digit in out[start..].iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
 fn write_string(out: &mut Vec<u8>, text: &str) {
     serde_json::to_writer(&mut *out, text).expect("writing JSON to a Vec cannot fail");
 }
 
 fn write_bytes_as_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    write_string(out, &String::from_utf8_lossy(bytes));
+    // Checking first is much faster than from_utf8_lossy on text that is valid, as logs are.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => write_string(out, text),
+        Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
+    }
 }
 
 fn write_float(out: &mut Vec<u8>, value: f64) {

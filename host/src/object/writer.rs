@@ -1,28 +1,28 @@
 //! The file of one object while it is being written: a gzip stream (or plain lines) that can
 //! be committed, rolled back, and sealed, the same way after a crash as without one.
 //!
-//! Gzip is built by hand around flate2's raw deflate so that every commit point is a sync
-//! flush: the bytes up to it are a valid deflate prefix, aligned to a byte. Sealing appends
-//! an empty final block (`03 00`) and the trailer (CRC-32 and length of the uncompressed
-//! data). Since a sealed object depends only on the committed length, CRC and size, which
-//! the journal records, recovery after a crash seals to exactly the bytes a clean run
-//! would have delivered, and a re-delivery writes the same key with the same bytes.
+//! Gzip is built by hand around raw deflate blocks ([`deflate`](super::deflate)), each
+//! ending with a sync flush: the bytes up to any block end are a valid deflate prefix,
+//! aligned to a byte. Sealing appends an empty final block (`03 00`) and the trailer
+//! (CRC-32 and length of the uncompressed data). Since a sealed object depends only on the
+//! committed length, CRC and size, which the journal records, recovery after a crash seals
+//! to exactly the bytes a clean run would have delivered, and a re-delivery writes the same
+//! key with the same bytes.
 //!
 //! Any write can fail (a full disk); [`ObjectWriter::rollback`] cuts the file back to the
-//! last commit. A fresh compressor may continue a stream after a sync flush (it only loses
-//! the dictionary), which is also what lets idle objects give their compressor's memory
-//! back ([`ObjectWriter::release_compressor`]).
+//! last commit. The next block is then primed with no dictionary, which is valid after a
+//! sync flush and costs only a little ratio.
 //!
 //! Writes are positioned (`pwrite` at the tracked length), so a cut-back file is continued
 //! exactly where its last commit ended.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use flate2::{Compress, FlushCompress};
-
+use super::deflate::{Block, Deflater, WINDOW};
 use crate::config::Compression;
 
 /// The gzip member header: deflate, no name, modification time 0 (so the bytes do not
@@ -30,8 +30,9 @@ use crate::config::Compression;
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// An empty final deflate block with fixed codes.
 const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
-/// Input is compressed in slices of this size, so a size cut falls between lines near it.
-pub const SLICE: usize = 64 * 1024;
+/// Input is compressed in blocks of about this size (whole lines), so a size cut falls
+/// between lines near it.
+pub const SLICE: usize = 128 * 1024;
 
 /// What the journal records at a commit: enough to check and to seal the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,9 +67,9 @@ pub struct ObjectWriter {
     file: File,
     /// The gzip level; None writes plain lines.
     level: Option<u32>,
-    /// Created on the first write after a commit point; None after a rollback or release.
-    compressor: Option<Box<Compress>>,
-    output: Vec<u8>,
+    /// The last [`WINDOW`] bytes of uncompressed data written: the dictionary of the next
+    /// block. Empty after a rollback or a reopen.
+    window: Vec<u8>,
     committed: Committed,
     /// The state after the last write, not yet committed.
     current: Committed,
@@ -134,8 +135,7 @@ impl ObjectWriter {
             path: path.to_owned(),
             file,
             level,
-            compressor: None,
-            output: Vec::new(),
+            window: Vec::new(),
             committed: state,
             current: state,
             hasher: crc32fast::Hasher::new_with_initial_len(state.crc, state.raw),
@@ -157,72 +157,100 @@ impl ObjectWriter {
         self.committed
     }
 
-    /// Appends `lines`, compressed, without making them durable. Stops at a line end once
-    /// the stored size reaches `cut_at` and returns how many bytes of `lines` it took.
+    /// Appends `lines`, compressed on this thread, without making them durable. Stops at a
+    /// line end once the stored size reaches `cut_at` and returns how many bytes of `lines`
+    /// it took. The engine does the same in steps, with the blocks of many objects
+    /// compressed at once: [`next_blocks`](Self::next_blocks), then
+    /// [`append_blocks`](Self::append_blocks).
     ///
     /// # Errors
     ///
     /// When the file cannot be written; call [`rollback`](Self::rollback) then.
-    pub fn write(&mut self, lines: &[u8], cut_at: u64) -> io::Result<usize> {
+    pub fn write(&mut self, lines: &[u8], cut_at: u64, deflater: &Deflater) -> io::Result<usize> {
+        let mut blocks = self.next_blocks(lines, usize::MAX);
+        if self.level.is_some() {
+            blocks.iter_mut().for_each(|block| deflater.deflate(block));
+        }
+        self.append_blocks(blocks, cut_at)
+    }
+
+    /// Splits up to about `budget` bytes of `lines` into blocks of about [`SLICE`] bytes
+    /// (whole lines), each with the data before it as its dictionary. Gzip objects need
+    /// their blocks deflated before [`append_blocks`](Self::append_blocks).
+    pub fn next_blocks<'a>(&self, lines: &'a [u8], budget: usize) -> Vec<Block<'a>> {
+        let mut blocks = Vec::new();
+        let mut start = 0;
+        while start < lines.len() && start < budget {
+            let end = slice_end(lines, start);
+            let dictionary = if self.level.is_none() {
+                Cow::Borrowed(&[][..])
+            } else if start >= WINDOW {
+                Cow::Borrowed(&lines[start - WINDOW..start])
+            } else {
+                let mut joined = self.window.clone();
+                joined.extend_from_slice(&lines[..start]);
+                let excess = joined.len().saturating_sub(WINDOW);
+                joined.drain(..excess);
+                Cow::Owned(joined)
+            };
+            blocks.push(Block::new(&lines[start..end], dictionary));
+            start = end;
+        }
+        blocks
+    }
+
+    /// Appends blocks from [`next_blocks`](Self::next_blocks), in order, until the stored
+    /// size reaches `cut_at`; returns how many bytes of data they held.
+    ///
+    /// # Errors
+    ///
+    /// When a block could not be compressed or the file cannot be written; call
+    /// [`rollback`](Self::rollback) then.
+    pub fn append_blocks(&mut self, blocks: Vec<Block<'_>>, cut_at: u64) -> io::Result<usize> {
         let mut taken = 0;
-        while taken < lines.len() {
+        for block in blocks {
             if self.current.len >= cut_at {
                 break;
             }
-            let end = slice_end(lines, taken);
-            self.append(&lines[taken..end])?;
-            taken = end;
+            let stored = match (self.level, block.deflated) {
+                (None, _) => Cow::Borrowed(block.raw),
+                (Some(_), Some(deflated)) => Cow::Owned(deflated?),
+                (Some(_), None) => {
+                    return Err(io::Error::other("a gzip block was appended uncompressed"));
+                }
+            };
+            self.file.write_all_at(&stored, self.current.len)?;
+            self.current.len += stored.len() as u64;
+            self.current.raw += block.raw.len() as u64;
+            self.hasher.update(block.raw);
+            self.remember(block.raw);
+            taken += block.raw.len();
         }
         Ok(taken)
     }
 
-    fn append(&mut self, input: &[u8]) -> io::Result<()> {
-        self.hasher.update(input);
-        self.current.raw += input.len() as u64;
-        match self.level {
-            None => {
-                self.file.write_all_at(input, self.current.len)?;
-                self.current.len += input.len() as u64;
-                Ok(())
-            }
-            Some(_) => self.deflate(input, FlushCompress::None),
+    /// Keeps the last [`WINDOW`] bytes of data as the next block's dictionary.
+    fn remember(&mut self, raw: &[u8]) {
+        if self.level.is_none() {
+            return;
+        }
+        if raw.len() >= WINDOW {
+            self.window.clear();
+            self.window.extend_from_slice(&raw[raw.len() - WINDOW..]);
+        } else {
+            self.window.extend_from_slice(raw);
+            let excess = self.window.len().saturating_sub(WINDOW);
+            self.window.drain(..excess);
         }
     }
 
-    fn deflate(&mut self, mut input: &[u8], flush: FlushCompress) -> io::Result<()> {
-        let level = self.level.unwrap_or(6);
-        let compressor = self
-            .compressor
-            .get_or_insert_with(|| Box::new(Compress::new(flate2::Compression::new(level), false)));
-        if self.output.capacity() == 0 {
-            self.output.reserve_exact(SLICE);
-        }
-        loop {
-            self.output.clear();
-            let before = compressor.total_in();
-            compressor
-                .compress_vec(input, &mut self.output, flush)
-                .map_err(io::Error::other)?;
-            input = &input[(compressor.total_in() - before) as usize..];
-            self.file.write_all_at(&self.output, self.current.len)?;
-            self.current.len += self.output.len() as u64;
-            // Output space left over means the compressor has nothing more to give.
-            if input.is_empty() && self.output.len() < self.output.capacity() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Ends the pending writes at a byte-aligned point and syncs the file, so that the
-    /// state [`pending`](Self::pending) returns can be committed.
+    /// Syncs the file, so that the state [`pending`](Self::pending) returns can be
+    /// committed. (Every block already ends at a byte-aligned point.)
     ///
     /// # Errors
     ///
-    /// When the file cannot be written or synced; call [`rollback`](Self::rollback) then.
+    /// When the file cannot be synced; call [`rollback`](Self::rollback) then.
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.compressor.is_some() {
-            self.deflate(&[], FlushCompress::Sync)?;
-        }
         if self.current != self.committed {
             self.file.sync_data()?;
         }
@@ -245,26 +273,18 @@ impl ObjectWriter {
         self.committed = self.pending();
     }
 
-    /// Forgets everything since the last commit: the file is cut back and the compressor
-    /// dropped.
+    /// Forgets everything since the last commit: the file is cut back, and the next block
+    /// starts without a dictionary.
     ///
     /// # Errors
     ///
     /// When the file cannot be cut back; the object must not be written again then.
     pub fn rollback(&mut self) -> io::Result<()> {
-        self.compressor = None;
+        self.window.clear();
         self.current = self.committed;
         self.hasher =
             crc32fast::Hasher::new_with_initial_len(self.committed.crc, self.committed.raw);
         self.file.set_len(self.committed.len)
-    }
-
-    /// Gives back the compressor's memory (about 300 KiB at level 6); the next write
-    /// starts a new one. Call it only right after a commit.
-    pub fn release_compressor(&mut self) {
-        if !self.has_pending() {
-            self.compressor = None;
-        }
     }
 
     /// Ends the object at the last commit: cuts anything uncommitted, appends the gzip end,
@@ -326,19 +346,25 @@ mod tests {
 
     #[test]
     fn commits_rollbacks_and_seal_read_back_with_gzip() {
+        let deflater = Deflater::new(6);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("object");
         let mut writer = ObjectWriter::create(&path, GZIP).unwrap();
-        writer.write(&lines(0, 1000), u64::MAX).unwrap();
+        writer.write(&lines(0, 1000), u64::MAX, &deflater).unwrap();
         writer.sync().unwrap();
         writer.commit();
-        writer.write(&lines(1000, 2000), u64::MAX).unwrap();
+        writer
+            .write(&lines(1000, 2000), u64::MAX, &deflater)
+            .unwrap();
         writer.rollback().unwrap();
-        writer.write(&lines(2000, 3000), u64::MAX).unwrap();
+        writer
+            .write(&lines(2000, 3000), u64::MAX, &deflater)
+            .unwrap();
         writer.sync().unwrap();
         writer.commit();
-        writer.release_compressor();
-        writer.write(&lines(3000, 3010), u64::MAX).unwrap();
+        writer
+            .write(&lines(3000, 3010), u64::MAX, &deflater)
+            .unwrap();
         writer.sync().unwrap();
         writer.commit();
         writer.seal().unwrap();
@@ -355,18 +381,19 @@ mod tests {
 
     #[test]
     fn recovery_seals_to_the_same_bytes_as_a_clean_seal() {
+        let deflater = Deflater::new(6);
         let dir = tempfile::tempdir().unwrap();
         let (clean, crashed) = (dir.path().join("clean"), dir.path().join("crashed"));
         let mut states = Vec::new();
         for path in [&clean, &crashed] {
             let mut writer = ObjectWriter::create(path, GZIP).unwrap();
-            writer.write(&lines(0, 500), u64::MAX).unwrap();
+            writer.write(&lines(0, 500), u64::MAX, &deflater).unwrap();
             writer.sync().unwrap();
             writer.commit();
             states.push(writer.committed());
             if path == &crashed {
                 // Uncommitted bytes that a crash leaves behind.
-                writer.write(&lines(500, 900), u64::MAX).unwrap();
+                writer.write(&lines(500, 900), u64::MAX, &deflater).unwrap();
                 drop(writer);
             } else {
                 writer.seal().unwrap();
@@ -385,17 +412,43 @@ mod tests {
 
     #[test]
     fn a_write_stops_at_a_line_end_once_the_cut_size_is_reached() {
+        let deflater = Deflater::new(6);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("object");
         let mut writer = ObjectWriter::create(&path, Compression::None).unwrap();
         let input = lines(0, 20_000);
-        let taken = writer.write(&input, 100_000).unwrap();
+        let taken = writer.write(&input, 100_000, &deflater).unwrap();
         assert!(taken < input.len() && taken >= 100_000, "{taken}");
         assert_eq!(input[taken - 1], b'\n');
         writer.sync().unwrap();
         writer.commit();
         assert_eq!(writer.seal().unwrap(), taken as u64);
         assert_eq!(std::fs::read(&path).unwrap(), &input[..taken]);
+    }
+
+    #[test]
+    fn a_gzip_object_cut_by_size_holds_whole_lines_and_the_rest_fits_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let deflater = Deflater::new(6);
+        let input = lines(0, 60_000);
+        let mut first = ObjectWriter::create(&dir.path().join("first"), GZIP).unwrap();
+        let taken = first.write(&input, 20_000, &deflater).unwrap();
+        assert!(taken < input.len() && input[taken - 1] == b'\n', "{taken}");
+        assert!(first.stored_len() >= 20_000);
+        let mut second = ObjectWriter::create(&dir.path().join("second"), GZIP).unwrap();
+        // In small steps, so that each block's dictionary comes from the writer's window.
+        for piece in input[taken..].chunks(5_000) {
+            let rest = second.write(piece, u64::MAX, &deflater).unwrap();
+            assert_eq!(rest, piece.len());
+        }
+        for writer in [&mut first, &mut second] {
+            writer.sync().unwrap();
+            writer.commit();
+            writer.seal().unwrap();
+        }
+        let mut joined = gunzip(&dir.path().join("first"));
+        joined.extend(gunzip(&dir.path().join("second")));
+        assert_eq!(joined, input);
     }
 
     #[test]
