@@ -219,6 +219,72 @@ fn at_store_dir_limit_size_flushes_retry_and_the_log_says_so_once() {
 }
 
 #[test]
+fn a_full_destination_keeps_the_objects_until_space_returns() {
+    let name = "objects::a_full_destination_keeps_the_objects_until_space_returns";
+    in_mount_namespace(name, || {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        let out_text = out.to_str().unwrap();
+        mount(&["-t", "tmpfs", "-o", "size=64k", "tmpfs", out_text]);
+        let store = dir.path().join("store");
+        let mut fluent_bit = load(HostVersion::V5);
+        let id = fluent_bit
+            .add_output(&dir_output(
+                &out,
+                &[
+                    ("store_dir", store.to_str().unwrap()),
+                    ("compression", "none"),
+                    ("upload_timeout", "1s"),
+                    ("shutdown_timeout", "30s"),
+                ],
+            ))
+            .unwrap();
+        take_log_lines();
+        // About 200 KiB of JSON lines: more than the destination holds.
+        for n in 0..8 {
+            let chunk = numbered_chunk(EventFormat::V2, n * 500, 500);
+            assert_eq!(fluent_bit.flusher(id).flush(&chunk, "t"), FLB_OK);
+        }
+        let mut lines = Vec::new();
+        wait_for("a delivery that fails for lack of space", || {
+            lines.extend(take_log_lines().into_iter().map(|line| line.message));
+            lines
+                .iter()
+                .any(|line| line.contains("No space left on device"))
+        });
+        let temporary = |path: &String| path.ends_with(".tmp");
+        let partial: Vec<_> = walk_files(&out).into_iter().filter(temporary).collect();
+        assert!(partial.is_empty(), "a failed copy is removed: {partial:?}");
+        assert!(numbers(&out, "t").len() < 4000);
+        mount(&["-o", "remount,size=16m", out_text]);
+        wait_for("every object delivered once space returned", || {
+            numbers(&out, "t").len() == 4000
+        });
+        fluent_bit.shutdown().unwrap();
+        assert_eq!(numbers(&out, "t"), (0..4000).collect::<Vec<_>>());
+        assert!(!walk_files(&out).iter().any(temporary), "no temporary file");
+    });
+}
+
+/// Every file under `dir`, hidden ones too.
+fn walk_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
 fn two_agents_on_one_path_never_collide_and_index_survives_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let fluentd_layout = [("s3_key_format", "logs/%Y%m%d%H_$INDEX.gz")];

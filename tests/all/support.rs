@@ -144,6 +144,15 @@ pub fn numbers(dir: &Path, tag: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Runs `mount` with `args`, and fails the test if it fails.
+pub fn mount(args: &[&str]) {
+    let status = Command::new("mount")
+        .args(args)
+        .status()
+        .expect("running mount");
+    assert!(status.success(), "mount {args:?} failed");
+}
+
 /// Whether a command exists on this machine.
 pub fn have(command: &str) -> bool {
     Command::new("sh")
@@ -156,16 +165,36 @@ pub fn have(command: &str) -> bool {
 /// process, and the other tests of this binary play 5.x. `name` is the test's path
 /// (`ffi::some_test`); the child runs only that test, with the body.
 pub fn in_own_process(name: &str, body: impl FnOnce()) {
+    run_in_child(name, &[], body);
+}
+
+/// Like [`in_own_process`], in a mount namespace of its own where the test is root
+/// (`unshare --mount --map-root-user`), so that it may mount a tmpfs; its mounts vanish
+/// with the process.
+pub fn in_mount_namespace(name: &str, body: impl FnOnce()) {
+    run_in_child(name, &["unshare", "--mount", "--map-root-user"], body);
+}
+
+fn run_in_child(name: &str, wrapper: &[&str], body: impl FnOnce()) {
     const CHILD: &str = "RUSTSINK_TEST_OWN_PROCESS";
     if std::env::var_os(CHILD).is_some() {
         body();
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
+    let test_binary = std::env::current_exe().unwrap();
+    let mut command = match wrapper {
+        [] => Command::new(&test_binary),
+        [program, args @ ..] => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&test_binary);
+            command
+        }
+    };
+    let out = command
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
         .env(CHILD, "1")
         .output()
-        .expect("re-running the test binary");
+        .unwrap_or_else(|e| panic!("re-running the test binary ({wrapper:?}): {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

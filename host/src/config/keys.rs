@@ -23,7 +23,7 @@ pub const TOTAL_FILE_SIZE: &str = "total_file_size";
 pub const COMPRESSION: &str = "compression";
 /// `compression_level`: the gzip level.
 pub const COMPRESSION_LEVEL: &str = "compression_level";
-/// `compression_threads`: how many objects are compressed at once.
+/// `compression_threads`: how many threads compress (and encode) at once.
 pub const COMPRESSION_THREADS: &str = "compression_threads";
 /// `s3_key_format`: the key template.
 pub const S3_KEY_FORMAT: &str = "s3_key_format";
@@ -123,8 +123,10 @@ pub const ALL: &[Key] = &[
     Key {
         name: COMPRESSION_THREADS,
         default: Some("0"),
-        doc: "How many objects are compressed at the same time when records of several tags or \
-              windows arrive together. `0`: one per CPU core.",
+        doc: "How many threads compress at the same time. Data is compressed in independent \
+              blocks of about 128 KiB, so one object uses them all, as do several objects at \
+              once; chunks of concurrent flushes are also encoded at once. `0`: one per CPU \
+              core.",
     },
     Key {
         name: S3_KEY_FORMAT,

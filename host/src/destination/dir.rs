@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use super::{DeliveryError, Destination, SealedObject};
+use super::{DeliveryError, Destination, ProgressLog, SealedObject};
 
 /// Writes objects under a directory.
 #[derive(Debug)]
@@ -57,7 +57,8 @@ impl DirDestination {
 }
 
 impl Destination for DirDestination {
-    fn put(&self, object: &SealedObject) -> Result<(), DeliveryError> {
+    /// A local copy is quick to redo, so it is done whole, without progress.
+    fn put(&self, object: &SealedObject, _: &mut dyn ProgressLog) -> Result<(), DeliveryError> {
         let target = self.path_of(&object.key)?;
         let folder = target.parent().unwrap_or(&self.root);
         fs::create_dir_all(folder).map_err(io_error("creating the directory", folder))?;
@@ -113,10 +114,11 @@ mod tests {
             key: "/logs/year=2024/a.gz".into(),
             path: source.clone(),
             len: 5,
+            progress: None,
         };
         assert!(!destination.exists(&object.key).unwrap());
-        destination.put(&object).unwrap();
-        destination.put(&object).unwrap();
+        destination.put(&object, &mut None).unwrap();
+        destination.put(&object, &mut None).unwrap();
         let landed = dir.path().join("out/logs/year=2024/a.gz");
         assert_eq!(fs::read(&landed).unwrap(), b"first");
         assert!(destination.exists(&object.key).unwrap());

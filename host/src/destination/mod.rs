@@ -8,7 +8,10 @@
 pub mod dir;
 
 use std::fmt::Debug;
+use std::io;
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 /// A sealed object, ready to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,16 +24,69 @@ pub struct SealedObject {
     pub path: PathBuf,
     /// The file's length.
     pub len: u64,
+    /// How far an earlier attempt at uploading it in parts came.
+    pub progress: Option<UploadProgress>,
+}
+
+/// An upload in parts that has begun: what a destination needs to resume it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadProgress {
+    /// The destination's id of the upload (an S3 multipart upload id).
+    pub upload_id: String,
+    /// The size of every part but the last, in bytes of the object's file.
+    pub part_size: u64,
+    /// The parts stored so far, in order of their numbers.
+    pub parts: Vec<PartDone>,
+}
+
+/// A part of an upload that the destination has stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartDone {
+    /// Its number, from 1.
+    pub number: u32,
+    /// The destination's tag for it (an S3 ETag), needed to complete the upload.
+    pub etag: String,
+}
+
+/// Where a destination records how far an upload in parts has come.
+pub trait ProgressLog {
+    /// The progress an earlier attempt recorded, if any.
+    fn resume(&self) -> Option<&UploadProgress>;
+
+    /// Records `progress` durably; a later attempt, after a restart too, gets it from
+    /// [`resume`](Self::resume). `None` forgets it (the upload was aborted).
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be made durable; the destination should then fail the attempt.
+    fn record(&mut self, progress: Option<UploadProgress>) -> io::Result<()>;
+}
+
+/// Progress kept in memory only: for one-off deliveries and tests.
+impl ProgressLog for Option<UploadProgress> {
+    fn resume(&self) -> Option<&UploadProgress> {
+        self.as_ref()
+    }
+
+    fn record(&mut self, progress: Option<UploadProgress>) -> io::Result<()> {
+        *self = progress;
+        Ok(())
+    }
 }
 
 /// A place objects are delivered to.
 pub trait Destination: Send + Sync + Debug {
-    /// Stores `object` at its key, complete or not at all.
+    /// Stores `object` at its key, complete or not at all. A destination that uploads in
+    /// parts records its progress in `progress` as it goes and resumes from it.
     ///
     /// # Errors
     ///
     /// Why it did not happen; [`DeliveryError::is_retryable`] says whether to try again.
-    fn put(&self, object: &SealedObject) -> Result<(), DeliveryError>;
+    fn put(
+        &self,
+        object: &SealedObject,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<(), DeliveryError>;
 
     /// Whether an object is stored at `key`.
     ///

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::destination::{DeliveryError, Destination, SealedObject};
+use crate::destination::{DeliveryError, Destination, ProgressLog, SealedObject, UploadProgress};
 use crate::log::Logger;
 use crate::store::Store;
 use crate::store::journal::{Journal, Record};
@@ -138,8 +138,13 @@ impl Deliverer {
                 continue;
             }
             let mut pending = self.queue.swap_remove(index);
+            let mut progress = JournalProgress {
+                id: pending.object.id,
+                progress: pending.object.progress.take(),
+                journal: &self.context.journal,
+            };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.context.destination.put(&pending.object)
+                self.context.destination.put(&pending.object, &mut progress)
             }))
             .unwrap_or_else(|_| {
                 Err(DeliveryError::Io {
@@ -148,6 +153,7 @@ impl Deliverer {
                     source: std::io::Error::other("panic"),
                 })
             });
+            pending.object.progress = progress.progress;
             pending.attempts += 1;
             match result {
                 Ok(()) => self.delivered(&pending.object),
@@ -227,11 +233,37 @@ impl Deliverer {
     }
 
     fn journal_append(&self, record: &Record) -> std::io::Result<()> {
-        self.context
-            .journal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .append(std::slice::from_ref(record))
+        append_record(&self.context.journal, record)
+    }
+}
+
+fn append_record(journal: &Mutex<Journal>, record: &Record) -> std::io::Result<()> {
+    journal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .append(std::slice::from_ref(record))
+}
+
+/// The progress of one object's upload, kept in the journal.
+struct JournalProgress<'a> {
+    id: u64,
+    progress: Option<UploadProgress>,
+    journal: &'a Mutex<Journal>,
+}
+
+impl ProgressLog for JournalProgress<'_> {
+    fn resume(&self) -> Option<&UploadProgress> {
+        self.progress.as_ref()
+    }
+
+    fn record(&mut self, progress: Option<UploadProgress>) -> std::io::Result<()> {
+        let record = Record::Progress {
+            id: self.id,
+            progress: progress.clone(),
+        };
+        append_record(self.journal, &record)?;
+        self.progress = progress;
+        Ok(())
     }
 }
 

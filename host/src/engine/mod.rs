@@ -542,6 +542,7 @@ impl Engine {
                     key: object.opened.key.clone(),
                     path: object.writer.path().to_owned(),
                     len,
+                    progress: None,
                 }),
                 Err(error) => {
                     self.log.warn(format_args!(

@@ -147,6 +147,7 @@ fn finish(
             key: opened.key.clone(),
             path,
             len,
+            progress: object.progress.clone(),
         }),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             if destination.exists(&opened.key).unwrap_or(false) {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::destination::UploadProgress;
 use crate::object::writer::Committed;
 
 const MAGIC: &[u8; 8] = b"RSJOURNL";
@@ -91,6 +92,13 @@ pub enum Record {
         /// The final length.
         len: u64,
     },
+    /// How far the upload of a sealed object has come (None: it starts over).
+    Progress {
+        /// The object.
+        id: u64,
+        /// The progress.
+        progress: Option<UploadProgress>,
+    },
     /// An object is at its destination and its file is gone.
     Delivered {
         /// The object.
@@ -117,6 +125,8 @@ pub struct LiveObject {
     pub committed: Option<Committed>,
     /// The final length, once sealed.
     pub sealed: Option<u64>,
+    /// How far its upload in parts has come.
+    pub progress: Option<UploadProgress>,
 }
 
 /// The live state a journal describes.
@@ -143,6 +153,7 @@ pub fn fold(records: impl IntoIterator<Item = Record>) -> State {
                         opened,
                         committed: None,
                         sealed: None,
+                        progress: None,
                     },
                 );
             }
@@ -155,6 +166,11 @@ pub fn fold(records: impl IntoIterator<Item = Record>) -> State {
             Record::Sealed { id, len } => {
                 if let Some(object) = state.objects.get_mut(&id) {
                     object.sealed = Some(len);
+                }
+            }
+            Record::Progress { id, progress } => {
+                if let Some(object) = state.objects.get_mut(&id) {
+                    object.progress = progress;
                 }
             }
             Record::Delivered { id } | Record::Quarantined { id } => {
@@ -183,6 +199,12 @@ pub fn unfold(state: &State) -> Vec<Record> {
             records.push(Record::Sealed {
                 id: object.opened.id,
                 len,
+            });
+        }
+        if object.progress.is_some() {
+            records.push(Record::Progress {
+                id: object.opened.id,
+                progress: object.progress.clone(),
             });
         }
     }
@@ -472,13 +494,39 @@ mod tests {
             .append(&[opened(4), commit(4, 10), Record::Delivered { id: 4 }])
             .unwrap();
         journal.append(&[opened(5), commit(5, 10)]).unwrap();
+        let progress = UploadProgress {
+            upload_id: "upload-5".into(),
+            part_size: 5 << 20,
+            parts: vec![crate::destination::PartDone {
+                number: 1,
+                etag: "\"etag-1\"".into(),
+            }],
+        };
+        journal
+            .append(&[
+                Record::Sealed { id: 5, len: 10 },
+                Record::Progress {
+                    id: 5,
+                    progress: Some(progress.clone()),
+                },
+            ])
+            .unwrap();
         let state = fold(journal.records().unwrap());
+        assert_eq!(state.objects[&5].progress, Some(progress));
         journal.compact(&state).unwrap();
         drop(journal);
-        let (_, records, _) = Journal::open(&path).unwrap();
+        let (mut journal, records, _) = Journal::open(&path).unwrap();
         let again = fold(records);
         assert_eq!(again, state);
         assert_eq!(again.next_index, 6);
+        // An aborted upload starts over: its progress is forgotten.
+        journal
+            .append(&[Record::Progress {
+                id: 5,
+                progress: None,
+            }])
+            .unwrap();
+        assert_eq!(fold(journal.records().unwrap()).objects[&5].progress, None);
     }
 
     #[test]
