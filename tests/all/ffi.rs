@@ -280,10 +280,7 @@ fn bad_config_fails_init_with_one_line_naming_key_and_value() {
             ],
             "invalid value 'rfc822' for key 'json_date_format'",
         ),
-        (
-            &[],
-            "sink 's3' is not available in this version of rustsink",
-        ),
+        (&[], "missing key 'bucket'"),
     ];
     for (pairs, expected) in cases {
         let mut fluent_bit = load(HostVersion::V5);

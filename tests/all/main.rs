@@ -6,4 +6,5 @@ mod crash;
 mod ffi;
 mod objects;
 mod process;
+mod s3;
 mod support;

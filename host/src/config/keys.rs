@@ -7,6 +7,30 @@
 pub const SINK: &str = "sink";
 /// `path`: the directory of `sink dir`.
 pub const PATH: &str = "path";
+/// `bucket`: the S3 bucket of `sink s3`.
+pub const BUCKET: &str = "bucket";
+/// `region`: the bucket's AWS region.
+pub const REGION: &str = "region";
+/// `endpoint`: an S3-compatible server instead of AWS's.
+pub const ENDPOINT: &str = "endpoint";
+/// `s3_path_style`: bucket in the path instead of the host name.
+pub const S3_PATH_STYLE: &str = "s3_path_style";
+/// `upload_chunk_size`: the part size of multipart uploads.
+pub const UPLOAD_CHUNK_SIZE: &str = "upload_chunk_size";
+/// `content_type`: the Content-Type of objects.
+pub const CONTENT_TYPE: &str = "content_type";
+/// `storage_class`: the S3 storage class of objects.
+pub const STORAGE_CLASS: &str = "storage_class";
+/// `server_side_encryption`: AES256 or aws:kms.
+pub const SERVER_SIDE_ENCRYPTION: &str = "server_side_encryption";
+/// `sse_kms_key_id`: the KMS key of aws:kms encryption.
+pub const SSE_KMS_KEY_ID: &str = "sse_kms_key_id";
+/// `canned_acl`: the canned ACL of objects.
+pub const CANNED_ACL: &str = "canned_acl";
+/// `object_tags`: tags set on every object.
+pub const OBJECT_TAGS: &str = "object_tags";
+/// `checksum_algorithm`: the checksum sent with uploads.
+pub const CHECKSUM_ALGORITHM: &str = "checksum_algorithm";
 /// `json_date_key`: the key the event time is written under.
 pub const JSON_DATE_KEY: &str = "json_date_key";
 /// `json_date_format`: how the event time is written.
@@ -60,9 +84,9 @@ pub const ALL: &[Key] = &[
     Key {
         name: SINK,
         default: Some("s3"),
-        doc: "Where objects go: `dir` writes them under `path`; `s3` uploads to a bucket \
-              (not available in this version: init fails and says so); a path ending in \
-              `.wasm` names a sink component (not available in this version either).",
+        doc: "Where objects go: `s3` uploads them to `bucket`; `dir` writes them under \
+              `path`; a path ending in `.wasm` names a sink component (not available in this \
+              version: init fails and says so).",
     },
     Key {
         name: PATH,
@@ -70,6 +94,82 @@ pub const ALL: &[Key] = &[
         doc: "With `sink dir`: the directory that receives the objects, each at `<path>/<key>`. \
               An object appears there complete or not at all (written under a temporary \
               name, synced, then renamed). Created if missing. Required with `sink dir`.",
+    },
+    Key {
+        name: BUCKET,
+        default: None,
+        doc: "With `sink s3`: the bucket objects are uploaded to, each at its key. Required \
+              with `sink s3`.",
+    },
+    Key {
+        name: REGION,
+        default: None,
+        doc: "The bucket's AWS region. Default: `AWS_REGION` or the AWS config of the \
+              environment, else `us-east-1`.",
+    },
+    Key {
+        name: ENDPOINT,
+        default: None,
+        doc: "The URL of an S3-compatible server (MinIO, Ceph, a local test server) instead \
+              of AWS's endpoint for the region. Setting it turns `s3_path_style` on unless \
+              that is set.",
+    },
+    Key {
+        name: S3_PATH_STYLE,
+        default: None,
+        doc: "`on`: address the bucket in the path (`https://host/bucket/key`), as most \
+              S3-compatible servers need. Default: on with `endpoint`, off without.",
+    },
+    Key {
+        name: UPLOAD_CHUNK_SIZE,
+        default: Some("8M"),
+        doc: "Objects larger than this are uploaded in parts of this size (multipart upload), \
+              which resume after a restart from the last part stored; smaller ones in one \
+              request. From `5M` (S3's smallest part) to `5G`.",
+    },
+    Key {
+        name: CONTENT_TYPE,
+        default: Some("application/x-ndjson"),
+        doc: "The Content-Type of objects. With `compression gzip` the objects are gzip \
+              files (the key ends in `.gz`); no Content-Encoding is set, so clients do not \
+              unpack them on download.",
+    },
+    Key {
+        name: STORAGE_CLASS,
+        default: None,
+        doc: "The S3 storage class, such as `STANDARD_IA` or `INTELLIGENT_TIERING`. Default: \
+              the bucket's (`STANDARD`).",
+    },
+    Key {
+        name: SERVER_SIDE_ENCRYPTION,
+        default: None,
+        doc: "`AES256` (SSE-S3) or `aws:kms` (SSE-KMS, with `sse_kms_key_id`). Default: the \
+              bucket's default encryption.",
+    },
+    Key {
+        name: SSE_KMS_KEY_ID,
+        default: None,
+        doc: "With `server_side_encryption aws:kms`: the KMS key id or ARN. Default: the \
+              account's `aws/s3` key.",
+    },
+    Key {
+        name: CANNED_ACL,
+        default: None,
+        doc: "A canned ACL for objects, such as `bucket-owner-full-control` (for a bucket in \
+              another account that still uses ACLs).",
+    },
+    Key {
+        name: OBJECT_TAGS,
+        default: None,
+        doc: "Tags set on every object, as `key=value` pairs separated by `&` (URL-encoded, as \
+              S3's `x-amz-tagging` header takes them).",
+    },
+    Key {
+        name: CHECKSUM_ALGORITHM,
+        default: Some("none"),
+        doc: "A checksum sent with every upload and checked by S3: `crc32`, `crc32c`, `sha1`, \
+              `sha256`, or `none` (only what the request requires, which S3-compatible servers \
+              accept).",
     },
     Key {
         name: JSON_DATE_KEY,

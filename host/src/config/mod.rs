@@ -5,11 +5,13 @@
 
 pub mod keys;
 pub mod parse;
+mod s3;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::object::key::KeyTemplate;
+pub use s3::{Encryption, S3Config};
 
 /// A configuration value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +40,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkConfig {
     /// Uploads to S3 (`sink s3`).
-    S3,
+    S3(Box<S3Config>),
     /// JSON lines under a local directory (`sink dir`).
     Dir {
         /// The directory (`path`).
@@ -136,7 +138,7 @@ impl Config {
         let value = |name: &'static str| -> Option<String> {
             lookup(name).or_else(|| keys::find(name)?.default.map(str::to_owned))
         };
-        let sink = parse_sink(&value(keys::SINK).unwrap_or_default(), value(keys::PATH))?;
+        let sink = parse_sink(&value(keys::SINK).unwrap_or_default(), &value)?;
         let date_key = value(keys::JSON_DATE_KEY)
             .filter(|key| parse::boolean(key) != Ok(false) && !key.is_empty());
         let date_format = parse_date_format(&value(keys::JSON_DATE_FORMAT).unwrap_or_default())?;
@@ -266,9 +268,13 @@ fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> Confi
     }
 }
 
-fn parse_sink(sink: &str, path: Option<String>) -> Result<SinkConfig, ConfigError> {
+fn parse_sink(
+    sink: &str,
+    value: &dyn Fn(&'static str) -> Option<String>,
+) -> Result<SinkConfig, ConfigError> {
+    let path = value(keys::PATH);
     match sink.trim() {
-        s if s.eq_ignore_ascii_case("s3") => Ok(SinkConfig::S3),
+        s if s.eq_ignore_ascii_case("s3") => Ok(SinkConfig::S3(Box::new(s3::parse(value)?))),
         s if s.eq_ignore_ascii_case("dir") => match path.filter(|p| !p.trim().is_empty()) {
             Some(path) => Ok(SinkConfig::Dir {
                 path: PathBuf::from(path.trim()),
@@ -310,10 +316,12 @@ fn parse_date_format(format: &str) -> Result<DateFormat, ConfigError> {
 mod tests {
     use super::*;
 
+    /// A configuration of `pairs`, with a bucket for the default `sink s3`.
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_lookup(|key| {
             pairs
                 .iter()
+                .chain(&[("bucket", "logs")])
                 .find(|(k, _)| k.eq_ignore_ascii_case(key))
                 .map(|(_, v)| v.to_string())
         })
@@ -322,7 +330,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_keys_are_absent() {
         let config = config(&[]).unwrap();
-        assert_eq!(config.sink, SinkConfig::S3);
+        assert!(matches!(&config.sink, SinkConfig::S3(s3) if s3.bucket == "logs"));
         assert_eq!(config.json.date_key.as_deref(), Some("date"));
         assert_eq!(config.json.date_format, DateFormat::Iso8601);
     }

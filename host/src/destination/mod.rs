@@ -6,6 +6,7 @@
 //! (after a crash) writes the same bytes to the same key.
 
 pub mod dir;
+pub mod s3;
 
 use std::fmt::Debug;
 use std::io;
@@ -46,6 +47,10 @@ pub struct PartDone {
     pub number: u32,
     /// The destination's tag for it (an S3 ETag), needed to complete the upload.
     pub etag: String,
+    /// Its checksum, when uploads carry one (`checksum_algorithm`), also needed to
+    /// complete the upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// Where a destination records how far an upload in parts has come.
@@ -112,6 +117,16 @@ pub enum DeliveryError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A request to a remote destination failed.
+    #[error("{action}: {detail}")]
+    Request {
+        /// What was being done, with the bucket and key.
+        action: String,
+        /// What went wrong, and what to do about it.
+        detail: String,
+        /// Whether trying again may succeed.
+        retryable: bool,
+    },
     /// The key cannot name an object at this destination.
     #[error("the key '{key}' cannot be used: {reason}")]
     InvalidKey {
@@ -128,6 +143,7 @@ impl DeliveryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             DeliveryError::Io { .. } => true,
+            DeliveryError::Request { retryable, .. } => *retryable,
             DeliveryError::InvalidKey { .. } => false,
         }
     }

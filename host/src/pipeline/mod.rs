@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, SinkConfig};
 use crate::destination::dir::DirDestination;
+use crate::destination::s3::S3Destination;
 use crate::destination::{DeliveryError, Destination};
 use crate::engine::{AcceptError, Engine};
 use crate::log::Logger;
@@ -97,8 +98,8 @@ impl Instance {
     pub fn start(config: Config, log: Logger) -> Result<Arc<Instance>, StartError> {
         let destination: Box<dyn Destination> = match &config.sink {
             SinkConfig::Dir { path } => Box::new(DirDestination::open(path)?),
-            SinkConfig::S3 => {
-                return Err(StartError::Unavailable { sink: "s3".into() });
+            SinkConfig::S3(s3) => {
+                Box::new(S3Destination::open((**s3).clone()).map_err(StartError::Thread)?)
             }
             SinkConfig::Component { path } => {
                 return Err(StartError::Unavailable {
@@ -106,6 +107,12 @@ impl Instance {
                 });
             }
         };
+        let kind = match &config.sink {
+            SinkConfig::Dir { .. } => "dir",
+            SinkConfig::S3(_) => "s3",
+            SinkConfig::Component { .. } => "component",
+        };
+        let described = format!("sink {kind}, {}", destination.describe());
         let shutdown_timeout = config.objects.shutdown_timeout;
         let store_dir = config.objects.store_dir.clone();
         let engine = Engine::start(config.objects, config.json, destination, log.clone())
@@ -122,7 +129,7 @@ impl Instance {
             .map_err(StartError::Thread)?;
         log.info(format_args!(
             "started: {}, store_dir {}",
-            describe(&config.sink),
+            described,
             store_dir.display()
         ));
         Ok(Arc::new(Instance {
@@ -176,14 +183,6 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-fn describe(sink: &SinkConfig) -> String {
-    match sink {
-        SinkConfig::Dir { path } => format!("sink dir, path {}", path.display()),
-        SinkConfig::S3 => "sink s3".into(),
-        SinkConfig::Component { path } => format!("sink component {}", path.display()),
     }
 }
 

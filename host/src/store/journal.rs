@@ -500,6 +500,7 @@ mod tests {
             parts: vec![crate::destination::PartDone {
                 number: 1,
                 etag: "\"etag-1\"".into(),
+                checksum: None,
             }],
         };
         journal

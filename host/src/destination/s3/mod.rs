@@ -1,0 +1,399 @@
+//! `sink s3`: objects are uploaded to a bucket at their key, in one request when they are
+//! small and in parts (multipart upload) when they are larger than `upload_chunk_size`.
+//!
+//! A multipart upload records its id and every stored part through the
+//! [`ProgressLog`], which the delivery thread keeps in the journal: an attempt after a
+//! failure or a restart uploads only the parts still missing. If S3 no longer knows the
+//! upload (it was aborted, or expired under a lifecycle rule), the upload starts over; if
+//! it was completed just before a crash, the object at the key is recognised by its size.
+
+mod error;
+
+use std::path::Path;
+
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+};
+
+use super::{DeliveryError, Destination, PartDone, ProgressLog, SealedObject, UploadProgress};
+use crate::config::{Encryption, S3Config};
+use error::{Failure, request_error};
+
+/// Uploads objects to a bucket.
+#[derive(Debug)]
+pub struct S3Destination {
+    config: S3Config,
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl S3Destination {
+    /// Builds the client: credentials from the AWS default chain, the region from the
+    /// configuration or the environment. Nothing is sent to S3 yet.
+    ///
+    /// # Errors
+    ///
+    /// When the runtime for the client cannot be started.
+    pub fn open(config: S3Config) -> std::io::Result<S3Destination> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rustsink-s3")
+            .enable_all()
+            .build()?;
+        let client = runtime.block_on(build_client(&config));
+        Ok(S3Destination {
+            config,
+            client,
+            runtime,
+        })
+    }
+
+    async fn upload(
+        &self,
+        object: &SealedObject,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<(), DeliveryError> {
+        if object.len <= self.config.upload_chunk_size {
+            self.put_whole(object).await
+        } else {
+            self.put_in_parts(object, progress).await
+        }
+    }
+
+    async fn put_whole(&self, object: &SealedObject) -> Result<(), DeliveryError> {
+        let body = file_part(&object.path, 0, object.len).await?;
+        let config = &self.config;
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&config.bucket)
+            .key(&object.key)
+            .body(body)
+            .content_length(object.len as i64)
+            .content_type(&config.content_type)
+            .set_storage_class(config.storage_class.clone())
+            .set_acl(config.canned_acl.clone())
+            .set_tagging(config.object_tags.clone())
+            .set_checksum_algorithm(config.checksum.clone());
+        if let Some(encryption) = &config.encryption {
+            let (sse, key_id) = encryption_headers(encryption);
+            request = request
+                .server_side_encryption(sse)
+                .set_ssekms_key_id(key_id);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| self.failed("PutObject", &object.key, e).error)?;
+        Ok(())
+    }
+
+    async fn put_in_parts(
+        &self,
+        object: &SealedObject,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<(), DeliveryError> {
+        let part_size = self.config.upload_chunk_size;
+        let resumed = progress
+            .resume()
+            .filter(|p| p.part_size == part_size)
+            .cloned();
+        if resumed.is_none()
+            && let Some(stale) = progress.resume()
+        {
+            // Begun with another upload_chunk_size: its parts do not fit; start over.
+            self.abort(&object.key, &stale.upload_id.clone()).await;
+        }
+        let mut state = match resumed {
+            Some(state) => state,
+            None => {
+                let state = UploadProgress {
+                    upload_id: self.create_upload(&object.key).await?,
+                    part_size,
+                    parts: Vec::new(),
+                };
+                record(progress, Some(state.clone()), &object.key)?;
+                state
+            }
+        };
+        let parts = object.len.div_ceil(part_size);
+        for number in state.parts.len() as u64 + 1..=parts {
+            let offset = (number - 1) * part_size;
+            let length = part_size.min(object.len - offset);
+            let body = file_part(&object.path, offset, length).await?;
+            let sent = self
+                .client
+                .upload_part()
+                .bucket(&self.config.bucket)
+                .key(&object.key)
+                .upload_id(&state.upload_id)
+                .part_number(number as i32)
+                .content_length(length as i64)
+                .body(body)
+                .set_checksum_algorithm(self.config.checksum.clone())
+                .send()
+                .await;
+            let output = match sent {
+                Ok(output) => output,
+                Err(error) => {
+                    let failure = self.failed("UploadPart", &object.key, error);
+                    return Err(self.forget_if_gone(failure, progress, &object.key));
+                }
+            };
+            state.parts.push(PartDone {
+                number: number as u32,
+                etag: output.e_tag().unwrap_or_default().to_owned(),
+                checksum: part_checksum(self.config.checksum.as_ref(), &output),
+            });
+            record(progress, Some(state.clone()), &object.key)?;
+        }
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.config.bucket)
+            .key(&object.key)
+            .upload_id(&state.upload_id)
+            .multipart_upload(self.completed_parts(&state))
+            .send()
+            .await;
+        match completed {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let failure = self.failed("CompleteMultipartUpload", &object.key, error);
+                if failure.upload_gone && self.holds(&object.key, object.len).await {
+                    // Completed before a crash, so S3 forgot the upload: it is delivered.
+                    return Ok(());
+                }
+                Err(self.forget_if_gone(failure, progress, &object.key))
+            }
+        }
+    }
+
+    async fn create_upload(&self, key: &str) -> Result<String, DeliveryError> {
+        let config = &self.config;
+        let mut request = self
+            .client
+            .create_multipart_upload()
+            .bucket(&config.bucket)
+            .key(key)
+            .content_type(&config.content_type)
+            .set_storage_class(config.storage_class.clone())
+            .set_acl(config.canned_acl.clone())
+            .set_tagging(config.object_tags.clone())
+            .set_checksum_algorithm(config.checksum.clone());
+        if let Some(encryption) = &config.encryption {
+            let (sse, key_id) = encryption_headers(encryption);
+            request = request
+                .server_side_encryption(sse)
+                .set_ssekms_key_id(key_id);
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| self.failed("CreateMultipartUpload", key, e).error)?;
+        output
+            .upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| DeliveryError::Request {
+                action: format!("CreateMultipartUpload of s3://{}/{key}", config.bucket),
+                detail: "the answer carried no upload id".into(),
+                retryable: true,
+            })
+    }
+
+    fn completed_parts(&self, state: &UploadProgress) -> CompletedMultipartUpload {
+        let parts = state.parts.iter().map(|part| {
+            let built = CompletedPart::builder()
+                .part_number(part.number as i32)
+                .e_tag(&part.etag);
+            let checksum = part.checksum.clone();
+            match self.config.checksum {
+                Some(ChecksumAlgorithm::Crc32) => built.set_checksum_crc32(checksum),
+                Some(ChecksumAlgorithm::Crc32C) => built.set_checksum_crc32_c(checksum),
+                Some(ChecksumAlgorithm::Sha1) => built.set_checksum_sha1(checksum),
+                Some(ChecksumAlgorithm::Sha256) => built.set_checksum_sha256(checksum),
+                _ => built,
+            }
+            .build()
+        });
+        CompletedMultipartUpload::builder()
+            .set_parts(Some(parts.collect()))
+            .build()
+    }
+
+    /// When S3 no longer knows the upload, forgets it so that the next attempt starts
+    /// over; returns the error to report either way.
+    fn forget_if_gone(
+        &self,
+        failure: Failure,
+        progress: &mut dyn ProgressLog,
+        key: &str,
+    ) -> DeliveryError {
+        if failure.upload_gone
+            && let Err(error) = record(progress, None, key)
+        {
+            return error;
+        }
+        failure.error
+    }
+
+    /// Whether an object of `len` bytes is at `key`.
+    async fn holds(&self, key: &str, len: u64) -> bool {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.config.bucket)
+            .key(key)
+            .send()
+            .await;
+        head.is_ok_and(|head| head.content_length() == Some(len as i64))
+    }
+
+    /// Aborts an upload, so that its parts stop costing storage; a failure only leaves
+    /// them to the bucket's lifecycle rules.
+    async fn abort(&self, key: &str, upload_id: &str) {
+        let _ = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.config.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+    }
+
+    fn failed<E>(
+        &self,
+        action: &'static str,
+        key: &str,
+        error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Failure
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        request_error(action, &self.config, key, error)
+    }
+}
+
+impl Destination for S3Destination {
+    fn put(
+        &self,
+        object: &SealedObject,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<(), DeliveryError> {
+        self.runtime.block_on(self.upload(object, progress))
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, DeliveryError> {
+        let head = self.runtime.block_on(
+            self.client
+                .head_object()
+                .bucket(&self.config.bucket)
+                .key(key)
+                .send(),
+        );
+        match head {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            Err(error) => Err(self.failed("HeadObject", key, error).error),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.config.endpoint {
+            Some(endpoint) => format!("bucket {} at {endpoint}", self.config.bucket),
+            None => format!("bucket {}", self.config.bucket),
+        }
+    }
+}
+
+async fn build_client(config: &S3Config) -> Client {
+    let region = RegionProviderChain::first_try(config.region.clone().map(Region::new))
+        .or_default_provider()
+        .or_else(Region::new("us-east-1"));
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await;
+    // Checksums only when asked for or required: S3-compatible servers differ in which
+    // of the newer ones they accept.
+    let checksums = match config.checksum {
+        Some(_) => RequestChecksumCalculation::WhenSupported,
+        None => RequestChecksumCalculation::WhenRequired,
+    };
+    let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
+    if let Some(endpoint) = &config.endpoint {
+        s3 = s3.endpoint_url(endpoint);
+    }
+    let s3 = s3
+        .force_path_style(config.path_style)
+        .request_checksum_calculation(checksums)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        // A few quick tries inside one attempt; the delivery thread's backoff does the rest.
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .operation_attempt_timeout(std::time::Duration::from_secs(300))
+                .build(),
+        )
+        .build();
+    Client::from_conf(s3)
+}
+
+/// Bytes `offset..offset + length` of an object's file, streamed.
+async fn file_part(path: &Path, offset: u64, length: u64) -> Result<ByteStream, DeliveryError> {
+    ByteStream::read_from()
+        .path(path)
+        .offset(offset)
+        .length(Length::Exact(length))
+        .build()
+        .await
+        .map_err(|error| DeliveryError::Io {
+            action: "reading",
+            path: path.to_owned(),
+            source: std::io::Error::other(error),
+        })
+}
+
+fn encryption_headers(encryption: &Encryption) -> (ServerSideEncryption, Option<String>) {
+    match encryption {
+        Encryption::Aes256 => (ServerSideEncryption::Aes256, None),
+        Encryption::Kms { key_id } => (ServerSideEncryption::AwsKms, key_id.clone()),
+    }
+}
+
+fn part_checksum(
+    algorithm: Option<&ChecksumAlgorithm>,
+    output: &aws_sdk_s3::operation::upload_part::UploadPartOutput,
+) -> Option<String> {
+    match algorithm? {
+        ChecksumAlgorithm::Crc32 => output.checksum_crc32(),
+        ChecksumAlgorithm::Crc32C => output.checksum_crc32_c(),
+        ChecksumAlgorithm::Sha1 => output.checksum_sha1(),
+        ChecksumAlgorithm::Sha256 => output.checksum_sha256(),
+        _ => None,
+    }
+    .map(str::to_owned)
+}
+
+fn record(
+    progress: &mut dyn ProgressLog,
+    state: Option<UploadProgress>,
+    key: &str,
+) -> Result<(), DeliveryError> {
+    progress
+        .record(state)
+        .map_err(|source| DeliveryError::Request {
+            action: format!("recording the upload progress of '{key}' in the journal"),
+            detail: source.to_string(),
+            retryable: true,
+        })
+}

@@ -1,0 +1,324 @@
+//! `sink s3` against a real S3 server (moto in server mode, started by the tests), through
+//! the `rustsink run` command with credentials from the environment.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+use crate::support::*;
+
+const BUCKET: &str = "logs";
+
+/// A moto server on a port of its own, stopped when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start_on(port: u16) -> Moto {
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto (installed by .ci/setup: pip install 'moto[server]')");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A client of the test's own, to make the bucket and read what arrived.
+struct Bucket {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Bucket {
+    fn create(endpoint: &str) -> Bucket {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .build();
+        let bucket = Bucket {
+            client: Client::from_conf(config),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        };
+        bucket
+            .runtime
+            .block_on(bucket.client.create_bucket().bucket(BUCKET).send())
+            .expect("creating the bucket");
+        bucket
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let listed = self
+            .runtime
+            .block_on(self.client.list_objects_v2().bucket(BUCKET).send())
+            .unwrap();
+        let mut keys: Vec<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn get(&self, key: &str) -> Vec<u8> {
+        self.runtime.block_on(async {
+            let object = self
+                .client
+                .get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            object.body.collect().await.unwrap().into_bytes().to_vec()
+        })
+    }
+
+    /// The `n` of every line of every object, gunzipped.
+    fn numbers(&self) -> Vec<u64> {
+        let mut numbers = Vec::new();
+        for key in self.keys() {
+            let mut text = String::new();
+            flate2::read::MultiGzDecoder::new(&self.get(&key)[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            for line in text.lines() {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                let log: serde_json::Value =
+                    serde_json::from_str(record["log"].as_str().unwrap()).unwrap();
+                numbers.push(log["n"].as_u64().unwrap());
+            }
+        }
+        numbers.sort_unstable();
+        numbers
+    }
+}
+
+/// `lines` JSON log lines `{"n": …, "noise": …}` with hard-to-compress noise.
+fn write_log(path: &Path, lines: u64) {
+    let mut rng = fastrand::Rng::with_seed(lines);
+    let mut file = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    for n in 0..lines {
+        let noise: String = (0..48).map(|_| rng.alphanumeric()).collect();
+        writeln!(file, "{{\"n\":{n},\"noise\":\"{noise}\"}}").unwrap();
+    }
+}
+
+fn s3_conf(dir: &Path, endpoint: &str, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("s3.conf");
+    fs::write(
+        &path,
+        format!(
+            "[OUTPUT]\n    Name rustsink\n    Match *\n    bucket {BUCKET}\n    endpoint {endpoint}\n    \
+             store_dir {}\n    upload_chunk_size 5M\n    shutdown_timeout 60s\n{extra}",
+            dir.join("store").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `rustsink run` with credentials for moto in the environment, and nothing else of AWS.
+fn run_command(conf: &Path, input: &Path) -> Command {
+    let mut command = Command::new(rustsink_bin());
+    command
+        .args(["run", "--config"])
+        .arg(conf)
+        .arg("--input")
+        .arg(input)
+        .args(["--chunk-records", "5000"])
+        .env("RUSTSINK_PLUGIN", plugin_path())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    command
+}
+
+fn succeeded(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn small_and_multipart_objects_land_with_their_headers() {
+    let moto = Moto::start_on(free_port());
+    let bucket = Bucket::create(&moto.endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "    storage_class STANDARD_IA\n    server_side_encryption AES256\n    \
+                 object_tags team=logs&env=test\n";
+    let conf = s3_conf(dir.path(), &moto.endpoint(), extra);
+    // About 8 MiB after gzip: a multipart upload of two parts.
+    let (large, small) = (dir.path().join("large.log"), dir.path().join("small.log"));
+    write_log(&large, 170_000);
+    write_log(&small, 100);
+    succeeded(
+        &run_command(&conf, &large)
+            .args(["--tag", "large"])
+            .output()
+            .unwrap(),
+    );
+    succeeded(
+        &run_command(&conf, &small)
+            .args(["--tag", "small"])
+            .output()
+            .unwrap(),
+    );
+
+    let keys = bucket.keys();
+    assert!(
+        keys.iter().any(|k| k.starts_with("rustsink/large/")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.starts_with("rustsink/small/")),
+        "{keys:?}"
+    );
+    let mut expected: Vec<u64> = (0..170_000).chain(0..100).collect();
+    expected.sort_unstable();
+    assert_eq!(bucket.numbers(), expected, "every line exactly once");
+    let heads = bucket.runtime.block_on(async {
+        let mut heads = Vec::new();
+        for key in &keys {
+            let head = bucket
+                .client
+                .head_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let tags = bucket
+                .client
+                .get_object_tagging()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            heads.push((key.clone(), head, tags.tag_set().len()));
+        }
+        heads
+    });
+    let mut multipart = 0;
+    for (key, head, tags) in heads {
+        assert_eq!(
+            head.storage_class().map(|c| c.as_str()),
+            Some("STANDARD_IA"),
+            "{key}"
+        );
+        assert_eq!(
+            head.server_side_encryption().map(|s| s.as_str()),
+            Some("AES256"),
+            "{key}"
+        );
+        assert_eq!(head.content_type(), Some("application/x-ndjson"), "{key}");
+        assert_eq!(tags, 2, "{key}");
+        // A multipart object's ETag ends in -<parts>.
+        if head
+            .e_tag()
+            .is_some_and(|etag| etag.trim_matches('"').ends_with("-2"))
+        {
+            multipart += 1;
+            assert!(head.content_length().unwrap() > 5 << 20, "{key}");
+        }
+    }
+    assert_eq!(multipart, 1, "the large object is uploaded in two parts");
+    let left: Vec<_> = fs::read_dir(dir.path().join("store/rustsink.0/objects"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing is left to deliver: {left:?}");
+}
+
+#[test]
+fn objects_wait_in_store_dir_until_the_server_is_up() {
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = s3_conf(dir.path(), &endpoint, "    upload_timeout 1s\n");
+    let input = dir.path().join("app.log");
+    write_log(&input, 3_000);
+    let mut child = run_command(&conf, &input)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buffer = [0u8; 4096];
+        // Read until the first refused upload, then hand back what was read.
+        while !text.contains("cannot reach") {
+            match stderr.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buffer[..n])),
+            }
+        }
+        (text, stderr)
+    });
+    let (seen, mut stderr) = reader.join().unwrap();
+    assert!(seen.contains("cannot reach"), "{seen}");
+    assert!(
+        seen.contains(&endpoint),
+        "the line names the endpoint: {seen}"
+    );
+    let moto = Moto::start_on(port);
+    let bucket = Bucket::create(&moto.endpoint());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{seen}{rest}");
+    assert_eq!(bucket.numbers(), (0..3_000).collect::<Vec<_>>());
+}
