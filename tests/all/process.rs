@@ -13,8 +13,12 @@ fn the_library_exports_only_the_plugin_entry_points() {
         .output()
         .expect("running nm (binutils)");
     assert!(out.status.success());
+    // The AWS SDK's checksum crate (crc-fast) exports its C interface, prefixed
+    // `crc_fast_`, from any cdylib it is linked into; rustc lists those symbols itself, so
+    // a linker version script cannot hide them. Every other export is ours.
     let symbols: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
+        .filter(|symbol| !symbol.starts_with("crc_fast_"))
         .map(str::to_owned)
         .collect();
     let expected: BTreeSet<String> = [
