@@ -68,6 +68,40 @@ fn the_main_job_writes_every_input_line() {
 }
 
 #[test]
+fn several_workers_flush_at_once_and_every_line_arrives_once() {
+    let work = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    let config = root.join("fluent-bit/examples/dir.conf");
+    let input = root.join("fluent-bit/examples/app.log");
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--chunk-records",
+        "3",
+        "--workers",
+        "4",
+    ];
+    let out = rustsink(&args, work.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut expected: Vec<String> = fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // Concurrent flushes may reorder chunks, as Fluent Bit's workers do.
+    let mut logs: Vec<String> = json_lines(&work.path().join("out"), "tail.0")
+        .iter()
+        .map(|line| line["log"].as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    logs.sort();
+    assert_eq!(logs, expected);
+}
+
+#[test]
 fn stdin_lines_go_to_matching_outputs_only() {
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("fluent-bit.conf");

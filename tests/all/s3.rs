@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use rustsink::config::{Config, SinkConfig};
+use rustsink::destination::s3::S3Destination;
+use rustsink::destination::{Destination, PartDone, SealedObject, UploadProgress};
 
 use crate::support::*;
 
@@ -124,6 +128,72 @@ impl Bucket {
         })
     }
 
+    /// Starts a multipart upload at `key` and stores `parts`, as an earlier attempt would.
+    fn begin_upload(&self, key: &str, parts: &[&[u8]]) -> (String, Vec<PartDone>) {
+        self.runtime.block_on(async {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let upload_id = created.upload_id().unwrap().to_owned();
+            let mut done = Vec::new();
+            for (index, part) in parts.iter().enumerate() {
+                let number = index as u32 + 1;
+                let sent = self
+                    .client
+                    .upload_part()
+                    .bucket(BUCKET)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .part_number(number as i32)
+                    .body(part.to_vec().into())
+                    .send()
+                    .await
+                    .unwrap();
+                done.push(PartDone {
+                    number,
+                    etag: sent.e_tag().unwrap().to_owned(),
+                    checksum: None,
+                });
+            }
+            (upload_id, done)
+        })
+    }
+
+    fn complete_upload(&self, key: &str, upload_id: &str, parts: &[PartDone]) {
+        let parts = parts.iter().map(|part| {
+            CompletedPart::builder()
+                .part_number(part.number as i32)
+                .e_tag(&part.etag)
+                .build()
+        });
+        let upload = CompletedMultipartUpload::builder()
+            .set_parts(Some(parts.collect()))
+            .build();
+        let request = self
+            .client
+            .complete_multipart_upload()
+            .bucket(BUCKET)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(upload);
+        self.runtime.block_on(request.send()).unwrap();
+    }
+
+    /// Multipart uploads begun and neither completed nor aborted.
+    fn open_uploads(&self) -> usize {
+        let request = self.client.list_multipart_uploads().bucket(BUCKET);
+        self.runtime
+            .block_on(request.send())
+            .unwrap()
+            .uploads()
+            .len()
+    }
+
     /// The `n` of every line of every object, gunzipped.
     fn numbers(&self) -> Vec<u64> {
         let mut numbers = Vec::new();
@@ -199,7 +269,8 @@ fn small_and_multipart_objects_land_with_their_headers() {
     let bucket = Bucket::create(&moto.endpoint());
     let dir = tempfile::tempdir().unwrap();
     let extra = "    storage_class STANDARD_IA\n    server_side_encryption AES256\n    \
-                 object_tags team=logs&env=test\n";
+                 object_tags team=logs&env=test\n    canned_acl public-read\n    \
+                 checksum_algorithm crc32\n";
     let conf = s3_conf(dir.path(), &moto.endpoint(), extra);
     // About 8 MiB after gzip: a multipart upload of two parts.
     let (large, small) = (dir.path().join("large.log"), dir.path().join("small.log"));
@@ -238,9 +309,25 @@ fn small_and_multipart_objects_land_with_their_headers() {
                 .head_object()
                 .bucket(BUCKET)
                 .key(key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
                 .send()
                 .await
                 .unwrap();
+            let acl = bucket
+                .client
+                .get_object_acl()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let public_read = acl.grants().iter().any(|grant| {
+                grant.permission().map(|p| p.as_str()) == Some("READ")
+                    && grant
+                        .grantee()
+                        .and_then(|g| g.uri())
+                        .is_some_and(|uri| uri.ends_with("/AllUsers"))
+            });
             let tags = bucket
                 .client
                 .get_object_tagging()
@@ -249,12 +336,18 @@ fn small_and_multipart_objects_land_with_their_headers() {
                 .send()
                 .await
                 .unwrap();
-            heads.push((key.clone(), head, tags.tag_set().len()));
+            heads.push((key.clone(), head, tags.tag_set().len(), public_read));
         }
         heads
     });
     let mut multipart = 0;
-    for (key, head, tags) in heads {
+    for (key, head, tags, public_read) in heads {
+        assert!(public_read, "{key}: canned_acl public-read");
+        // S3 keeps the CRC-32 of a whole object, or of its parts (`<crc>-<parts>`).
+        assert!(
+            head.checksum_crc32().is_some(),
+            "{key}: checksum_algorithm crc32"
+        );
         assert_eq!(
             head.storage_class().map(|c| c.as_str()),
             Some("STANDARD_IA"),
@@ -321,4 +414,101 @@ fn objects_wait_in_store_dir_until_the_server_is_up() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(child.wait().unwrap().success(), "{seen}{rest}");
     assert_eq!(bucket.numbers(), (0..3_000).collect::<Vec<_>>());
+}
+
+/// The S3 destination on its own, with the upload progress an earlier attempt journalled.
+#[test]
+fn a_multipart_upload_resumes_from_its_recorded_parts() {
+    in_own_process(
+        "s3::a_multipart_upload_resumes_from_its_recorded_parts",
+        || {
+            // SAFETY: this process runs only this test, on one thread, and no other thread
+            // reads the environment yet.
+            unsafe {
+                std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+                std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+                std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            }
+            let moto = Moto::start_on(free_port());
+            let bucket = Bucket::create(&moto.endpoint());
+            let dir = tempfile::tempdir().unwrap();
+            let mut rng = fastrand::Rng::with_seed(5);
+            let data: Vec<u8> = (0..(12 << 20)).map(|_| rng.u8(..)).collect();
+            let path = dir.path().join("object");
+            fs::write(&path, &data).unwrap();
+            let endpoint = moto.endpoint();
+            let pairs = [
+                ("sink", "s3"),
+                ("bucket", BUCKET),
+                ("endpoint", endpoint.as_str()),
+                ("region", "us-east-1"),
+                ("upload_chunk_size", "5M"),
+            ];
+            let config = Config::from_lookup(|name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap();
+            let SinkConfig::S3(s3) = config.sink else {
+                panic!("sink s3")
+            };
+            let destination = S3Destination::open(*s3).unwrap();
+            let object = |key: &str| SealedObject {
+                id: 1,
+                key: key.to_owned(),
+                path: path.clone(),
+                len: data.len() as u64,
+                progress: None,
+            };
+            const PART: usize = 5 << 20;
+
+            // A crash after part 1: the next attempt sends parts 2 and 3 to the same upload.
+            let (upload_id, etags) = bucket.begin_upload("resumed", &[&data[..PART]]);
+            let mut progress = Some(UploadProgress {
+                upload_id,
+                part_size: PART as u64,
+                parts: etags,
+            });
+            destination.put(&object("resumed"), &mut progress).unwrap();
+            assert_eq!(bucket.get("resumed"), data);
+            assert_eq!(
+                bucket.open_uploads(),
+                0,
+                "the recorded upload was completed"
+            );
+
+            // S3 forgot the upload: the attempt fails, forgets it, and the next one starts over.
+            let mut progress = Some(UploadProgress {
+                upload_id: "forgotten".into(),
+                part_size: PART as u64,
+                parts: Vec::new(),
+            });
+            let error = destination
+                .put(&object("restarted"), &mut progress)
+                .unwrap_err();
+            assert!(error.is_retryable(), "{error}");
+            assert_eq!(progress, None, "{error}");
+            destination
+                .put(&object("restarted"), &mut progress)
+                .unwrap();
+            assert_eq!(bucket.get("restarted"), data);
+
+            // Completed just before a crash: the object at the key is recognised.
+            let parts: Vec<&[u8]> = data.chunks(PART).collect();
+            let (upload_id, etags) = bucket.begin_upload("completed", &parts);
+            bucket.complete_upload("completed", &upload_id, &etags);
+            let mut progress = Some(UploadProgress {
+                upload_id,
+                part_size: PART as u64,
+                parts: etags,
+            });
+            destination
+                .put(&object("completed"), &mut progress)
+                .unwrap();
+            assert_eq!(bucket.get("completed"), data);
+            assert_eq!(bucket.open_uploads(), 0);
+        },
+    );
 }

@@ -326,18 +326,18 @@ impl Engine {
     fn write_wave(&self, work: &mut [Work<'_>]) -> io::Result<()> {
         let limit = self.config.total_file_size;
         let mut blocks = Vec::new();
-        let mut owners = Vec::new();
-        for (index, item) in work.iter().enumerate() {
+        // How many of the blocks are each item's, in order.
+        let mut counts = Vec::with_capacity(work.len());
+        for item in work.iter() {
             let room = limit.saturating_sub(item.object.writer.stored_len());
             // Enough data to fill the room at a good gzip ratio, so that little work is
             // thrown away at a cut, and at most WAVE, so that memory stays bounded.
             let budget = usize::try_from(room.saturating_mul(RAW_PER_STORED_BYTE))
                 .unwrap_or(usize::MAX)
                 .clamp(SLICE, WAVE);
-            for block in item.object.writer.next_blocks(item.rest, budget) {
-                blocks.push(block);
-                owners.push(index);
-            }
+            let before = blocks.len();
+            blocks.extend(item.object.writer.next_blocks(item.rest, budget));
+            counts.push(blocks.len() - before);
         }
         if let Some(deflater) = &self.deflater {
             parallel::for_each(
@@ -347,12 +347,10 @@ impl Engine {
                 |block| deflater.deflate(block),
             );
         }
-        let mut per_item: Vec<Vec<_>> = work.iter().map(|_| Vec::new()).collect();
-        for (block, owner) in blocks.into_iter().zip(owners) {
-            per_item[owner].push(block);
-        }
-        for (item, blocks) in work.iter_mut().zip(per_item) {
-            let taken = item.object.writer.append_blocks(blocks, limit)?;
+        let mut blocks = blocks.into_iter();
+        for (item, count) in work.iter_mut().zip(counts) {
+            let own = blocks.by_ref().take(count);
+            let taken = item.object.writer.append_blocks(own, limit)?;
             item.rest = &item.rest[taken..];
         }
         Ok(())

@@ -22,7 +22,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::deflate::{Block, Deflater, WINDOW};
+use super::deflate::{Block, WINDOW};
 use crate::config::Compression;
 
 /// The gzip member header: deflate, no name, modification time 0 (so the bytes do not
@@ -157,23 +157,6 @@ impl ObjectWriter {
         self.committed
     }
 
-    /// Appends `lines`, compressed on this thread, without making them durable. Stops at a
-    /// line end once the stored size reaches `cut_at` and returns how many bytes of `lines`
-    /// it took. The engine does the same in steps, with the blocks of many objects
-    /// compressed at once: [`next_blocks`](Self::next_blocks), then
-    /// [`append_blocks`](Self::append_blocks).
-    ///
-    /// # Errors
-    ///
-    /// When the file cannot be written; call [`rollback`](Self::rollback) then.
-    pub fn write(&mut self, lines: &[u8], cut_at: u64, deflater: &Deflater) -> io::Result<usize> {
-        let mut blocks = self.next_blocks(lines, usize::MAX);
-        if self.level.is_some() {
-            blocks.iter_mut().for_each(|block| deflater.deflate(block));
-        }
-        self.append_blocks(blocks, cut_at)
-    }
-
     /// Splits up to about `budget` bytes of `lines` into blocks of about [`SLICE`] bytes
     /// (whole lines), each with the data before it as its dictionary. Gzip objects need
     /// their blocks deflated before [`append_blocks`](Self::append_blocks).
@@ -187,11 +170,7 @@ impl ObjectWriter {
             } else if start >= WINDOW {
                 Cow::Borrowed(&lines[start - WINDOW..start])
             } else {
-                let mut joined = self.window.clone();
-                joined.extend_from_slice(&lines[..start]);
-                let excess = joined.len().saturating_sub(WINDOW);
-                joined.drain(..excess);
-                Cow::Owned(joined)
+                Cow::Owned(last_window(&self.window, &lines[..start]))
             };
             blocks.push(Block::new(&lines[start..end], dictionary));
             start = end;
@@ -200,13 +179,18 @@ impl ObjectWriter {
     }
 
     /// Appends blocks from [`next_blocks`](Self::next_blocks), in order, until the stored
-    /// size reaches `cut_at`; returns how many bytes of data they held.
+    /// size reaches `cut_at`; returns how many bytes of data they held. Nothing is durable
+    /// before [`sync`](Self::sync).
     ///
     /// # Errors
     ///
     /// When a block could not be compressed or the file cannot be written; call
     /// [`rollback`](Self::rollback) then.
-    pub fn append_blocks(&mut self, blocks: Vec<Block<'_>>, cut_at: u64) -> io::Result<usize> {
+    pub fn append_blocks<'a>(
+        &mut self,
+        blocks: impl IntoIterator<Item = Block<'a>>,
+        cut_at: u64,
+    ) -> io::Result<usize> {
         let mut taken = 0;
         for block in blocks {
             if self.current.len >= cut_at {
@@ -223,25 +207,12 @@ impl ObjectWriter {
             self.current.len += stored.len() as u64;
             self.current.raw += block.raw.len() as u64;
             self.hasher.update(block.raw);
-            self.remember(block.raw);
+            if self.level.is_some() {
+                self.window = last_window(&self.window, block.raw);
+            }
             taken += block.raw.len();
         }
         Ok(taken)
-    }
-
-    /// Keeps the last [`WINDOW`] bytes of data as the next block's dictionary.
-    fn remember(&mut self, raw: &[u8]) {
-        if self.level.is_none() {
-            return;
-        }
-        if raw.len() >= WINDOW {
-            self.window.clear();
-            self.window.extend_from_slice(&raw[raw.len() - WINDOW..]);
-        } else {
-            self.window.extend_from_slice(raw);
-            let excess = self.window.len().saturating_sub(WINDOW);
-            self.window.drain(..excess);
-        }
     }
 
     /// Syncs the file, so that the state [`pending`](Self::pending) returns can be
@@ -311,6 +282,18 @@ impl ObjectWriter {
     }
 }
 
+/// The last [`WINDOW`] bytes of `earlier` followed by `data`: the dictionary of what
+/// comes next.
+fn last_window(earlier: &[u8], data: &[u8]) -> Vec<u8> {
+    if data.len() >= WINDOW {
+        return data[data.len() - WINDOW..].to_vec();
+    }
+    let keep = WINDOW - data.len();
+    let mut window = earlier[earlier.len().saturating_sub(keep)..].to_vec();
+    window.extend_from_slice(data);
+    window
+}
+
 /// The end of the next slice of `lines` from `start`: about [`SLICE`] bytes, at a line end.
 fn slice_end(lines: &[u8], start: usize) -> usize {
     let target = (start + SLICE).min(lines.len());
@@ -327,6 +310,7 @@ mod tests {
     use flate2::read::MultiGzDecoder;
 
     use super::*;
+    use crate::object::deflate::Deflater;
 
     fn gunzip(path: &Path) -> Vec<u8> {
         let mut out = Vec::new();
@@ -344,27 +328,28 @@ mod tests {
 
     const GZIP: Compression = Compression::Gzip { level: 6 };
 
+    /// Appends `lines` as the engine does, compressing on this thread.
+    fn write(writer: &mut ObjectWriter, lines: &[u8], cut_at: u64, deflater: &Deflater) -> usize {
+        let mut blocks = writer.next_blocks(lines, usize::MAX);
+        blocks.iter_mut().for_each(|block| deflater.deflate(block));
+        writer.append_blocks(blocks, cut_at).unwrap()
+    }
+
     #[test]
     fn commits_rollbacks_and_seal_read_back_with_gzip() {
         let deflater = Deflater::new(6);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("object");
         let mut writer = ObjectWriter::create(&path, GZIP).unwrap();
-        writer.write(&lines(0, 1000), u64::MAX, &deflater).unwrap();
+        write(&mut writer, &lines(0, 1000), u64::MAX, &deflater);
         writer.sync().unwrap();
         writer.commit();
-        writer
-            .write(&lines(1000, 2000), u64::MAX, &deflater)
-            .unwrap();
+        write(&mut writer, &lines(1000, 2000), u64::MAX, &deflater);
         writer.rollback().unwrap();
-        writer
-            .write(&lines(2000, 3000), u64::MAX, &deflater)
-            .unwrap();
+        write(&mut writer, &lines(2000, 3000), u64::MAX, &deflater);
         writer.sync().unwrap();
         writer.commit();
-        writer
-            .write(&lines(3000, 3010), u64::MAX, &deflater)
-            .unwrap();
+        write(&mut writer, &lines(3000, 3010), u64::MAX, &deflater);
         writer.sync().unwrap();
         writer.commit();
         writer.seal().unwrap();
@@ -387,13 +372,13 @@ mod tests {
         let mut states = Vec::new();
         for path in [&clean, &crashed] {
             let mut writer = ObjectWriter::create(path, GZIP).unwrap();
-            writer.write(&lines(0, 500), u64::MAX, &deflater).unwrap();
+            write(&mut writer, &lines(0, 500), u64::MAX, &deflater);
             writer.sync().unwrap();
             writer.commit();
             states.push(writer.committed());
             if path == &crashed {
                 // Uncommitted bytes that a crash leaves behind.
-                writer.write(&lines(500, 900), u64::MAX, &deflater).unwrap();
+                write(&mut writer, &lines(500, 900), u64::MAX, &deflater);
                 drop(writer);
             } else {
                 writer.seal().unwrap();
@@ -417,7 +402,7 @@ mod tests {
         let path = dir.path().join("object");
         let mut writer = ObjectWriter::create(&path, Compression::None).unwrap();
         let input = lines(0, 20_000);
-        let taken = writer.write(&input, 100_000, &deflater).unwrap();
+        let taken = write(&mut writer, &input, 100_000, &deflater);
         assert!(taken < input.len() && taken >= 100_000, "{taken}");
         assert_eq!(input[taken - 1], b'\n');
         writer.sync().unwrap();
@@ -432,13 +417,13 @@ mod tests {
         let deflater = Deflater::new(6);
         let input = lines(0, 60_000);
         let mut first = ObjectWriter::create(&dir.path().join("first"), GZIP).unwrap();
-        let taken = first.write(&input, 20_000, &deflater).unwrap();
+        let taken = write(&mut first, &input, 20_000, &deflater);
         assert!(taken < input.len() && input[taken - 1] == b'\n', "{taken}");
         assert!(first.stored_len() >= 20_000);
         let mut second = ObjectWriter::create(&dir.path().join("second"), GZIP).unwrap();
         // In small steps, so that each block's dictionary comes from the writer's window.
         for piece in input[taken..].chunks(5_000) {
-            let rest = second.write(piece, u64::MAX, &deflater).unwrap();
+            let rest = write(&mut second, piece, u64::MAX, &deflater);
             assert_eq!(rest, piece.len());
         }
         for writer in [&mut first, &mut second] {

@@ -1,19 +1,9 @@
 //! Turning a failed S3 request into a line a person can act on.
 
-use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::config::S3Config;
 use crate::destination::DeliveryError;
-
-/// A failed request, classified.
-#[derive(Debug)]
-pub struct Failure {
-    /// What to report.
-    pub error: DeliveryError,
-    /// S3 does not know the multipart upload (any more).
-    pub upload_gone: bool,
-}
 
 /// Classifies `error` of `action` on `key`. Every failure is retryable except a request
 /// that could not even be built: access, a missing bucket or a wrong region can be fixed
@@ -22,8 +12,8 @@ pub fn request_error<E>(
     action: &'static str,
     config: &S3Config,
     key: &str,
-    error: SdkError<E, HttpResponse>,
-) -> Failure
+    error: SdkError<E>,
+) -> DeliveryError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -46,13 +36,10 @@ where
         }
         _ => (explain(&code, &message, status, config), true),
     };
-    Failure {
-        error: DeliveryError::Request {
-            action: target,
-            detail,
-            retryable,
-        },
-        upload_gone: code == "NoSuchUpload",
+    DeliveryError::Request {
+        action: target,
+        detail,
+        retryable,
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! A multipart upload records its id and every stored part through the
 //! [`ProgressLog`], which the delivery thread keeps in the journal: an attempt after a
-//! failure or a restart uploads only the parts still missing. If S3 no longer knows the
-//! upload (it was aborted, or expired under a lifecycle rule), the upload starts over; if
-//! it was completed just before a crash, the object at the key is recognised by its size.
+//! failure or a restart uploads only the parts still missing. If it was completed just
+//! before a crash, the object at the key is recognised by its size. If S3 no longer knows
+//! the upload (it was aborted, or expired under a lifecycle rule), the upload starts over;
+//! that is asked with ListParts after a failure, since S3-compatible servers do not all
+//! answer a request for an unknown upload with `NoSuchUpload`.
 
 mod error;
 
@@ -17,6 +19,8 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
@@ -24,7 +28,24 @@ use aws_sdk_s3::types::{
 
 use super::{DeliveryError, Destination, PartDone, ProgressLog, SealedObject, UploadProgress};
 use crate::config::{Encryption, S3Config};
-use error::{Failure, request_error};
+use error::request_error;
+
+/// Sets what every new object carries. PutObject and CreateMultipartUpload have the same
+/// setters on builders of different types, hence a macro.
+macro_rules! with_object_options {
+    ($request:expr, $config:expr) => {{
+        let config: &S3Config = $config;
+        let (encryption, kms_key_id) = encryption_headers(config.encryption.as_ref());
+        $request
+            .content_type(&config.content_type)
+            .set_storage_class(config.storage_class.clone())
+            .set_acl(config.canned_acl.clone())
+            .set_tagging(config.object_tags.clone())
+            .set_checksum_algorithm(config.checksum.clone())
+            .set_server_side_encryption(encryption)
+            .set_ssekms_key_id(kms_key_id)
+    }};
+}
 
 /// Uploads objects to a bucket.
 #[derive(Debug)]
@@ -69,29 +90,17 @@ impl S3Destination {
 
     async fn put_whole(&self, object: &SealedObject) -> Result<(), DeliveryError> {
         let body = file_part(&object.path, 0, object.len).await?;
-        let config = &self.config;
-        let mut request = self
+        let request = self
             .client
             .put_object()
-            .bucket(&config.bucket)
+            .bucket(&self.config.bucket)
             .key(&object.key)
             .body(body)
-            .content_length(object.len as i64)
-            .content_type(&config.content_type)
-            .set_storage_class(config.storage_class.clone())
-            .set_acl(config.canned_acl.clone())
-            .set_tagging(config.object_tags.clone())
-            .set_checksum_algorithm(config.checksum.clone());
-        if let Some(encryption) = &config.encryption {
-            let (sse, key_id) = encryption_headers(encryption);
-            request = request
-                .server_side_encryption(sse)
-                .set_ssekms_key_id(key_id);
-        }
-        request
+            .content_length(object.len as i64);
+        with_object_options!(request, &self.config)
             .send()
             .await
-            .map_err(|e| self.failed("PutObject", &object.key, e).error)?;
+            .map_err(|e| self.failed("PutObject", &object.key, e))?;
         Ok(())
     }
 
@@ -109,7 +118,7 @@ impl S3Destination {
             && let Some(stale) = progress.resume()
         {
             // Begun with another upload_chunk_size: its parts do not fit; start over.
-            self.abort(&object.key, &stale.upload_id.clone()).await;
+            self.abort(&object.key, &stale.upload_id).await;
         }
         let mut state = match resumed {
             Some(state) => state,
@@ -143,8 +152,8 @@ impl S3Destination {
             let output = match sent {
                 Ok(output) => output,
                 Err(error) => {
-                    let failure = self.failed("UploadPart", &object.key, error);
-                    return Err(self.forget_if_gone(failure, progress, &object.key));
+                    let error = self.failed("UploadPart", &object.key, error);
+                    return Err(self.forget_if_gone(error, progress, &object.key).await);
                 }
             };
             state.parts.push(PartDone {
@@ -166,43 +175,31 @@ impl S3Destination {
         match completed {
             Ok(_) => Ok(()),
             Err(error) => {
-                let failure = self.failed("CompleteMultipartUpload", &object.key, error);
-                if failure.upload_gone && self.holds(&object.key, object.len).await {
-                    // Completed before a crash, so S3 forgot the upload: it is delivered.
+                let error = self.failed("CompleteMultipartUpload", &object.key, error);
+                if self.holds(&object.key, object.len).await {
+                    // Completed before a crash (keys are never reused): it is delivered.
                     return Ok(());
                 }
-                Err(self.forget_if_gone(failure, progress, &object.key))
+                Err(self.forget_if_gone(error, progress, &object.key).await)
             }
         }
     }
 
     async fn create_upload(&self, key: &str) -> Result<String, DeliveryError> {
-        let config = &self.config;
-        let mut request = self
+        let request = self
             .client
             .create_multipart_upload()
-            .bucket(&config.bucket)
-            .key(key)
-            .content_type(&config.content_type)
-            .set_storage_class(config.storage_class.clone())
-            .set_acl(config.canned_acl.clone())
-            .set_tagging(config.object_tags.clone())
-            .set_checksum_algorithm(config.checksum.clone());
-        if let Some(encryption) = &config.encryption {
-            let (sse, key_id) = encryption_headers(encryption);
-            request = request
-                .server_side_encryption(sse)
-                .set_ssekms_key_id(key_id);
-        }
-        let output = request
+            .bucket(&self.config.bucket)
+            .key(key);
+        let output = with_object_options!(request, &self.config)
             .send()
             .await
-            .map_err(|e| self.failed("CreateMultipartUpload", key, e).error)?;
+            .map_err(|e| self.failed("CreateMultipartUpload", key, e))?;
         output
             .upload_id()
             .map(str::to_owned)
             .ok_or_else(|| DeliveryError::Request {
-                action: format!("CreateMultipartUpload of s3://{}/{key}", config.bucket),
+                action: format!("CreateMultipartUpload of s3://{}/{key}", self.config.bucket),
                 detail: "the answer carried no upload id".into(),
                 retryable: true,
             })
@@ -228,32 +225,46 @@ impl S3Destination {
             .build()
     }
 
-    /// When S3 no longer knows the upload, forgets it so that the next attempt starts
-    /// over; returns the error to report either way.
-    fn forget_if_gone(
+    /// After a failed request: when S3 no longer knows the recorded upload, forgets it
+    /// so that the next attempt starts over. Returns the error to report either way.
+    async fn forget_if_gone(
         &self,
-        failure: Failure,
+        error: DeliveryError,
         progress: &mut dyn ProgressLog,
         key: &str,
     ) -> DeliveryError {
-        if failure.upload_gone
-            && let Err(error) = record(progress, None, key)
-        {
+        let Some(upload_id) = progress.resume().map(|p| p.upload_id.clone()) else {
             return error;
+        };
+        let listed = self
+            .client
+            .list_parts()
+            .bucket(&self.config.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .max_parts(1)
+            .send()
+            .await;
+        let gone = listed.is_err_and(|e| e.code() == Some("NoSuchUpload"));
+        if gone && let Err(record_error) = record(progress, None, key) {
+            return record_error;
         }
-        failure.error
+        error
     }
 
     /// Whether an object of `len` bytes is at `key`.
     async fn holds(&self, key: &str, len: u64) -> bool {
-        let head = self
+        let head = self.head(key).await;
+        head.is_ok_and(|head| head.content_length() == Some(len as i64))
+    }
+
+    async fn head(&self, key: &str) -> Result<HeadObjectOutput, SdkError<HeadObjectError>> {
+        let request = self
             .client
             .head_object()
             .bucket(&self.config.bucket)
-            .key(key)
-            .send()
-            .await;
-        head.is_ok_and(|head| head.content_length() == Some(len as i64))
+            .key(key);
+        request.send().await
     }
 
     /// Aborts an upload, so that its parts stop costing storage; a failure only leaves
@@ -269,14 +280,9 @@ impl S3Destination {
             .await;
     }
 
-    fn failed<E>(
-        &self,
-        action: &'static str,
-        key: &str,
-        error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-    ) -> Failure
+    fn failed<E>(&self, action: &'static str, key: &str, error: SdkError<E>) -> DeliveryError
     where
-        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         request_error(action, &self.config, key, error)
     }
@@ -292,17 +298,10 @@ impl Destination for S3Destination {
     }
 
     fn exists(&self, key: &str) -> Result<bool, DeliveryError> {
-        let head = self.runtime.block_on(
-            self.client
-                .head_object()
-                .bucket(&self.config.bucket)
-                .key(key)
-                .send(),
-        );
-        match head {
+        match self.runtime.block_on(self.head(key)) {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
-            Err(error) => Err(self.failed("HeadObject", key, error).error),
+            Err(error) => Err(self.failed("HeadObject", key, error)),
         }
     }
 
@@ -363,10 +362,13 @@ async fn file_part(path: &Path, offset: u64, length: u64) -> Result<ByteStream, 
         })
 }
 
-fn encryption_headers(encryption: &Encryption) -> (ServerSideEncryption, Option<String>) {
+fn encryption_headers(
+    encryption: Option<&Encryption>,
+) -> (Option<ServerSideEncryption>, Option<String>) {
     match encryption {
-        Encryption::Aes256 => (ServerSideEncryption::Aes256, None),
-        Encryption::Kms { key_id } => (ServerSideEncryption::AwsKms, key_id.clone()),
+        None => (None, None),
+        Some(Encryption::Aes256) => (Some(ServerSideEncryption::Aes256), None),
+        Some(Encryption::Kms { key_id }) => (Some(ServerSideEncryption::AwsKms), key_id.clone()),
     }
 }
 
