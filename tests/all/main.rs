@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod credentials;
 mod ffi;
 mod objects;
 mod process;

@@ -20,13 +20,13 @@ use crate::support::*;
 const BUCKET: &str = "logs";
 
 /// A moto server on a port of its own, stopped when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     port: u16,
 }
 
 impl Moto {
-    fn start_on(port: u16) -> Moto {
+    pub(crate) fn start_on(port: u16) -> Moto {
         let child = Command::new("python3")
             .args([
                 "-m",
@@ -51,7 +51,7 @@ impl Moto {
         Moto { child, port }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
@@ -63,7 +63,7 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -72,38 +72,66 @@ fn free_port() -> u16 {
 }
 
 /// A client of the test's own, to make the bucket and read what arrived.
-struct Bucket {
+pub(crate) struct Bucket {
     client: Client,
     runtime: tokio::runtime::Runtime,
+    name: String,
 }
 
 impl Bucket {
+    /// Creates bucket `logs` while moto's authentication is off.
     fn create(endpoint: &str) -> Bucket {
+        let bucket = Bucket::open(endpoint, BUCKET, ("test", "test"));
+        bucket
+            .runtime
+            .block_on(bucket.client.create_bucket().bucket(&bucket.name).send())
+            .expect("creating the bucket");
+        bucket
+    }
+
+    /// A client of bucket `name`, signing with `key` (id and secret).
+    pub(crate) fn open(endpoint: &str, name: &str, key: (&str, &str)) -> Bucket {
+        Bucket::with_credentials(
+            endpoint,
+            name,
+            Credentials::new(key.0, key.1, None, None, "tests"),
+        )
+    }
+
+    /// A client of bucket `name`, signing with a role session (id, secret, token).
+    pub(crate) fn open_session(endpoint: &str, name: &str, session: (&str, &str, &str)) -> Bucket {
+        let credentials = Credentials::new(
+            session.0,
+            session.1,
+            Some(session.2.to_owned()),
+            None,
+            "tests",
+        );
+        Bucket::with_credentials(endpoint, name, credentials)
+    }
+
+    fn with_credentials(endpoint: &str, name: &str, credentials: Credentials) -> Bucket {
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(endpoint)
             .force_path_style(true)
-            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(credentials)
             .build();
-        let bucket = Bucket {
+        Bucket {
             client: Client::from_conf(config),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap(),
-        };
-        bucket
-            .runtime
-            .block_on(bucket.client.create_bucket().bucket(BUCKET).send())
-            .expect("creating the bucket");
-        bucket
+            name: name.to_owned(),
+        }
     }
 
-    fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         let listed = self
             .runtime
-            .block_on(self.client.list_objects_v2().bucket(BUCKET).send())
+            .block_on(self.client.list_objects_v2().bucket(&self.name).send())
             .unwrap();
         let mut keys: Vec<String> = listed
             .contents()
@@ -119,7 +147,7 @@ impl Bucket {
             let object = self
                 .client
                 .get_object()
-                .bucket(BUCKET)
+                .bucket(&self.name)
                 .key(key)
                 .send()
                 .await
@@ -134,7 +162,7 @@ impl Bucket {
             let created = self
                 .client
                 .create_multipart_upload()
-                .bucket(BUCKET)
+                .bucket(&self.name)
                 .key(key)
                 .send()
                 .await
@@ -146,7 +174,7 @@ impl Bucket {
                 let sent = self
                     .client
                     .upload_part()
-                    .bucket(BUCKET)
+                    .bucket(&self.name)
                     .key(key)
                     .upload_id(&upload_id)
                     .part_number(number as i32)
@@ -177,7 +205,7 @@ impl Bucket {
         let request = self
             .client
             .complete_multipart_upload()
-            .bucket(BUCKET)
+            .bucket(&self.name)
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(upload);
@@ -186,7 +214,7 @@ impl Bucket {
 
     /// Multipart uploads begun and neither completed nor aborted.
     fn open_uploads(&self) -> usize {
-        let request = self.client.list_multipart_uploads().bucket(BUCKET);
+        let request = self.client.list_multipart_uploads().bucket(&self.name);
         self.runtime
             .block_on(request.send())
             .unwrap()
@@ -195,7 +223,7 @@ impl Bucket {
     }
 
     /// The `n` of every line of every object, gunzipped.
-    fn numbers(&self) -> Vec<u64> {
+    pub(crate) fn numbers(&self) -> Vec<u64> {
         let mut numbers = Vec::new();
         for key in self.keys() {
             let mut text = String::new();
@@ -215,7 +243,7 @@ impl Bucket {
 }
 
 /// `lines` JSON log lines `{"n": …, "noise": …}` with hard-to-compress noise.
-fn write_log(path: &Path, lines: u64) {
+pub(crate) fn write_log(path: &Path, lines: u64) {
     let mut rng = fastrand::Rng::with_seed(lines);
     let mut file = std::io::BufWriter::new(fs::File::create(path).unwrap());
     for n in 0..lines {
@@ -224,7 +252,7 @@ fn write_log(path: &Path, lines: u64) {
     }
 }
 
-fn s3_conf(dir: &Path, endpoint: &str, extra: &str) -> std::path::PathBuf {
+pub(crate) fn s3_conf(dir: &Path, endpoint: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("s3.conf");
     fs::write(
         &path,
@@ -239,7 +267,7 @@ fn s3_conf(dir: &Path, endpoint: &str, extra: &str) -> std::path::PathBuf {
 }
 
 /// `rustsink run` with credentials for moto in the environment, and nothing else of AWS.
-fn run_command(conf: &Path, input: &Path) -> Command {
+pub(crate) fn run_command(conf: &Path, input: &Path) -> Command {
     let mut command = Command::new(rustsink_bin());
     command
         .args(["run", "--config"])
@@ -257,7 +285,7 @@ fn run_command(conf: &Path, input: &Path) -> Command {
     command
 }
 
-fn succeeded(out: &Output) -> String {
+pub(crate) fn succeeded(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     stderr

@@ -8,10 +8,11 @@ mod run;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, keys};
+use crate::config::{Config, SinkConfig, keys};
+use crate::destination::s3::policy;
 use crate::log::PLUGIN_NAME;
 
 /// rustsink: a Fluent Bit output plugin, and the tools around it.
@@ -33,6 +34,13 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print the least-privilege IAM policies (and role trust policies) that the
+    /// `sink s3` outputs of a Fluent Bit configuration file need, as JSON.
+    Policy {
+        /// The configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Print the configuration keys with their defaults (Markdown).
     Keys,
 }
@@ -43,6 +51,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Check { config } => check(&config),
+        Command::Policy { config } => policy(&config),
         Command::Keys => {
             print!("{}", keys::reference_markdown());
             Ok(true)
@@ -91,6 +100,33 @@ fn check(path: &std::path::Path) -> Result<bool> {
         valid = false;
     }
     Ok(valid)
+}
+
+/// Prints the grants of every `sink s3` output of a file as a JSON array.
+fn policy(path: &std::path::Path) -> Result<bool> {
+    let sections = fluent_conf::read(path)?;
+    let mut outputs = Vec::new();
+    for section in fluent_conf::outputs_named(&sections, PLUGIN_NAME) {
+        let config = Config::from_lookup(|key| section.entries.get(key).map(str::to_owned))
+            .with_context(|| format!("{}: the configuration is not valid", section.origin))?;
+        match &config.sink {
+            SinkConfig::S3(s3) => outputs.push(serde_json::json!({
+                "output": section.origin.to_string(),
+                "bucket": s3.bucket,
+                "grants": policy::grants(s3, &config.objects),
+            })),
+            _ => eprintln!("{}: not 'sink s3'; it needs no IAM policy", section.origin),
+        }
+    }
+    if outputs.is_empty() {
+        eprintln!(
+            "{}: no [OUTPUT] section of {PLUGIN_NAME} with 'sink s3'",
+            path.display()
+        );
+        return Ok(false);
+    }
+    println!("{}", serde_json::to_string_pretty(&outputs)?);
+    Ok(true)
 }
 
 /// The documented key closest to `key`, if it is a likely misspelling.

@@ -31,6 +31,22 @@ pub const CANNED_ACL: &str = "canned_acl";
 pub const OBJECT_TAGS: &str = "object_tags";
 /// `checksum_algorithm`: the checksum sent with uploads.
 pub const CHECKSUM_ALGORITHM: &str = "checksum_algorithm";
+/// `role_arn`: a role to assume for uploads; `role_arn.2`, `role_arn.3`, ... chain more.
+pub const ROLE_ARN: &str = "role_arn";
+/// `external_id`: the external id of `role_arn`; `external_id.N` of `role_arn.N`.
+pub const EXTERNAL_ID: &str = "external_id";
+/// `role_session_name`: the session name of assumed roles.
+pub const ROLE_SESSION_NAME: &str = "role_session_name";
+/// `role_session_duration`: how long an assumed-role session lasts.
+pub const ROLE_SESSION_DURATION: &str = "role_session_duration";
+/// `sts_endpoint`: an STS endpoint instead of the region's.
+pub const STS_ENDPOINT: &str = "sts_endpoint";
+/// `sts_region`: the region of STS.
+pub const STS_REGION: &str = "sts_region";
+/// `web_identity_token_file`: explicit IRSA: the token file.
+pub const WEB_IDENTITY_TOKEN_FILE: &str = "web_identity_token_file";
+/// `web_identity_role_arn`: explicit IRSA: the role.
+pub const WEB_IDENTITY_ROLE_ARN: &str = "web_identity_role_arn";
 /// `json_date_key`: the key the event time is written under.
 pub const JSON_DATE_KEY: &str = "json_date_key";
 /// `json_date_format`: how the event time is written.
@@ -172,6 +188,58 @@ pub const ALL: &[Key] = &[
               accept).",
     },
     Key {
+        name: ROLE_ARN,
+        default: None,
+        doc: "A role to assume (STS AssumeRole) with the base credentials: those of \
+              `web_identity_*` if set, else the AWS default chain (environment, ECS task \
+              role, EKS IRSA or Pod Identity, instance profile). Chain more roles with \
+              `role_arn.2`, `role_arn.3`, ... (up to `.9`): each is assumed with the \
+              credentials of the one before, and the last one uploads. Sessions are renewed \
+              before they expire, and at once when S3 refuses them.",
+    },
+    Key {
+        name: EXTERNAL_ID,
+        default: None,
+        doc: "The external id that the trust policy of `role_arn` requires; `external_id.2` \
+              goes with `role_arn.2`, and so on.",
+    },
+    Key {
+        name: ROLE_SESSION_NAME,
+        default: None,
+        doc: "The session name of every assumed role, as CloudTrail and the assumed-role ARN \
+              show it. Default: `rustsink-<hostname>`.",
+    },
+    Key {
+        name: ROLE_SESSION_DURATION,
+        default: Some("1h"),
+        doc: "How long an assumed-role session lasts, from `15m` to `12h` (and at most the \
+              role's maximum session duration; AWS allows chained roles at most `1h`).",
+    },
+    Key {
+        name: STS_ENDPOINT,
+        default: None,
+        doc: "The URL of STS for assuming roles (a VPC endpoint, or a local test server). \
+              Default: the regional STS endpoint of `sts_region`.",
+    },
+    Key {
+        name: STS_REGION,
+        default: None,
+        doc: "The region of STS. Default: `region`, else the environment's region.",
+    },
+    Key {
+        name: WEB_IDENTITY_TOKEN_FILE,
+        default: None,
+        doc: "Explicit IRSA: a web identity token file (EKS mounts one and names it in \
+              `AWS_WEB_IDENTITY_TOKEN_FILE`), exchanged for `web_identity_role_arn` with STS \
+              AssumeRoleWithWebIdentity. The file is read again at every renewal, so rotated \
+              tokens are used. Without these keys, IRSA still works from the environment.",
+    },
+    Key {
+        name: WEB_IDENTITY_ROLE_ARN,
+        default: None,
+        doc: "Explicit IRSA: the role the token of `web_identity_token_file` is exchanged for.",
+    },
+    Key {
         name: JSON_DATE_KEY,
         default: Some("date"),
         doc: "The key under which each line carries the event time, first in the object, as \
@@ -294,9 +362,23 @@ pub fn consumed_by_fluent_bit(key: &str) -> bool {
         || FLUENT_BIT_PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
-/// Finds a key by name, ignoring case as Fluent Bit does.
+/// Keys that also come numbered, for the hops of a role chain (`role_arn.2`).
+const NUMBERED: &[&str] = &[ROLE_ARN, EXTERNAL_ID];
+
+/// Finds a key by name, ignoring case as Fluent Bit does. A numbered key (`role_arn.2`)
+/// finds its unnumbered one.
 pub fn find(name: &str) -> Option<&'static Key> {
-    ALL.iter().find(|key| key.name.eq_ignore_ascii_case(name))
+    let unnumbered = match name.rsplit_once('.') {
+        Some((base, n))
+            if n.parse::<u8>().is_ok_and(|n| n >= 2)
+                && NUMBERED.iter().any(|k| k.eq_ignore_ascii_case(base)) =>
+        {
+            base
+        }
+        _ => name,
+    };
+    ALL.iter()
+        .find(|key| key.name.eq_ignore_ascii_case(unnumbered))
 }
 
 /// The configuration reference as a Markdown table.

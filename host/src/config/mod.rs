@@ -3,14 +3,17 @@
 //! [`Config::from_lookup`] reads every key of [`keys::ALL`] once, at init, and either
 //! yields a validated [`Config`] or a [`ConfigError`] that names the key and the value.
 
+mod credentials;
 pub mod keys;
 pub mod parse;
 mod s3;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::object::key::KeyTemplate;
+pub use credentials::{CredentialsConfig, RoleHop, WebIdentity};
 pub use s3::{Encryption, S3Config};
 
 /// A configuration value that cannot be used.
@@ -20,7 +23,7 @@ pub enum ConfigError {
     #[error("invalid value '{value}' for key '{key}': expected {expected}")]
     Invalid {
         /// The key, as documented.
-        key: &'static str,
+        key: Cow<'static, str>,
         /// The value as given.
         value: String,
         /// What the key accepts.
@@ -30,9 +33,9 @@ pub enum ConfigError {
     #[error("missing key '{key}': {reason}")]
     Missing {
         /// The key, as documented.
-        key: &'static str,
+        key: Cow<'static, str>,
         /// Why it is needed.
-        reason: &'static str,
+        reason: Cow<'static, str>,
     },
 }
 
@@ -138,7 +141,7 @@ impl Config {
         let value = |name: &'static str| -> Option<String> {
             lookup(name).or_else(|| keys::find(name)?.default.map(str::to_owned))
         };
-        let sink = parse_sink(&value(keys::SINK).unwrap_or_default(), &value)?;
+        let sink = parse_sink(&value(keys::SINK).unwrap_or_default(), &lookup, &value)?;
         let date_key = value(keys::JSON_DATE_KEY)
             .filter(|key| parse::boolean(key) != Ok(false) && !key.is_empty());
         let date_format = parse_date_format(&value(keys::JSON_DATE_FORMAT).unwrap_or_default())?;
@@ -260,9 +263,20 @@ fn parse_objects(
     })
 }
 
-fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
+fn missing(key: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> ConfigError {
+    ConfigError::Missing {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+fn invalid(
+    key: impl Into<Cow<'static, str>>,
+    value: &str,
+    expected: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         value: value.to_owned(),
         expected: expected.into(),
     }
@@ -270,19 +284,22 @@ fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> Confi
 
 fn parse_sink(
     sink: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
     value: &dyn Fn(&'static str) -> Option<String>,
 ) -> Result<SinkConfig, ConfigError> {
     let path = value(keys::PATH);
     match sink.trim() {
-        s if s.eq_ignore_ascii_case("s3") => Ok(SinkConfig::S3(Box::new(s3::parse(value)?))),
+        s if s.eq_ignore_ascii_case("s3") => {
+            Ok(SinkConfig::S3(Box::new(s3::parse(lookup, value)?)))
+        }
         s if s.eq_ignore_ascii_case("dir") => match path.filter(|p| !p.trim().is_empty()) {
             Some(path) => Ok(SinkConfig::Dir {
                 path: PathBuf::from(path.trim()),
             }),
-            None => Err(ConfigError::Missing {
-                key: keys::PATH,
-                reason: "'sink dir' writes under the directory that 'path' names",
-            }),
+            None => Err(missing(
+                keys::PATH,
+                "'sink dir' writes under the directory that 'path' names",
+            )),
         },
         s if s.to_ascii_lowercase().ends_with(".wasm") => Ok(SinkConfig::Component {
             path: PathBuf::from(s),
@@ -339,10 +356,10 @@ mod tests {
     fn sink_dir_needs_path() {
         assert_eq!(
             config(&[("sink", "dir")]),
-            Err(ConfigError::Missing {
-                key: "path",
-                reason: "'sink dir' writes under the directory that 'path' names"
-            })
+            Err(missing(
+                "path",
+                "'sink dir' writes under the directory that 'path' names"
+            ))
         );
         assert_eq!(
             config(&[("sink", "DIR"), ("path", "/var/log/out")])

@@ -2,7 +2,8 @@
 
 use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectCannedAcl, StorageClass};
 
-use super::{ConfigError, invalid, keys, parse};
+use super::credentials::{self, CredentialsConfig};
+use super::{ConfigError, invalid, keys, missing, parse};
 
 /// Server-side encryption of uploaded objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct S3Config {
     pub bucket: String,
     /// The region; None: from the environment.
     pub region: Option<String>,
+    /// Where credentials come from.
+    pub credentials: CredentialsConfig,
     /// An S3-compatible server's URL.
     pub endpoint: Option<String>,
     /// Whether the bucket goes in the path.
@@ -50,6 +53,7 @@ const MAX_PART: u64 = 5 << 30;
 
 /// Reads the `sink s3` keys through `value` (which applies defaults).
 pub(super) fn parse(
+    lookup: &dyn Fn(&str) -> Option<String>,
     value: &dyn Fn(&'static str) -> Option<String>,
 ) -> Result<S3Config, ConfigError> {
     let given = |key: &'static str| {
@@ -57,10 +61,10 @@ pub(super) fn parse(
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
-    let bucket = given(keys::BUCKET).ok_or(ConfigError::Missing {
-        key: keys::BUCKET,
-        reason: "'sink s3' uploads to the bucket that 'bucket' names",
-    })?;
+    let bucket = given(keys::BUCKET).ok_or(missing(
+        keys::BUCKET,
+        "'sink s3' uploads to the bucket that 'bucket' names",
+    ))?;
     if bucket.contains('/') || bucket.contains(char::is_whitespace) {
         return Err(invalid(
             keys::BUCKET,
@@ -101,10 +105,10 @@ pub(super) fn parse(
     let kms_key = given(keys::SSE_KMS_KEY_ID);
     let encryption = match given(keys::SERVER_SIDE_ENCRYPTION) {
         None if kms_key.is_some() => {
-            return Err(ConfigError::Missing {
-                key: keys::SERVER_SIDE_ENCRYPTION,
-                reason: "'sse_kms_key_id' is used only with 'server_side_encryption aws:kms'",
-            });
+            return Err(missing(
+                keys::SERVER_SIDE_ENCRYPTION,
+                "'sse_kms_key_id' is used only with 'server_side_encryption aws:kms'",
+            ));
         }
         None => None,
         Some(text) if text.eq_ignore_ascii_case("aes256") => Some(Encryption::Aes256),
@@ -146,9 +150,12 @@ pub(super) fn parse(
             ));
         }
     };
+    let region = given(keys::REGION);
+    let credentials = credentials::parse(lookup, value, region.as_deref())?;
     Ok(S3Config {
         bucket,
-        region: given(keys::REGION),
+        region,
+        credentials,
         endpoint,
         path_style,
         upload_chunk_size,

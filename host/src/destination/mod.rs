@@ -124,8 +124,9 @@ pub enum DeliveryError {
         action: String,
         /// What went wrong, and what to do about it.
         detail: String,
-        /// Whether trying again may succeed.
-        retryable: bool,
+        /// Whether the server refused the credentials (expired, rotated, denied): new
+        /// credentials may succeed at once.
+        credentials_refused: bool,
     },
     /// The key cannot name an object at this destination.
     #[error("the key '{key}' cannot be used: {reason}")]
@@ -139,12 +140,22 @@ pub enum DeliveryError {
 
 impl DeliveryError {
     /// Whether trying again later may succeed. Local I/O errors may (space is freed,
-    /// permissions are fixed, a volume is remounted); a bad key never does.
+    /// permissions are fixed, a volume is remounted), and so may requests (a server comes
+    /// back, a policy is fixed); a bad key never does.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DeliveryError::Io { .. } => true,
-            DeliveryError::Request { retryable, .. } => *retryable,
+            DeliveryError::Io { .. } | DeliveryError::Request { .. } => true,
             DeliveryError::InvalidKey { .. } => false,
+        }
+    }
+
+    /// The cause without the object it happened to: failures of many objects for one cause
+    /// (a policy, a full disk, a server down) have the same.
+    pub fn cause(&self) -> String {
+        match self {
+            DeliveryError::Io { action, source, .. } => format!("{action}: {source}"),
+            DeliveryError::Request { detail, .. } => detail.clone(),
+            DeliveryError::InvalidKey { reason, .. } => (*reason).to_owned(),
         }
     }
 }

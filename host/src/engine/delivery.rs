@@ -5,6 +5,7 @@
 //! crash at any point leaves the object to be delivered again on the next start, at the
 //! same key with the same bytes.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -19,6 +20,9 @@ use crate::store::journal::{Journal, Record};
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// No retry waits longer than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A failure with the cause of one logged less than this long ago is logged at debug
+/// level: one line per cause, not one per object and attempt.
+const QUIET_REPEATS_FOR: Duration = Duration::from_secs(600);
 
 enum Message {
     Deliver(SealedObject),
@@ -90,6 +94,8 @@ struct Pending {
 struct Deliverer {
     context: DeliveryContext,
     queue: Vec<Pending>,
+    /// When each cause of failure was last logged as a warning.
+    reported: HashMap<String, Instant>,
 }
 
 impl Deliverer {
@@ -97,6 +103,7 @@ impl Deliverer {
         Deliverer {
             context,
             queue: Vec::new(),
+            reported: HashMap::new(),
         }
     }
 
@@ -161,20 +168,36 @@ impl Deliverer {
                     if error.is_retryable() && pending.attempts < self.context.retry_limit =>
                 {
                     let wait = backoff(pending.attempts);
-                    self.context.log.warn(format_args!(
-                        "delivering object '{}' to {} failed (attempt {} of {}): {error}; \
-                         retrying in {:.1}s",
-                        pending.object.key,
-                        self.context.destination.describe(),
-                        pending.attempts,
-                        self.context.retry_limit,
-                        wait.as_secs_f64()
-                    ));
+                    self.report_retry(&pending, &error, wait);
                     pending.next_at = Instant::now() + wait;
                     self.queue.push(pending);
                 }
                 Err(error) => self.quarantine(&pending, &error),
             }
+        }
+    }
+
+    fn report_retry(&mut self, pending: &Pending, error: &DeliveryError, wait: Duration) {
+        let line = format_args!(
+            "delivering object '{}' to {} failed (attempt {} of {}): {error}; retrying in \
+             {:.1}s",
+            pending.object.key,
+            self.context.destination.describe(),
+            pending.attempts,
+            self.context.retry_limit,
+            wait.as_secs_f64()
+        );
+        let now = Instant::now();
+        let last = self.reported.entry(error.cause()).or_insert(now);
+        if *last == now || now.duration_since(*last) >= QUIET_REPEATS_FOR {
+            *last = now;
+            self.context.log.warn(format_args!(
+                "{line} (further failures with this cause are logged at debug level for {} \
+                 minutes)",
+                QUIET_REPEATS_FOR.as_secs() / 60
+            ));
+        } else {
+            self.context.log.debug(line);
         }
     }
 

@@ -132,6 +132,25 @@ impl KeyTemplate {
             .any(|part| matches!(part, Piece::Index | Piece::Uuid))
     }
 
+    /// The text every key begins with: the template up to its first token or strftime
+    /// specifier (`logs/%Y/...` gives `logs/`). IAM policies are scoped to it.
+    pub fn fixed_prefix(&self) -> String {
+        let mut prefix = String::new();
+        let Some(Piece::Text(text)) = self.parts.first() else {
+            return prefix;
+        };
+        for item in StrftimeItems::new(text) {
+            match item {
+                Item::Literal(literal) => prefix.push_str(literal),
+                Item::OwnedLiteral(literal) => prefix.push_str(&literal),
+                Item::Space(space) => prefix.push_str(space),
+                Item::OwnedSpace(space) => prefix.push_str(&space),
+                _ => break,
+            }
+        }
+        prefix
+    }
+
     /// The key of an object.
     pub fn render(&self, context: &KeyContext<'_>) -> String {
         let mut key = String::new();
@@ -196,6 +215,16 @@ mod tests {
         KeyTemplate::parse(template, ".")
             .unwrap()
             .render(&context(tag))
+    }
+
+    #[test]
+    fn the_fixed_prefix_ends_at_the_first_token_or_specifier() {
+        let prefix = |template: &str| KeyTemplate::parse(template, ".").unwrap().fixed_prefix();
+        assert_eq!(prefix("/dev/app logs/%Y/$UUID"), "dev/app logs/");
+        assert_eq!(prefix("dev/100%%/$TAG/$UUID"), "dev/100%/");
+        assert_eq!(prefix("$TAG/%Y/$UUID"), "");
+        assert_eq!(prefix("%Y/$UUID"), "");
+        assert_eq!(prefix("rustsink/$TAG/$INDEX"), "rustsink/");
     }
 
     #[test]

@@ -1,17 +1,33 @@
 //! Turning a failed S3 request into a line a person can act on.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::config::S3Config;
 use crate::destination::DeliveryError;
 
-/// Classifies `error` of `action` on `key`. Every failure is retryable except a request
-/// that could not even be built: access, a missing bucket or a wrong region can be fixed
-/// while the object waits in `store_dir`.
+/// S3 error codes that say the credentials were refused; new ones may be accepted. A
+/// refused AccessDenied is among them: a role's policy may have changed since its session
+/// began.
+const REFUSED_CREDENTIALS: &[&str] = &[
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "TokenRefreshRequired",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+];
+
+/// Describes `error` of `action` on `key`, made with the credentials of `identity`. Every
+/// failure is retryable: access, a missing bucket or a wrong region can be fixed while the
+/// object waits in `store_dir`.
 pub fn request_error<E>(
     action: &'static str,
     config: &S3Config,
     key: &str,
+    identity: &str,
     error: SdkError<E>,
 ) -> DeliveryError
 where
@@ -25,26 +41,35 @@ where
         .endpoint
         .clone()
         .unwrap_or_else(|| "AWS S3".to_owned());
-    let (detail, retryable) = match &error {
-        SdkError::ConstructionFailure(_) => (
-            format!("the request could not be built: {}", chain(&error)),
-            false,
-        ),
-        SdkError::TimeoutError(_) => (format!("no answer from {where_to} in time"), true),
-        SdkError::DispatchFailure(_) => {
-            (format!("cannot reach {where_to}: {}", chain(&error)), true)
+    // A bare 403 (HEAD has no body) is treated as a refusal too.
+    let credentials_refused =
+        REFUSED_CREDENTIALS.contains(&code.as_str()) || (code.is_empty() && status == Some(403));
+    let detail = match &error {
+        _ if let Some(cause) = credentials_failure(&error) => {
+            format!("no credentials to sign with: {cause}")
         }
-        _ => (explain(&code, &message, status, config), true),
+        SdkError::ConstructionFailure(_) => {
+            format!("the request could not be made: {}", chain(&error))
+        }
+        SdkError::TimeoutError(_) => format!("no answer from {where_to} in time"),
+        SdkError::DispatchFailure(_) => format!("cannot reach {where_to}: {}", chain(&error)),
+        _ => explain(&code, &message, status, config, identity),
     };
     DeliveryError::Request {
         action: target,
         detail,
-        retryable,
+        credentials_refused,
     }
 }
 
 /// What an S3 error code means for the person reading the log.
-fn explain(code: &str, message: &str, status: Option<u16>, config: &S3Config) -> String {
+fn explain(
+    code: &str,
+    message: &str,
+    status: Option<u16>,
+    config: &S3Config,
+    identity: &str,
+) -> String {
     let said = match (code, message) {
         ("", "") => format!("HTTP {}", status.unwrap_or_default()),
         (code, "") => code.to_owned(),
@@ -52,8 +77,9 @@ fn explain(code: &str, message: &str, status: Option<u16>, config: &S3Config) ->
     };
     let advice = match code {
         "AccessDenied" | "AllAccessDisabled" => format!(
-            "the credentials in use may not do this on bucket '{}': allow it in their IAM \
-             policy (and in the bucket policy, for a bucket in another account)",
+            "{identity} may not do this on bucket '{}': allow it in the IAM policy of that \
+             identity (and in the bucket policy, for a bucket in another account); \
+             `rustsink policy` prints the policy this configuration needs",
             config.bucket
         ),
         "NoSuchBucket" => format!(
@@ -74,8 +100,9 @@ fn explain(code: &str, message: &str, status: Option<u16>, config: &S3Config) ->
         | "TokenRefreshRequired"
         | "InvalidAccessKeyId"
         | "InvalidToken"
+        | "InvalidClientTokenId"
         | "SignatureDoesNotMatch" => {
-            "the credentials were refused: expired, rotated or wrong".to_owned()
+            format!("the credentials of {identity} were refused: expired, rotated or wrong")
         }
         "SlowDown" | "ServiceUnavailable" | "RequestTimeout" | "InternalError" => {
             "S3 asks to slow down or failed for a moment".to_owned()
@@ -90,8 +117,21 @@ fn explain(code: &str, message: &str, status: Option<u16>, config: &S3Config) ->
     }
 }
 
+/// What went wrong getting credentials, when that is why `error` happened: the SDK
+/// reports it as a failure to dispatch, which is not about the endpoint.
+fn credentials_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.downcast_ref::<CredentialsError>().is_some() {
+            return Some(cause.source().map_or_else(|| cause.to_string(), chain));
+        }
+        source = cause.source();
+    }
+    None
+}
+
 /// An error and its sources, joined.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(super) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

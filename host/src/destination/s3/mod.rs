@@ -9,13 +9,16 @@
 //! that is asked with ListParts after a failure, since S3-compatible servers do not all
 //! answer a request for an unknown upload with `NoSuchUpload`.
 
+mod credentials;
 mod error;
+pub mod policy;
 
 use std::path::Path;
 
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::IdentityCache;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -28,6 +31,7 @@ use aws_sdk_s3::types::{
 
 use super::{DeliveryError, Destination, PartDone, ProgressLog, SealedObject, UploadProgress};
 use crate::config::{Encryption, S3Config};
+use credentials::SessionCredentials;
 use error::request_error;
 
 /// Sets what every new object carries. PutObject and CreateMultipartUpload have the same
@@ -52,12 +56,13 @@ macro_rules! with_object_options {
 pub struct S3Destination {
     config: S3Config,
     client: Client,
+    credentials: SessionCredentials,
     runtime: tokio::runtime::Runtime,
 }
 
 impl S3Destination {
-    /// Builds the client: credentials from the AWS default chain, the region from the
-    /// configuration or the environment. Nothing is sent to S3 yet.
+    /// Builds the client: the region from the configuration or the environment, the
+    /// credentials as configured (see [`credentials`]). Nothing is sent yet.
     ///
     /// # Errors
     ///
@@ -68,10 +73,11 @@ impl S3Destination {
             .thread_name("rustsink-s3")
             .enable_all()
             .build()?;
-        let client = runtime.block_on(build_client(&config));
+        let (client, credentials) = runtime.block_on(build_client(&config));
         Ok(S3Destination {
             config,
             client,
+            credentials,
             runtime,
         })
     }
@@ -201,7 +207,7 @@ impl S3Destination {
             .ok_or_else(|| DeliveryError::Request {
                 action: format!("CreateMultipartUpload of s3://{}/{key}", self.config.bucket),
                 detail: "the answer carried no upload id".into(),
-                retryable: true,
+                credentials_refused: false,
             })
     }
 
@@ -284,7 +290,13 @@ impl S3Destination {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        request_error(action, &self.config, key, error)
+        request_error(
+            action,
+            &self.config,
+            key,
+            &self.credentials.identity(),
+            error,
+        )
     }
 }
 
@@ -294,7 +306,18 @@ impl Destination for S3Destination {
         object: &SealedObject,
         progress: &mut dyn ProgressLog,
     ) -> Result<(), DeliveryError> {
-        self.runtime.block_on(self.upload(object, progress))
+        self.runtime.block_on(async {
+            match self.upload(object, progress).await {
+                Err(DeliveryError::Request {
+                    credentials_refused: true,
+                    ..
+                }) if self.credentials.renew_after_refusal().await => {
+                    // Expired or rotated under us: once more with fresh credentials.
+                    self.upload(object, progress).await
+                }
+                outcome => outcome,
+            }
+        })
     }
 
     fn exists(&self, key: &str) -> Result<bool, DeliveryError> {
@@ -313,12 +336,19 @@ impl Destination for S3Destination {
     }
 }
 
-async fn build_client(config: &S3Config) -> Client {
+async fn build_client(config: &S3Config) -> (Client, SessionCredentials) {
     let region = RegionProviderChain::first_try(config.region.clone().map(Region::new))
         .or_default_provider()
-        .or_else(Region::new("us-east-1"));
+        .or_else(Region::new("us-east-1"))
+        .region()
+        .await
+        .unwrap_or_else(|| Region::new("us-east-1"));
+    let credentials = SessionCredentials::new(&config.credentials, region.clone()).await;
     let shared = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
+        .credentials_provider(credentials.clone())
+        // SessionCredentials caches, and renews on refusal, which the SDK's cache cannot.
+        .identity_cache(IdentityCache::no_cache())
         .load()
         .await;
     // Checksums only when asked for or required: S3-compatible servers differ in which
@@ -344,7 +374,7 @@ async fn build_client(config: &S3Config) -> Client {
                 .build(),
         )
         .build();
-    Client::from_conf(s3)
+    (Client::from_conf(s3), credentials)
 }
 
 /// Bytes `offset..offset + length` of an object's file, streamed.
@@ -396,6 +426,6 @@ fn record(
         .map_err(|source| DeliveryError::Request {
             action: format!("recording the upload progress of '{key}' in the journal"),
             detail: source.to_string(),
-            retryable: true,
+            credentials_refused: false,
         })
 }
