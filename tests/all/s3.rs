@@ -51,6 +51,10 @@ impl Moto {
         Moto { child, port }
     }
 
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -80,7 +84,7 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     /// Creates bucket `logs` while moto's authentication is off.
-    fn create(endpoint: &str) -> Bucket {
+    pub(crate) fn create(endpoint: &str) -> Bucket {
         let bucket = Bucket::open(endpoint, BUCKET, ("test", "test"));
         bucket
             .runtime
@@ -213,7 +217,7 @@ impl Bucket {
     }
 
     /// Multipart uploads begun and neither completed nor aborted.
-    fn open_uploads(&self) -> usize {
+    pub(crate) fn open_uploads(&self) -> usize {
         let request = self.client.list_multipart_uploads().bucket(&self.name);
         self.runtime
             .block_on(request.send())

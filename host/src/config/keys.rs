@@ -75,6 +75,8 @@ pub const STORE_DIR: &str = "store_dir";
 pub const STORE_DIR_LIMIT_SIZE: &str = "store_dir_limit_size";
 /// `upload_retry_limit`: delivery attempts before an object is quarantined.
 pub const UPLOAD_RETRY_LIMIT: &str = "upload_retry_limit";
+/// `upload_concurrency`: how many objects are delivered at once.
+pub const UPLOAD_CONCURRENCY: &str = "upload_concurrency";
 /// `shutdown_timeout`: how long exit may spend delivering.
 pub const SHUTDOWN_TIMEOUT: &str = "shutdown_timeout";
 
@@ -329,6 +331,13 @@ pub const ALL: &[Key] = &[
         doc: "Delivery attempts per object, with exponential backoff (1 s doubling to 60 s, \
               with jitter). After the last, the object moves to `quarantine/` in the \
               instance's store folder and the log names its key; it is never deleted.",
+    },
+    Key {
+        name: UPLOAD_CONCURRENCY,
+        default: Some("4"),
+        doc: "How many objects are delivered at the same time, each on a thread of its own, \
+              so that one slow or failing object does not hold back the others. From 1 to \
+              64.",
     },
     Key {
         name: SHUTDOWN_TIMEOUT,

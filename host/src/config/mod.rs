@@ -115,6 +115,8 @@ pub struct ObjectConfig {
     pub store_dir_limit_size: Option<u64>,
     /// Delivery attempts per object before it is quarantined; at least 1.
     pub upload_retry_limit: u32,
+    /// How many objects are delivered at the same time; at least 1.
+    pub upload_concurrency: usize,
     /// How long exit may spend delivering.
     pub shutdown_timeout: Duration,
 }
@@ -259,6 +261,7 @@ fn parse_objects(
         store_dir: PathBuf::from(store_dir.trim()),
         store_dir_limit_size: Some(size(keys::STORE_DIR_LIMIT_SIZE)?).filter(|&n| n > 0),
         upload_retry_limit: whole(keys::UPLOAD_RETRY_LIMIT, 1..=1000)? as u32,
+        upload_concurrency: whole(keys::UPLOAD_CONCURRENCY, 1..=64)? as usize,
         shutdown_timeout: duration(keys::SHUTDOWN_TIMEOUT)?,
     })
 }
@@ -439,6 +442,7 @@ mod tests {
             ("compression", "zstd", "gzip or none"),
             ("compression_level", "10", "from 1 to 9"),
             ("upload_retry_limit", "0", "from 1 to 1000"),
+            ("upload_concurrency", "0", "from 1 to 64"),
             ("s3_key_format", "logs/%Y/$TAG.gz", "$INDEX or $UUID"),
             ("s3_key_format", "logs/%Q-$INDEX", "%Q"),
             ("window_wait", "soon", "a duration"),

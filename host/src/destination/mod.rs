@@ -102,6 +102,12 @@ pub trait Destination: Send + Sync + Debug {
 
     /// Where objects go, for log lines.
     fn describe(&self) -> String;
+
+    /// Gives up on `object` (it is being quarantined): frees what a partial delivery holds
+    /// at the destination, such as the parts of an unfinished multipart upload. Best effort.
+    fn abandon(&self, object: &SealedObject) {
+        let _ = object;
+    }
 }
 
 /// A delivery that did not happen.

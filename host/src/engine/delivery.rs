@@ -27,6 +27,13 @@ const QUIET_REPEATS_FOR: Duration = Duration::from_secs(600);
 enum Message {
     Deliver(SealedObject),
     Finish { deadline: Instant },
+    Attempted(Box<Attempt>),
+}
+
+/// The outcome of one attempt, sent back by the thread that made it.
+struct Attempt {
+    pending: Pending,
+    result: Result<(), DeliveryError>,
 }
 
 /// The handle of a running delivery thread.
@@ -40,7 +47,7 @@ pub struct Delivery {
 #[derive(Debug)]
 pub struct DeliveryContext {
     /// Where objects go.
-    pub destination: Box<dyn Destination>,
+    pub destination: Arc<dyn Destination>,
     /// The journal, shared with the engine.
     pub journal: Arc<Mutex<Journal>>,
     /// The store folder, for quarantine.
@@ -49,6 +56,8 @@ pub struct DeliveryContext {
     pub log: Logger,
     /// Attempts per object.
     pub retry_limit: u32,
+    /// How many objects are delivered at the same time; at least 1.
+    pub concurrency: usize,
 }
 
 impl Delivery {
@@ -59,9 +68,10 @@ impl Delivery {
     /// When the thread cannot be started.
     pub fn start(context: DeliveryContext) -> std::io::Result<Delivery> {
         let (sender, receiver) = mpsc::channel();
+        let results = sender.clone();
         let thread = std::thread::Builder::new()
             .name(format!("rustsink:{}:deliver", context.log.instance()))
-            .spawn(move || Deliverer::new(context).run(receiver))?;
+            .spawn(move || Deliverer::new(context, results).run(receiver))?;
         Ok(Delivery {
             sender,
             thread: Some(thread),
@@ -70,18 +80,30 @@ impl Delivery {
 
     /// Queues a sealed object.
     pub fn deliver(&self, object: SealedObject) {
-        // The thread ends only after `finish`, which takes `self`.
+        // The thread ends only after `finish` or drop, which take `self`.
         let _ = self.sender.send(Message::Deliver(object));
     }
 
-    /// Delivers what is queued, giving up at `deadline`, and joins the thread. What is not
-    /// delivered stays in the journal for the next start.
+    /// Delivers what is queued, giving up at `deadline` (attempts under way are waited
+    /// for), and joins the thread. What is not delivered stays in the journal for the next
+    /// start.
     pub fn finish(mut self, deadline: Instant) {
-        let _ = self.sender.send(Message::Finish { deadline });
+        self.stop(deadline);
+    }
+
+    fn stop(&mut self, deadline: Instant) {
         if let Some(thread) = self.thread.take() {
+            let _ = self.sender.send(Message::Finish { deadline });
             // A panic was already caught and logged inside the thread.
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        // Attempt threads run code of this library: they must end before it can be unloaded.
+        self.stop(Instant::now());
     }
 }
 
@@ -93,32 +115,47 @@ struct Pending {
 
 struct Deliverer {
     context: DeliveryContext,
+    /// Where attempt threads send their outcome.
+    results: Sender<Message>,
     queue: Vec<Pending>,
+    /// Attempts under way, each on a thread of its own.
+    in_flight: usize,
     /// When each cause of failure was last logged as a warning.
     reported: HashMap<String, Instant>,
 }
 
 impl Deliverer {
-    fn new(context: DeliveryContext) -> Self {
+    fn new(context: DeliveryContext, results: Sender<Message>) -> Self {
         Deliverer {
             context,
+            results,
             queue: Vec::new(),
+            in_flight: 0,
             reported: HashMap::new(),
         }
     }
 
     fn run(mut self, messages: Receiver<Message>) {
-        let mut deadline = None;
+        let mut deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let wake = self.queue.iter().map(|p| p.next_at).min();
-            let message = match (wake, deadline) {
-                (_, Some(deadline)) if self.queue.is_empty() || now >= deadline => return,
-                (Some(wake), Some(deadline)) => {
-                    messages.recv_timeout(wake.min(deadline).saturating_duration_since(now))
-                }
-                (Some(wake), None) => messages.recv_timeout(wake.saturating_duration_since(now)),
-                (None, _) => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            let past_deadline = deadline.is_some_and(|at| self.queue.is_empty() || now >= at);
+            if past_deadline && self.in_flight == 0 {
+                return;
+            }
+            // Nothing new starts after the deadline, but attempts under way are awaited.
+            let wake = match deadline {
+                Some(_) if past_deadline => None,
+                _ if self.in_flight >= self.context.concurrency => None,
+                _ => self.queue.iter().map(|p| p.next_at).min(),
+            };
+            let wake = match (wake, deadline) {
+                (Some(wake), Some(at)) if !past_deadline => Some(wake.min(at)),
+                (wake, _) => wake,
+            };
+            let message = match wake {
+                Some(wake) => messages.recv_timeout(wake.saturating_duration_since(now)),
+                None => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match message {
                 Ok(Message::Deliver(object)) => self.queue.push(Pending {
@@ -127,53 +164,84 @@ impl Deliverer {
                     next_at: Instant::now(),
                 }),
                 Ok(Message::Finish { deadline: at }) => deadline = Some(at),
+                Ok(Message::Attempted(attempt)) => {
+                    self.in_flight -= 1;
+                    self.settle(attempt.pending, attempt.result);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     deadline.get_or_insert_with(Instant::now);
                 }
             }
-            self.attempt_due();
+            if deadline.is_none_or(|at| Instant::now() < at) {
+                self.start_due();
+            }
         }
     }
 
-    fn attempt_due(&mut self) {
+    /// Starts attempts for due objects, up to the concurrency limit.
+    fn start_due(&mut self) {
         let now = Instant::now();
-        let mut index = 0;
-        while index < self.queue.len() {
-            if self.queue[index].next_at > now {
-                index += 1;
-                continue;
-            }
-            let mut pending = self.queue.swap_remove(index);
-            let mut progress = JournalProgress {
-                id: pending.object.id,
-                progress: pending.object.progress.take(),
-                journal: &self.context.journal,
+        while self.in_flight < self.context.concurrency {
+            let Some(index) = self.queue.iter().position(|p| p.next_at <= now) else {
+                return;
             };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.context.destination.put(&pending.object, &mut progress)
-            }))
-            .unwrap_or_else(|_| {
-                Err(DeliveryError::Io {
-                    action: "delivering (internal error)",
-                    path: pending.object.path.clone(),
-                    source: std::io::Error::other("panic"),
-                })
-            });
-            pending.object.progress = progress.progress;
-            pending.attempts += 1;
-            match result {
-                Ok(()) => self.delivered(&pending.object),
-                Err(error)
-                    if error.is_retryable() && pending.attempts < self.context.retry_limit =>
-                {
-                    let wait = backoff(pending.attempts);
-                    self.report_retry(&pending, &error, wait);
-                    pending.next_at = Instant::now() + wait;
-                    self.queue.push(pending);
-                }
-                Err(error) => self.quarantine(&pending, &error),
+            let pending = self.queue.swap_remove(index);
+            if !self.spawn_attempt(pending) {
+                return;
             }
+            self.in_flight += 1;
+        }
+    }
+
+    /// Starts an attempt on a thread of its own; if no thread can be started, logs it and
+    /// puts the object back in the queue for a second later.
+    fn spawn_attempt(&mut self, pending: Pending) -> bool {
+        let destination = Arc::clone(&self.context.destination);
+        let journal = Arc::clone(&self.context.journal);
+        let results = self.results.clone();
+        // The object waits in a slot that the thread empties; if the thread cannot start,
+        // the slot is still full and the object is handed back.
+        let slot = Arc::new(Mutex::new(Some(pending)));
+        let taken = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name(format!("rustsink:{}:upload", self.context.log.instance()))
+            .spawn(move || {
+                let pending = taken.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(mut pending) = pending {
+                    let result = attempt(&*destination, &journal, &mut pending);
+                    let attempt = Box::new(Attempt { pending, result });
+                    let _ = results.send(Message::Attempted(attempt));
+                }
+            });
+        let error = match spawned {
+            Ok(_) => return true,
+            Err(error) => error,
+        };
+        let pending = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let pending = pending.expect("a thread that did not start took nothing");
+        self.context.log.warn(format_args!(
+            "cannot start a thread to deliver object '{}' ({error}); trying again in a second",
+            pending.object.key
+        ));
+        self.queue.push(Pending {
+            next_at: Instant::now() + FIRST_BACKOFF,
+            ..pending
+        });
+        false
+    }
+
+    /// Acts on the outcome of an attempt: done, again later, or quarantined.
+    fn settle(&mut self, mut pending: Pending, result: Result<(), DeliveryError>) {
+        match result {
+            Ok(()) => self.delivered(&pending.object),
+            Err(error) if error.is_retryable() && pending.attempts < self.context.retry_limit => {
+                let wait = backoff(pending.attempts);
+                self.report_retry(&pending, &error, wait);
+                pending.next_at = Instant::now() + wait;
+                self.queue.push(pending);
+            }
+            Err(error) => self.quarantine(&pending, &error),
         }
     }
 
@@ -227,6 +295,8 @@ impl Deliverer {
 
     fn quarantine(&self, pending: &Pending, error: &DeliveryError) {
         let object = &pending.object;
+        // Parts of an unfinished upload would cost storage until a lifecycle rule ends them.
+        self.context.destination.abandon(object);
         let moved = self
             .context
             .store
@@ -265,6 +335,33 @@ fn append_record(journal: &Mutex<Journal>, record: &Record) -> std::io::Result<(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .append(std::slice::from_ref(record))
+}
+
+/// One attempt to deliver an object, on the thread that makes it; a panic in the
+/// destination counts as a failed attempt.
+fn attempt(
+    destination: &dyn Destination,
+    journal: &Mutex<Journal>,
+    pending: &mut Pending,
+) -> Result<(), DeliveryError> {
+    let mut progress = JournalProgress {
+        id: pending.object.id,
+        progress: pending.object.progress.take(),
+        journal,
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        destination.put(&pending.object, &mut progress)
+    }))
+    .unwrap_or_else(|_| {
+        Err(DeliveryError::Io {
+            action: "delivering (internal error)",
+            path: pending.object.path.clone(),
+            source: std::io::Error::other("panic"),
+        })
+    });
+    pending.object.progress = progress.progress;
+    pending.attempts += 1;
+    result
 }
 
 /// The progress of one object's upload, kept in the journal.

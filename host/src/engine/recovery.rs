@@ -72,11 +72,12 @@ impl Engine {
         }
         let journal = Arc::new(Mutex::new(journal));
         let delivery = Delivery::start(DeliveryContext {
-            destination,
+            destination: Arc::from(destination),
             journal: Arc::clone(&journal),
             store: store.clone(),
             log: log.clone(),
             retry_limit: config.upload_retry_limit,
+            concurrency: config.upload_concurrency,
         })
         .context("starting the delivery thread")?;
         for object in finished {

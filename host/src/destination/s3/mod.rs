@@ -328,6 +328,13 @@ impl Destination for S3Destination {
         }
     }
 
+    fn abandon(&self, object: &SealedObject) {
+        if let Some(upload) = &object.progress {
+            self.runtime
+                .block_on(self.abort(&object.key, &upload.upload_id));
+        }
+    }
+
     fn describe(&self) -> String {
         match &self.config.endpoint {
             Some(endpoint) => format!("bucket {} at {endpoint}", self.config.bucket),

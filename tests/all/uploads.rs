@@ -1,0 +1,287 @@
+//! `sink s3` when uploads are slow, when the server goes away in the middle of one, and
+//! when the process is killed in the middle of one: a TCP proxy in front of moto holds,
+//! cuts and refuses connections (moto answers one request per connection, so each
+//! connection's first line is the request).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::s3::{Bucket, Moto, free_port, run_command, s3_conf, succeeded, write_log};
+
+/// A proxy that forwards to a port, and that a test can make hold some requests, or go
+/// down (cut every connection and refuse new ones) and come back.
+struct Proxy {
+    port: u16,
+    state: Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// Requests whose first line contains this wait until it is cleared.
+    hold: Mutex<Option<String>>,
+    /// Requests whose first line contains this are cut.
+    refuse: Mutex<Option<String>>,
+    down: Mutex<bool>,
+    /// The first line of every request seen.
+    requests: Mutex<Vec<String>>,
+    /// Both ends of every forwarded connection, to cut them.
+    open: Mutex<Vec<TcpStream>>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(ProxyState::default());
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let state = Arc::clone(&shared);
+                std::thread::spawn(move || forward(client, target, &state));
+            }
+        });
+        Proxy { port, state }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn hold(&self, pattern: Option<&str>) {
+        *self.state.hold.lock().unwrap() = pattern.map(str::to_owned);
+    }
+
+    fn refuse(&self, pattern: Option<&str>) {
+        *self.state.refuse.lock().unwrap() = pattern.map(str::to_owned);
+    }
+
+    fn set_down(&self, down: bool) {
+        *self.state.down.lock().unwrap() = down;
+        if down {
+            for stream in self.state.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    fn count(&self, pattern: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|line| line.contains(pattern))
+            .count()
+    }
+
+    /// Waits until a request containing `pattern` has been seen.
+    fn wait_for(&self, pattern: &str, limit: Duration) {
+        let start = Instant::now();
+        while self.count(pattern) == 0 {
+            assert!(
+                start.elapsed() < limit,
+                "no request with '{pattern}': {:?}",
+                self.requests()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn forward(mut client: TcpStream, target: u16, state: &ProxyState) {
+    let is_down = || *state.down.lock().unwrap();
+    if is_down() {
+        return;
+    }
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 16 << 10];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    state.requests.lock().unwrap().push(line.clone());
+    let refused = state
+        .refuse
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_some_and(|p| line.contains(p.as_str()));
+    if refused {
+        return;
+    }
+    while state
+        .hold
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_some_and(|pattern| line.contains(pattern.as_str()))
+    {
+        if is_down() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)) else {
+        return;
+    };
+    {
+        let mut open = state.open.lock().unwrap();
+        if is_down() {
+            return;
+        }
+        open.push(client.try_clone().unwrap());
+        open.push(server.try_clone().unwrap());
+    }
+    if server.write_all(&head).is_err() {
+        return;
+    }
+    let (mut client_in, mut server_out) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut server_out);
+        let _ = server_out.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut server, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = upstream.join();
+}
+
+fn conf(dir: &Path, proxy: &Proxy, extra: &str) -> std::path::PathBuf {
+    s3_conf(
+        dir,
+        &proxy.endpoint(),
+        &format!("    s3_key_format objects/$INDEX.jsonl.gz\n{extra}"),
+    )
+}
+
+#[test]
+fn a_slow_upload_does_not_hold_back_the_others() {
+    let moto = Moto::start_on(free_port());
+    let bucket = Bucket::create(&moto.endpoint());
+    let proxy = Proxy::start(moto.port());
+    let dir = tempfile::tempdir().unwrap();
+    // Objects of 64 KiB: a dozen of them, uploaded 4 at a time by default.
+    let conf = conf(dir.path(), &proxy, "    total_file_size 64K\n");
+    let input = dir.path().join("app.log");
+    write_log(&input, 20_000);
+    proxy.hold(Some("/objects/0.jsonl.gz"));
+    let child = run_command(&conf, &input).spawn().unwrap();
+
+    proxy.wait_for("/objects/0.jsonl.gz", Duration::from_secs(60));
+    let start = Instant::now();
+    loop {
+        let keys = bucket.keys();
+        if keys.len() >= 3 {
+            assert!(!keys.contains(&"objects/0.jsonl.gz".to_owned()));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the others wait for the held one: {keys:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    proxy.hold(None);
+    succeeded(&child.wait_with_output().unwrap());
+    assert_eq!(bucket.numbers(), (0..20_000).collect::<Vec<_>>());
+    assert!(bucket.keys().contains(&"objects/0.jsonl.gz".to_owned()));
+}
+
+/// About 8 MiB after gzip: a multipart upload of two 5 MiB parts.
+const LARGE: u64 = 170_000;
+
+#[test]
+fn the_server_going_away_mid_upload_loses_and_repeats_nothing() {
+    let moto = Moto::start_on(free_port());
+    let bucket = Bucket::create(&moto.endpoint());
+    let proxy = Proxy::start(moto.port());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = conf(dir.path(), &proxy, "");
+    let input = dir.path().join("app.log");
+    write_log(&input, LARGE);
+    proxy.hold(Some("partNumber=2"));
+    let child = run_command(&conf, &input)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Part 2 is on its way: the server goes away for a while, then comes back.
+    proxy.wait_for("partNumber=2", Duration::from_secs(120));
+    proxy.set_down(true);
+    proxy.hold(None);
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.set_down(false);
+
+    let log = succeeded(&child.wait_with_output().unwrap());
+    assert!(log.contains("failed (attempt 1 of"), "{log}");
+    assert_eq!(bucket.numbers(), (0..LARGE).collect::<Vec<_>>());
+    assert_eq!(bucket.keys(), ["objects/0.jsonl.gz"]);
+    assert_eq!(bucket.open_uploads(), 0);
+    // Resumed: one upload, part 1 sent once.
+    assert_eq!(proxy.count("?uploads"), 1, "{:?}", proxy.requests());
+    assert_eq!(proxy.count("partNumber=1&"), 1, "{:?}", proxy.requests());
+}
+
+#[test]
+fn a_kill_in_the_middle_of_a_multipart_upload_resumes_after_the_restart() {
+    let moto = Moto::start_on(free_port());
+    let bucket = Bucket::create(&moto.endpoint());
+    let proxy = Proxy::start(moto.port());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = conf(dir.path(), &proxy, "");
+    let input = dir.path().join("app.log");
+    write_log(&input, LARGE);
+    proxy.hold(Some("partNumber=2"));
+    let mut child = run_command(&conf, &input).spawn().unwrap();
+    proxy.wait_for("partNumber=2", Duration::from_secs(120));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    proxy.hold(None);
+
+    // The next start finds the sealed object and its recorded part in the journal.
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    let log = succeeded(&run_command(&conf, &empty).output().unwrap());
+    assert!(log.contains("from before the restart"), "{log}");
+    assert_eq!(bucket.numbers(), (0..LARGE).collect::<Vec<_>>());
+    assert_eq!(bucket.keys(), ["objects/0.jsonl.gz"]);
+    assert_eq!(bucket.open_uploads(), 0);
+    assert_eq!(proxy.count("?uploads"), 1, "{:?}", proxy.requests());
+    assert_eq!(proxy.count("partNumber=1&"), 1, "{:?}", proxy.requests());
+}
+
+#[test]
+fn a_quarantined_multipart_object_leaves_no_upload_behind() {
+    let moto = Moto::start_on(free_port());
+    let bucket = Bucket::create(&moto.endpoint());
+    let proxy = Proxy::start(moto.port());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = conf(dir.path(), &proxy, "    upload_retry_limit 2\n");
+    let input = dir.path().join("app.log");
+    write_log(&input, LARGE);
+    proxy.refuse(Some("partNumber=2"));
+    let log = succeeded(&run_command(&conf, &input).output().unwrap());
+    assert!(log.contains("after 2 attempts"), "{log}");
+    assert_eq!(
+        proxy.count("x-id=AbortMultipartUpload"),
+        1,
+        "{:?}",
+        proxy.requests()
+    );
+    assert_eq!(bucket.open_uploads(), 0);
+    assert!(bucket.keys().is_empty());
+    let quarantined = dir.path().join("store/rustsink.0/quarantine/0");
+    assert!(quarantined.exists(), "{log}");
+}
