@@ -15,6 +15,9 @@ fn main() -> Result<()> {
     println!("cargo:rerun-if-changed={ABI_HEADER}");
     println!("cargo:rerun-if-changed={HOST_SYMBOLS_C}");
     println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
+    // Dependencies' `#[no_mangle]` functions (the SDK's checksum crate has a C API) would
+    // otherwise be exported beside the plugin's FLBPlugin* symbols.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--exclude-libs,ALL");
     let out_dir = PathBuf::from(env::var("OUT_DIR").context("cargo sets OUT_DIR")?);
 
     generate_bindings(&out_dir)?;
