@@ -190,24 +190,30 @@ fn a_role_scoped_to_a_prefix_writes_there_and_nowhere_else() {
 
     let input = dir.path().join("app.log");
     write_log(&input, LINES);
-    let run = |conf: &Path| {
-        let out = run_command(conf, &input)
+    // About 8 MiB after gzip: a multipart upload under the printed policy.
+    let large = dir.path().join("large.log");
+    write_log(&large, 170_000);
+    let run_on = |conf: &Path, input: &Path| {
+        let out = run_command(conf, input)
             .env("AWS_ACCESS_KEY_ID", &agent.0)
             .env("AWS_SECRET_ACCESS_KEY", &agent.1)
             .output()
             .unwrap();
         succeeded(&out)
     };
+    let run = |conf: &Path| run_on(conf, &input);
 
-    // Under dev/: every call the uploader makes is allowed by the printed policy.
-    let log = run(&dev);
+    // Under dev/: every call the uploader makes is allowed by the printed policy, the
+    // multipart ones included.
+    let log = run_on(&dev, &large);
     assert!(
         !log.contains("[ warn]") && !log.contains("[error]"),
         "{log}"
     );
     let bucket = Bucket::open(&endpoint, "logs", (&admin.0, &admin.1));
-    assert_eq!(bucket.numbers(), (0..LINES).collect::<Vec<_>>());
+    assert_eq!(bucket.numbers(), (0..170_000).collect::<Vec<_>>());
     assert!(bucket.keys().iter().all(|k| k.starts_with("dev/")));
+    assert_eq!(bucket.open_uploads(), 0);
 
     // Under prod/: denied, with the identity and the action in the line; the data stays.
     let prod = conf_in(

@@ -544,3 +544,29 @@ fn a_multipart_upload_resumes_from_its_recorded_parts() {
         },
     );
 }
+
+#[test]
+fn a_missing_bucket_gets_a_line_of_its_own_and_the_data_stays() {
+    let moto = Moto::start_on(free_port());
+    let _bucket = Bucket::create(&moto.endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = s3_conf(dir.path(), &moto.endpoint(), "    upload_retry_limit 1\n");
+    let conf_text = fs::read_to_string(&conf)
+        .unwrap()
+        .replace(&format!("bucket {BUCKET}"), "bucket no-such-logs");
+    fs::write(&conf, conf_text).unwrap();
+    let input = dir.path().join("app.log");
+    write_log(&input, 100);
+    let log = succeeded(&run_command(&conf, &input).output().unwrap());
+    let line = log
+        .lines()
+        .find(|line| line.contains("NoSuchBucket"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("bucket 'no-such-logs' does not exist"),
+        "{line}"
+    );
+    assert!(line.contains("quarantine"), "{line}");
+    let kept = dir.path().join("store/rustsink.0/quarantine/0");
+    assert!(kept.exists(), "{log}");
+}

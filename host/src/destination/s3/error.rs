@@ -141,3 +141,45 @@ pub(super) fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, SinkConfig};
+
+    fn config() -> S3Config {
+        let pairs = [("bucket", "logs"), ("region", "eu-west-1")];
+        let config = Config::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        match config.sink {
+            SinkConfig::S3(s3) => *s3,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_cause_has_its_own_advice() {
+        let config = config();
+        let identity = "arn:aws:sts::1:assumed-role/writer/agent";
+        let line = |code, message| explain(code, message, Some(403), &config, identity);
+        let wrong_region = line("PermanentRedirect", "");
+        assert!(
+            wrong_region.contains("set `region` to the bucket's"),
+            "{wrong_region}"
+        );
+        assert!(wrong_region.contains("eu-west-1"), "{wrong_region}");
+        let denied = line("AccessDenied", "Access Denied");
+        assert!(denied.starts_with("AccessDenied: Access Denied ("), "{denied}");
+        assert!(denied.contains(identity), "{denied}");
+        assert!(denied.contains("rustsink policy"), "{denied}");
+        assert!(line("NoSuchBucket", "").contains("'logs' does not exist"));
+        assert!(line("ExpiredToken", "").contains("were refused"));
+        assert!(line("SlowDown", "").contains("slow down"));
+        assert_eq!(explain("", "", Some(500), &config, identity), "HTTP 500");
+    }
+}
