@@ -505,13 +505,7 @@ fn refused_credentials_are_renewed_at_once_and_expiring_ones_before_they_expire(
                 ("endpoint", endpoint.as_str()),
                 ("region", "us-east-1"),
             ];
-            let config = Config::from_lookup(|name| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.to_string())
-            })
-            .unwrap();
+            let config = Config::from_pairs(&pairs).unwrap();
             let SinkConfig::S3(s3) = config.sink else {
                 panic!("sink s3")
             };

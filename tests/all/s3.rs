@@ -476,13 +476,7 @@ fn a_multipart_upload_resumes_from_its_recorded_parts() {
                 ("region", "us-east-1"),
                 ("upload_chunk_size", "5M"),
             ];
-            let config = Config::from_lookup(|name| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.to_string())
-            })
-            .unwrap();
+            let config = Config::from_pairs(&pairs).unwrap();
             let SinkConfig::S3(s3) = config.sink else {
                 panic!("sink s3")
             };

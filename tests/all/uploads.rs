@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -202,86 +202,104 @@ fn a_slow_upload_does_not_hold_back_the_others() {
 /// About 8 MiB after gzip: a multipart upload of two 5 MiB parts.
 const LARGE: u64 = 170_000;
 
+/// moto behind a proxy, and a configuration and input that make one multipart object.
+struct Multipart {
+    _moto: Moto,
+    bucket: Bucket,
+    proxy: Proxy,
+    dir: tempfile::TempDir,
+    conf: std::path::PathBuf,
+    input: std::path::PathBuf,
+}
+
+impl Multipart {
+    fn new(extra: &str) -> Multipart {
+        let moto = Moto::start_on(free_port());
+        let bucket = Bucket::create(&moto.endpoint());
+        let proxy = Proxy::start(moto.port());
+        let dir = tempfile::tempdir().unwrap();
+        let conf = conf(dir.path(), &proxy, extra);
+        let input = dir.path().join("app.log");
+        write_log(&input, LARGE);
+        Multipart {
+            _moto: moto,
+            bucket,
+            proxy,
+            dir,
+            conf,
+            input,
+        }
+    }
+
+    fn run(&self) -> Command {
+        run_command(&self.conf, &self.input)
+    }
+
+    /// Every line arrived once, in one object, by one upload that sent part 1 once.
+    fn assert_delivered_by_one_upload(&self) {
+        assert_eq!(self.bucket.numbers(), (0..LARGE).collect::<Vec<_>>());
+        assert_eq!(self.bucket.keys(), ["objects/0.jsonl.gz"]);
+        assert_eq!(self.bucket.open_uploads(), 0);
+        let requests = self.proxy.requests();
+        assert_eq!(self.proxy.count("?uploads"), 1, "{requests:?}");
+        assert_eq!(self.proxy.count("partNumber=1&"), 1, "{requests:?}");
+    }
+}
+
 #[test]
 fn the_server_going_away_mid_upload_loses_and_repeats_nothing() {
-    let moto = Moto::start_on(free_port());
-    let bucket = Bucket::create(&moto.endpoint());
-    let proxy = Proxy::start(moto.port());
-    let dir = tempfile::tempdir().unwrap();
-    let conf = conf(dir.path(), &proxy, "");
-    let input = dir.path().join("app.log");
-    write_log(&input, LARGE);
-    proxy.hold(Some("partNumber=2"));
-    let child = run_command(&conf, &input)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let scene = Multipart::new("");
+    scene.proxy.hold(Some("partNumber=2"));
+    let child = scene.run().stderr(Stdio::piped()).spawn().unwrap();
 
     // Part 2 is on its way: the server goes away for a while, then comes back.
-    proxy.wait_for("partNumber=2", Duration::from_secs(120));
-    proxy.set_down(true);
-    proxy.hold(None);
+    scene
+        .proxy
+        .wait_for("partNumber=2", Duration::from_secs(120));
+    scene.proxy.set_down(true);
+    scene.proxy.hold(None);
     std::thread::sleep(Duration::from_secs(3));
-    proxy.set_down(false);
+    scene.proxy.set_down(false);
 
     let log = succeeded(&child.wait_with_output().unwrap());
     assert!(log.contains("failed (attempt 1 of"), "{log}");
-    assert_eq!(bucket.numbers(), (0..LARGE).collect::<Vec<_>>());
-    assert_eq!(bucket.keys(), ["objects/0.jsonl.gz"]);
-    assert_eq!(bucket.open_uploads(), 0);
-    // Resumed: one upload, part 1 sent once.
-    assert_eq!(proxy.count("?uploads"), 1, "{:?}", proxy.requests());
-    assert_eq!(proxy.count("partNumber=1&"), 1, "{:?}", proxy.requests());
+    scene.assert_delivered_by_one_upload();
 }
 
 #[test]
 fn a_kill_in_the_middle_of_a_multipart_upload_resumes_after_the_restart() {
-    let moto = Moto::start_on(free_port());
-    let bucket = Bucket::create(&moto.endpoint());
-    let proxy = Proxy::start(moto.port());
-    let dir = tempfile::tempdir().unwrap();
-    let conf = conf(dir.path(), &proxy, "");
-    let input = dir.path().join("app.log");
-    write_log(&input, LARGE);
-    proxy.hold(Some("partNumber=2"));
-    let mut child = run_command(&conf, &input).spawn().unwrap();
-    proxy.wait_for("partNumber=2", Duration::from_secs(120));
+    let scene = Multipart::new("");
+    scene.proxy.hold(Some("partNumber=2"));
+    let mut child = scene.run().spawn().unwrap();
+    scene
+        .proxy
+        .wait_for("partNumber=2", Duration::from_secs(120));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    proxy.hold(None);
+    scene.proxy.hold(None);
 
     // The next start finds the sealed object and its recorded part in the journal.
-    let empty = dir.path().join("empty.log");
+    let empty = scene.dir.path().join("empty.log");
     std::fs::write(&empty, "").unwrap();
-    let log = succeeded(&run_command(&conf, &empty).output().unwrap());
+    let log = succeeded(&run_command(&scene.conf, &empty).output().unwrap());
     assert!(log.contains("from before the restart"), "{log}");
-    assert_eq!(bucket.numbers(), (0..LARGE).collect::<Vec<_>>());
-    assert_eq!(bucket.keys(), ["objects/0.jsonl.gz"]);
-    assert_eq!(bucket.open_uploads(), 0);
-    assert_eq!(proxy.count("?uploads"), 1, "{:?}", proxy.requests());
-    assert_eq!(proxy.count("partNumber=1&"), 1, "{:?}", proxy.requests());
+    scene.assert_delivered_by_one_upload();
 }
 
 #[test]
 fn a_quarantined_multipart_object_leaves_no_upload_behind() {
-    let moto = Moto::start_on(free_port());
-    let bucket = Bucket::create(&moto.endpoint());
-    let proxy = Proxy::start(moto.port());
-    let dir = tempfile::tempdir().unwrap();
-    let conf = conf(dir.path(), &proxy, "    upload_retry_limit 2\n");
-    let input = dir.path().join("app.log");
-    write_log(&input, LARGE);
-    proxy.refuse(Some("partNumber=2"));
-    let log = succeeded(&run_command(&conf, &input).output().unwrap());
+    let scene = Multipart::new("    upload_retry_limit 2\n");
+    scene.proxy.refuse(Some("partNumber=2"));
+    let log = succeeded(&scene.run().output().unwrap());
     assert!(log.contains("after 2 attempts"), "{log}");
+    let requests = scene.proxy.requests();
     assert_eq!(
-        proxy.count("x-id=AbortMultipartUpload"),
+        scene.proxy.count("x-id=AbortMultipartUpload"),
         1,
-        "{:?}",
-        proxy.requests()
+        "{requests:?}"
     );
-    assert_eq!(bucket.open_uploads(), 0);
-    assert!(bucket.keys().is_empty());
-    let quarantined = dir.path().join("store/rustsink.0/quarantine/0");
+    assert_eq!(scene.bucket.open_uploads(), 0);
+    assert!(scene.bucket.keys().is_empty());
+    let quarantined = scene.dir.path().join("store/rustsink.0/quarantine/0");
     assert!(quarantined.exists(), "{log}");
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConfigError, invalid, keys, missing, parse};
+use super::{ConfigError, http_url, invalid, keys, missing, parse};
 
 /// The most hops after `role_arn` (`role_arn.2` ... `role_arn.9`).
 const LAST_HOP: usize = 9;
@@ -161,16 +161,7 @@ pub(super) fn parse(
                 "a duration from 15m to 12h (and at most the role's maximum session duration)",
             )
         })?;
-    let sts_endpoint = given(keys::STS_ENDPOINT);
-    if let Some(url) = &sts_endpoint
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(invalid(
-            keys::STS_ENDPOINT,
-            url,
-            "a URL starting with http:// or https://",
-        ));
-    }
+    let sts_endpoint = http_url(keys::STS_ENDPOINT, given(keys::STS_ENDPOINT))?;
     if (sts_endpoint.is_some() || given(keys::STS_REGION).is_some())
         && web_identity.is_none()
         && roles.is_empty()
@@ -254,11 +245,7 @@ mod tests {
     fn credentials(pairs: &[(&str, &str)]) -> Result<CredentialsConfig, ConfigError> {
         let mut all = vec![("sink", "s3"), ("bucket", "logs")];
         all.extend_from_slice(pairs);
-        let config = super::super::Config::from_lookup(|name| {
-            all.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.to_string())
-        })?;
+        let config = super::super::Config::from_pairs(&all)?;
         match config.sink {
             super::super::SinkConfig::S3(s3) => Ok(s3.credentials),
             other => panic!("{other:?}"),

@@ -140,10 +140,29 @@ impl Config {
     ///
     /// The first key whose value is malformed, or a required key that is missing.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::read(&lookup)
+    }
+
+    /// Reads and validates key-value pairs, as an `[OUTPUT]` section lists them (keys
+    /// match without regard to case).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::from_lookup`].
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let value = |name: &'static str| -> Option<String> {
             lookup(name).or_else(|| keys::find(name)?.default.map(str::to_owned))
         };
-        let sink = parse_sink(&value(keys::SINK).unwrap_or_default(), &lookup, &value)?;
+        let sink = parse_sink(&value(keys::SINK).unwrap_or_default(), lookup, &value)?;
         let date_key = value(keys::JSON_DATE_KEY)
             .filter(|key| parse::boolean(key) != Ok(false) && !key.is_empty());
         let date_format = parse_date_format(&value(keys::JSON_DATE_FORMAT).unwrap_or_default())?;
@@ -264,6 +283,18 @@ fn parse_objects(
         upload_concurrency: whole(keys::UPLOAD_CONCURRENCY, 1..=64)? as usize,
         shutdown_timeout: duration(keys::SHUTDOWN_TIMEOUT)?,
     })
+}
+
+/// `url` if it is an http(s) URL, for endpoint keys.
+fn http_url(key: &'static str, url: Option<String>) -> Result<Option<String>, ConfigError> {
+    match url {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => Err(invalid(
+            key,
+            &url,
+            "a URL starting with http:// or https://",
+        )),
+        url => Ok(url),
+    }
 }
 
 fn missing(key: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> ConfigError {

@@ -3,7 +3,7 @@
 use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectCannedAcl, StorageClass};
 
 use super::credentials::{self, CredentialsConfig};
-use super::{ConfigError, invalid, keys, missing, parse};
+use super::{ConfigError, http_url, invalid, keys, missing, parse};
 
 /// Server-side encryption of uploaded objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,16 +72,7 @@ pub(super) fn parse(
             "a bucket name, without 's3://', '/' or spaces (the key prefix goes in s3_key_format)",
         ));
     }
-    let endpoint = given(keys::ENDPOINT);
-    if let Some(url) = &endpoint
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(invalid(
-            keys::ENDPOINT,
-            url,
-            "a URL starting with http:// or https://",
-        ));
-    }
+    let endpoint = http_url(keys::ENDPOINT, given(keys::ENDPOINT))?;
     let path_style = match given(keys::S3_PATH_STYLE) {
         Some(text) => parse::boolean(&text)
             .map_err(|expected| invalid(keys::S3_PATH_STYLE, &text, expected))?,
@@ -188,11 +179,7 @@ mod tests {
     fn s3(pairs: &[(&str, &str)]) -> Result<S3Config, ConfigError> {
         let mut all = vec![("sink", "s3")];
         all.extend_from_slice(pairs);
-        let config = super::super::Config::from_lookup(|name| {
-            all.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.to_string())
-        })?;
+        let config = super::super::Config::from_pairs(&all)?;
         match config.sink {
             super::super::SinkConfig::S3(s3) => Ok(*s3),
             other => panic!("{other:?}"),

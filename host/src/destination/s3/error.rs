@@ -149,13 +149,7 @@ mod tests {
 
     fn config() -> S3Config {
         let pairs = [("bucket", "logs"), ("region", "eu-west-1")];
-        let config = Config::from_lookup(|name| {
-            pairs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.to_string())
-        })
-        .unwrap();
+        let config = Config::from_pairs(&pairs).unwrap();
         match config.sink {
             SinkConfig::S3(s3) => *s3,
             other => panic!("{other:?}"),
@@ -174,7 +168,10 @@ mod tests {
         );
         assert!(wrong_region.contains("eu-west-1"), "{wrong_region}");
         let denied = line("AccessDenied", "Access Denied");
-        assert!(denied.starts_with("AccessDenied: Access Denied ("), "{denied}");
+        assert!(
+            denied.starts_with("AccessDenied: Access Denied ("),
+            "{denied}"
+        );
         assert!(denied.contains(identity), "{denied}");
         assert!(denied.contains("rustsink policy"), "{denied}");
         assert!(line("NoSuchBucket", "").contains("'logs' does not exist"));
