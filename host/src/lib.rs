@@ -6,6 +6,7 @@
 //! ```text
 //! ffi        the exported FLBPlugin* functions: catch panics, copy the chunk, hand off
 //!  -> pipeline   one worker thread per [OUTPUT] instance; maps results to return codes
+//!      -> wasm       filter components (wasmtime), applied to each chunk in order
 //!      -> engine     groups flushes, windows events into objects, commits, closes
 //!          -> event        decodes the chunk (V1 and V2 events, timestamps, group markers)
 //!          -> object       JSON lines, gzip with commit points, keys from the template
@@ -18,7 +19,7 @@
 //! ```
 //!
 //! All unsafe code lives in `ffi` and in `cli::harness`, which is Fluent Bit's side of the
-//! same boundary.
+//! same boundary, and in `wasm::cache`, which loads precompiled components.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -32,3 +33,4 @@ pub mod log;
 pub mod object;
 pub mod pipeline;
 pub mod store;
+pub mod wasm;

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod credentials;
 mod ffi;
+mod filters;
 mod objects;
 mod process;
 mod s3;

@@ -202,3 +202,46 @@ fn run_in_child(name: &str, wrapper: &[&str], body: impl FnOnce()) {
         "{name} in its own process failed:\n{stdout}\n{stderr}"
     );
 }
+
+/// The components the tests run, built for wasm32-wasip2 (`.ci/setup` adds the target).
+#[derive(Debug)]
+pub struct Components {
+    /// `plugins/grep`.
+    pub grep: PathBuf,
+    /// `tests/components/hostile`: misbehaves as its `behaviour` option says.
+    pub hostile: PathBuf,
+}
+
+/// Builds the components once per test process (cargo makes later builds no-ops).
+pub fn components() -> &'static Components {
+    static BUILT: std::sync::OnceLock<Components> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = repo_root().join("target/components");
+        for workspace in ["plugins", "tests/components"] {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let out = Command::new(cargo)
+                .args(["build", "--quiet", "--locked", "--release"])
+                .args(["--target", "wasm32-wasip2", "--manifest-path"])
+                .arg(repo_root().join(workspace).join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("RUSTFLAGS")
+                .output()
+                .expect("running cargo");
+            assert!(
+                out.status.success(),
+                "building the components of {workspace}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let wasm = |name: &str| {
+            target
+                .join("wasm32-wasip2/release")
+                .join(format!("{name}.wasm"))
+        };
+        Components {
+            grep: wasm("grep"),
+            hostile: wasm("hostile"),
+        }
+    })
+}

@@ -47,6 +47,16 @@ pub const STS_REGION: &str = "sts_region";
 pub const WEB_IDENTITY_TOKEN_FILE: &str = "web_identity_token_file";
 /// `web_identity_role_arn`: explicit IRSA: the role.
 pub const WEB_IDENTITY_ROLE_ARN: &str = "web_identity_role_arn";
+/// `filter.N`: a filter component; `filter.N.<option>` its options.
+pub const FILTER: &str = "filter.N";
+/// `filter.N.on_error`: what happens to a chunk a filter fails on.
+pub const FILTER_ON_ERROR: &str = "filter.N.on_error";
+/// `filter.N.memory_limit`: the memory cap of a filter instance.
+pub const FILTER_MEMORY_LIMIT: &str = "filter.N.memory_limit";
+/// `filter.N.timeout`: the deadline of one batch in a filter.
+pub const FILTER_TIMEOUT: &str = "filter.N.timeout";
+/// `filter.N.<option>`: an option the component declares.
+pub const FILTER_OPTION: &str = "filter.N.<option>";
 /// `json_date_key`: the key the event time is written under.
 pub const JSON_DATE_KEY: &str = "json_date_key";
 /// `json_date_format`: how the event time is written.
@@ -188,6 +198,39 @@ pub const ALL: &[Key] = &[
         doc: "A checksum sent with every upload and checked by S3: `crc32`, `crc32c`, `sha1`, \
               `sha256`, or `none` (only what the request requires, which S3-compatible servers \
               accept).",
+    },
+    Key {
+        name: FILTER,
+        default: None,
+        doc: "A filter component (a `.wasm` file built for `rustsink:plugin@0.1.0`), applied \
+              to every chunk before it is written: `filter.1` first, then `filter.2`, and so \
+              on (up to 16, numbered without gaps). It runs sandboxed: no files, network, \
+              environment or clock.",
+    },
+    Key {
+        name: FILTER_ON_ERROR,
+        default: Some("retry"),
+        doc: "When the filter traps, runs past its timeout, hits its memory limit or returns \
+              an error: `retry` hands the chunk back to Fluent Bit (FLB_RETRY), `skip` passes \
+              the records on unchanged, `drop` drops them with an error line that counts \
+              them. The instance is started afresh for the next chunk.",
+    },
+    Key {
+        name: FILTER_MEMORY_LIMIT,
+        default: Some("64M"),
+        doc: "The most memory a filter instance may use, from `1M` to `4G`.",
+    },
+    Key {
+        name: FILTER_TIMEOUT,
+        default: Some("1s"),
+        doc: "The longest a filter may take over one chunk, from `10ms` to `60s`.",
+    },
+    Key {
+        name: FILTER_OPTION,
+        default: None,
+        doc: "An option that component N declares (`rustsink describe <file.wasm>` lists \
+              them); a required one that is missing fails the start with the component's \
+              name and the option.",
     },
     Key {
         name: ROLE_ARN,
@@ -377,6 +420,23 @@ const NUMBERED: &[&str] = &[ROLE_ARN, EXTERNAL_ID];
 /// Finds a key by name, ignoring case as Fluent Bit does. A numbered key (`role_arn.2`)
 /// finds its unnumbered one.
 pub fn find(name: &str) -> Option<&'static Key> {
+    if let Some(rest) = name
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("filter."))
+        .map(|_| &name[7..])
+    {
+        let (n, option) = rest.split_once('.').unwrap_or((rest, ""));
+        if n.parse::<u8>().is_ok_and(|n| n >= 1) {
+            let generic = match option.to_ascii_lowercase().as_str() {
+                "" => FILTER,
+                "on_error" => FILTER_ON_ERROR,
+                "memory_limit" => FILTER_MEMORY_LIMIT,
+                "timeout" => FILTER_TIMEOUT,
+                _ => FILTER_OPTION,
+            };
+            return ALL.iter().find(|key| key.name == generic);
+        }
+    }
     let unnumbered = match name.rsplit_once('.') {
         Some((base, n))
             if n.parse::<u8>().is_ok_and(|n| n >= 2)

@@ -4,6 +4,7 @@
 //! yields a validated [`Config`] or a [`ConfigError`] that names the key and the value.
 
 mod credentials;
+mod filter;
 pub mod keys;
 pub mod parse;
 mod s3;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use crate::object::key::KeyTemplate;
 pub use credentials::{CredentialsConfig, RoleHop, WebIdentity};
+pub use filter::{FilterConfig, FilterLimits, HOST_OPTIONS, MAX_FILTERS, OnError};
 pub use s3::{Encryption, S3Config};
 
 /// A configuration value that cannot be used.
@@ -126,6 +128,8 @@ pub struct ObjectConfig {
 pub struct Config {
     /// Where records go.
     pub sink: SinkConfig,
+    /// The filter components, in order.
+    pub filters: Vec<FilterConfig>,
     /// How records are written as JSON.
     pub json: JsonLines,
     /// How records become objects.
@@ -169,6 +173,7 @@ impl Config {
         let objects = parse_objects(&value, lookup(keys::S3_KEY_FORMAT).is_some())?;
         Ok(Config {
             sink,
+            filters: filter::parse(lookup)?,
             json: JsonLines {
                 date_key,
                 date_format,

@@ -102,7 +102,10 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
         let log = host.logger(name);
         let started = Config::from_lookup(|key| host.property(key))
             .map_err(|error| error.to_string())
-            .and_then(|config| Instance::start(config, log.clone()).map_err(|e| e.to_string()));
+            .and_then(|config| {
+                Instance::start(config, &|key| host.property(key), log.clone())
+                    .map_err(|e| e.to_string())
+            });
         match started {
             Ok(instance) => {
                 host.set_remote_context(registry::insert(instance));

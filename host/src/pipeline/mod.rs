@@ -33,6 +33,7 @@ use crate::destination::s3::S3Destination;
 use crate::destination::{DeliveryError, Destination};
 use crate::engine::{AcceptError, Engine};
 use crate::log::Logger;
+use crate::wasm::chain::{Chain, Filtered};
 
 /// How often the worker closes due objects when no flush arrives.
 const TICK: Duration = Duration::from_secs(1);
@@ -70,6 +71,9 @@ pub enum StartError {
     /// The worker thread could not be started.
     #[error("cannot start the worker thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// A filter component could not be loaded or refused its options.
+    #[error("{0:#}")]
+    Filter(anyhow::Error),
 }
 
 struct Job {
@@ -93,9 +97,21 @@ impl Instance {
     ///
     /// # Errors
     ///
-    /// When the sink is not available or cannot be opened, `store_dir` cannot be used, or
-    /// the thread cannot start.
-    pub fn start(config: Config, log: Logger) -> Result<Arc<Instance>, StartError> {
+    /// When the sink is not available or cannot be opened, a filter cannot be loaded or
+    /// refuses its options, `store_dir` cannot be used, or the thread cannot start.
+    /// `lookup` answers `[OUTPUT]` keys, for the options filters declare.
+    pub fn start(
+        config: Config,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        log: Logger,
+    ) -> Result<Arc<Instance>, StartError> {
+        let filters = Chain::start(
+            &config.filters,
+            lookup,
+            &config.objects.store_dir.join("components"),
+            &log,
+        )
+        .map_err(StartError::Filter)?;
         let destination: Box<dyn Destination> = match &config.sink {
             SinkConfig::Dir { path } => Box::new(DirDestination::open(path)?),
             SinkConfig::S3(s3) => {
@@ -120,6 +136,7 @@ impl Instance {
         let (sender, receiver) = mpsc::channel();
         let worker = Worker {
             engine,
+            filters,
             shutdown_timeout,
             log: log.clone(),
         };
@@ -188,6 +205,7 @@ impl Drop for Instance {
 
 struct Worker {
     engine: Engine,
+    filters: Chain,
     shutdown_timeout: Duration,
     log: Logger,
 }
@@ -211,9 +229,12 @@ impl Worker {
         }
         let Worker {
             engine,
+            filters,
             shutdown_timeout,
             log,
         } = self;
+        // The filters (and the epoch ticker) end with the worker.
+        drop(filters);
         if catch_unwind(AssertUnwindSafe(|| engine.shutdown(shutdown_timeout))).is_err() {
             log.error("internal error while closing objects at exit; they are delivered on the next start");
         }
@@ -228,7 +249,13 @@ impl Worker {
         result.ok()
     }
 
-    fn accept(&mut self, group: Vec<Job>) {
+    fn accept(&mut self, mut group: Vec<Job>) {
+        if !self.filters.is_empty() {
+            group = self.filter(group);
+            if group.is_empty() {
+                return;
+            }
+        }
         let chunks: Vec<(&[u8], &str)> = group
             .iter()
             .map(|job| (job.chunk.as_slice(), job.tag.as_str()))
@@ -265,6 +292,34 @@ impl Worker {
             // The flush call stops waiting only if Fluent Bit is gone.
             let _ = job.reply.send(status);
         }
+    }
+}
+
+impl Worker {
+    /// Runs each job's chunk through the filters; answers the jobs a filter hands back
+    /// (FLB_RETRY) and returns the others, their chunks filtered.
+    fn filter(&mut self, group: Vec<Job>) -> Vec<Job> {
+        let mut passed = Vec::with_capacity(group.len());
+        for mut job in group {
+            let filters = &mut self.filters;
+            let outcome = catch_unwind(AssertUnwindSafe(|| filters.apply(&job.chunk, &job.tag)));
+            match outcome {
+                Ok(Filtered::Chunk(chunk)) => {
+                    job.chunk = chunk;
+                    passed.push(job);
+                }
+                Ok(Filtered::Retry) => {
+                    let _ = job.reply.send(FlushStatus::Retry);
+                }
+                Err(_) => {
+                    self.log.error(
+                        "internal error while filtering; Fluent Bit keeps the chunk and retries",
+                    );
+                    let _ = job.reply.send(FlushStatus::Retry);
+                }
+            }
+        }
+        passed
     }
 }
 

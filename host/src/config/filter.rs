@@ -1,0 +1,102 @@
+//! The `filter.N` keys: which components filter the records, in which order, and how.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{ConfigError, invalid, missing, parse};
+
+/// The most filters an instance may have (`filter.1` ... `filter.16`).
+pub const MAX_FILTERS: usize = 16;
+
+/// Host keys of a filter; every other `filter.N.<name>` is an option of the component.
+pub const HOST_OPTIONS: [&str; 3] = ["on_error", "memory_limit", "timeout"];
+
+/// What happens to a chunk when a filter fails on it (`filter.N.on_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The chunk goes back to Fluent Bit, which retries it.
+    Retry,
+    /// The batch passes this filter unchanged.
+    Skip,
+    /// The batch is dropped, with an error line that counts its records.
+    Drop,
+}
+
+/// How a filter may run (`filter.N.memory_limit`, `filter.N.timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterLimits {
+    /// The most linear memory an instance may have.
+    pub memory: usize,
+    /// The longest one batch may take.
+    pub timeout: Duration,
+}
+
+/// One `filter.N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterConfig {
+    /// N.
+    pub position: usize,
+    /// The component file.
+    pub path: PathBuf,
+    /// The failure policy.
+    pub on_error: OnError,
+    /// Its sandbox limits.
+    pub limits: FilterLimits,
+}
+
+/// Reads `filter.1`, `filter.2`, ... through `lookup`.
+pub(super) fn parse(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<FilterConfig>, ConfigError> {
+    let given = |key: &str| {
+        lookup(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut filters = Vec::new();
+    let mut gap: Option<String> = None;
+    for position in 1..=MAX_FILTERS {
+        let key = format!("filter.{position}");
+        let Some(path) = given(&key) else {
+            gap.get_or_insert(key);
+            continue;
+        };
+        if let Some(absent) = &gap {
+            return Err(missing(
+                absent.clone(),
+                format!(
+                    "'{key}' is set but '{absent}' is not: filters are numbered from 1 without gaps"
+                ),
+            ));
+        }
+        let on_error_key = format!("{key}.on_error");
+        let on_error = match given(&on_error_key).as_deref() {
+            None | Some("retry") => OnError::Retry,
+            Some("skip") => OnError::Skip,
+            Some("drop") => OnError::Drop,
+            Some(other) => return Err(invalid(on_error_key, other, "retry, skip or drop")),
+        };
+        let memory_key = format!("{key}.memory_limit");
+        let memory_text = given(&memory_key).unwrap_or_else(|| "64M".to_owned());
+        let memory = parse::size(&memory_text)
+            .ok()
+            .filter(|size| (1 << 20..=4 << 30).contains(size))
+            .ok_or_else(|| invalid(memory_key, &memory_text, "a size from 1M to 4G"))?;
+        let timeout_key = format!("{key}.timeout");
+        let timeout_text = given(&timeout_key).unwrap_or_else(|| "1s".to_owned());
+        let timeout = parse::duration(&timeout_text)
+            .ok()
+            .filter(|t| (Duration::from_millis(10)..=Duration::from_secs(60)).contains(t))
+            .ok_or_else(|| invalid(timeout_key, &timeout_text, "a duration from 10ms to 60s"))?;
+        filters.push(FilterConfig {
+            position,
+            path: PathBuf::from(path),
+            on_error,
+            limits: FilterLimits {
+                memory: memory as usize,
+                timeout,
+            },
+        });
+    }
+    Ok(filters)
+}

@@ -1,0 +1,226 @@
+//! The filters of an instance (`filter.1`, `filter.2`, ...) applied to each chunk in
+//! order, with the failure policy of each.
+//!
+//! A chunk is brought to the one form components see (`[[time, metadata], body]` events,
+//! EventTime times) before the first filter. When a filter fails on it (a trap, its
+//! timeout, its memory cap, or an error it returns), its `on_error` decides: `retry`
+//! hands the whole chunk back to Fluent Bit, `skip` passes the batch on unchanged, `drop`
+//! drops it with an error line that counts the records. Nothing is dropped silently.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rmpv::Value;
+
+use super::engine::TickerGuard;
+use super::filter::{FilterComponent, FilterInstance};
+use crate::config::{FilterConfig, OnError};
+use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use crate::event::events;
+use crate::log::Logger;
+
+/// What became of a chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Filtered {
+    /// The chunk after every filter (possibly empty), with any malformed tail of the
+    /// original after it, so that it is reported as before.
+    Chunk(Vec<u8>),
+    /// A filter failed and its policy is `retry`: Fluent Bit should keep the chunk.
+    Retry,
+}
+
+/// The running filters of one instance.
+#[derive(Debug)]
+pub struct Chain {
+    stages: Vec<Stage>,
+    log: Logger,
+    _ticker: Option<TickerGuard>,
+}
+
+#[derive(Debug)]
+struct Stage {
+    instance: FilterInstance,
+    on_error: OnError,
+    position: usize,
+}
+
+impl Chain {
+    /// Loads and starts the configured filters. `lookup` answers `[OUTPUT]` keys, for the
+    /// options each component declares (`filter.N.<option>`); compiled components are
+    /// kept in `cache_dir`.
+    ///
+    /// # Errors
+    ///
+    /// The first filter that cannot be loaded or refuses its options; the message names
+    /// the key, the component and the cause.
+    pub fn start(
+        filters: &[FilterConfig],
+        lookup: &dyn Fn(&str) -> Option<String>,
+        cache_dir: &Path,
+        log: &Logger,
+    ) -> Result<Chain> {
+        let ticker = if filters.is_empty() {
+            None
+        } else {
+            Some(TickerGuard::acquire().context("starting the wasm ticker thread")?)
+        };
+        let mut stages = Vec::new();
+        for filter in filters {
+            let key = format!("filter.{}", filter.position);
+            let option = |name: &str| lookup(&format!("{key}.{name}"));
+            let component =
+                FilterComponent::load(&filter.path, cache_dir, filter.limits.clone(), &option, log)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("'{key}' ({})", filter.path.display()))?;
+            let component = Arc::new(component);
+            let instance = component.start().map_err(|failure| {
+                anyhow::anyhow!(
+                    "'{key}' ({}): component '{}' refused its options: {failure}",
+                    filter.path.display(),
+                    component.name()
+                )
+            })?;
+            log.info(format_args!(
+                "{key}: component '{}' ({})",
+                component.name(),
+                filter.path.display()
+            ));
+            stages.push(Stage {
+                instance,
+                on_error: filter.on_error,
+                position: filter.position,
+            });
+        }
+        Ok(Chain {
+            stages,
+            log: log.clone(),
+            _ticker: ticker,
+        })
+    }
+
+    /// Whether there are filters at all.
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// Runs `chunk` of `tag` through every filter.
+    pub fn apply(&mut self, chunk: &[u8], tag: &str) -> Filtered {
+        let (mut batch, records, malformed_from) = normalize(chunk);
+        for stage in &mut self.stages {
+            if batch.is_empty() {
+                break;
+            }
+            match stage.instance.process(&batch) {
+                Ok(output) => batch = output,
+                Err(failure) => {
+                    let name = stage.instance.component().name().to_owned();
+                    let key = format!("filter.{}", stage.position);
+                    match stage.on_error {
+                        OnError::Retry => {
+                            self.log.warn(format_args!(
+                                "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; \
+                                 Fluent Bit keeps the chunk and retries it (on_error retry)"
+                            ));
+                            return Filtered::Retry;
+                        }
+                        OnError::Skip => self.log.warn(format_args!(
+                            "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; its \
+                             {records} records pass it unchanged (on_error skip)"
+                        )),
+                        OnError::Drop => {
+                            self.log.error(format_args!(
+                                "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; \
+                                 its {records} records are dropped (on_error drop)"
+                            ));
+                            batch.clear();
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(offset) = malformed_from {
+            batch.extend_from_slice(&chunk[offset..]);
+        }
+        Filtered::Chunk(batch)
+    }
+}
+
+/// The events of `chunk` in the components' form, how many there are, and where a
+/// malformed tail starts.
+fn normalize(chunk: &[u8]) -> (Vec<u8>, usize, Option<usize>) {
+    let mut writer = ChunkWriter::new();
+    let mut decoded = events(chunk);
+    let mut malformed_from = None;
+    for event in decoded.by_ref() {
+        match event {
+            Ok(event) => {
+                let metadata = event
+                    .metadata
+                    .map_or(Value::Map(Vec::new()), |m| m.to_owned());
+                writer.push(
+                    EventFormat::V2,
+                    TimeForm::EventTime,
+                    event.time,
+                    Some(metadata),
+                    event.body.to_owned(),
+                );
+            }
+            Err(error) => {
+                malformed_from = Some(error.offset);
+                break;
+            }
+        }
+    }
+    let records = writer.events();
+    (writer.finish(), records, malformed_from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventTime;
+
+    #[test]
+    fn chunks_are_normalized_to_v2_with_event_times_and_keep_a_malformed_tail() {
+        let mut writer = ChunkWriter::new();
+        let body = || Value::Map(vec![(Value::from("log"), Value::from("x"))]);
+        writer.push(
+            EventFormat::V1,
+            TimeForm::Integer,
+            EventTime::new(5, 0),
+            None,
+            body(),
+        );
+        writer.push(
+            EventFormat::V2,
+            TimeForm::Float,
+            EventTime::new(6, 500_000_000),
+            None,
+            body(),
+        );
+        let mut chunk = writer.finish();
+        let good = chunk.len();
+        chunk.extend_from_slice(&[0x92, 0xc1]);
+
+        let (normalized, records, malformed_from) = normalize(&chunk);
+        assert_eq!(records, 2);
+        assert_eq!(malformed_from, Some(good));
+        let mut expected = ChunkWriter::new();
+        expected.push(
+            EventFormat::V2,
+            TimeForm::EventTime,
+            EventTime::new(5, 0),
+            Some(Value::Map(vec![])),
+            body(),
+        );
+        expected.push(
+            EventFormat::V2,
+            TimeForm::EventTime,
+            EventTime::new(6, 500_000_000),
+            Some(Value::Map(vec![])),
+            body(),
+        );
+        assert_eq!(normalized, expected.finish());
+    }
+}

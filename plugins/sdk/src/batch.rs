@@ -1,0 +1,131 @@
+//! Batches as the host sends them: msgpack events `[[time, metadata], body]`, back to back.
+
+use rmpv::Value;
+
+use crate::{Error, Verdict};
+
+/// One record of a batch: its fields, and its time and metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    time: Value,
+    metadata: Value,
+    fields: Vec<(Value, Value)>,
+}
+
+impl Record {
+    /// The value of field `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// The value of field `key` if it is a string (UTF-8).
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+
+    /// Sets field `key`, in place if it exists, else at the end.
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) {
+        let value = value.into();
+        match self
+            .fields
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(key))
+        {
+            Some((_, slot)) => *slot = value,
+            None => self.fields.push((Value::from(key), value)),
+        }
+    }
+
+    /// Removes field `key` and returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let index = self
+            .fields
+            .iter()
+            .position(|(k, _)| k.as_str() == Some(key))?;
+        Some(self.fields.remove(index).1)
+    }
+
+    /// Renames field `from` to `to` (replacing a field `to`); false if there is no `from`.
+    pub fn rename(&mut self, from: &str, to: &str) -> bool {
+        if self.get(from).is_none() {
+            return false;
+        }
+        self.remove(to);
+        if let Some((key, _)) = self
+            .fields
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(from))
+        {
+            *key = Value::from(to);
+        }
+        true
+    }
+
+    /// The fields, in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&Value, &Value)> {
+        self.fields.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The fields, to change in place.
+    pub fn fields_mut(&mut self) -> impl Iterator<Item = (&Value, &mut Value)> {
+        self.fields.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    /// The event's metadata map (empty unless the input set some).
+    pub fn metadata(&self) -> &Value {
+        &self.metadata
+    }
+}
+
+/// Decodes `events`, runs `process` on each record, and encodes the records kept.
+pub(crate) fn filter(
+    mut events: &[u8],
+    process: &mut dyn FnMut(&mut Record) -> Verdict,
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(events.len());
+    while !events.is_empty() {
+        let event = rmpv::decode::read_value(&mut events)
+            .map_err(|e| Error::fatal(format!("the batch is not msgpack: {e}")))?;
+        let mut record = into_record(event)?;
+        if process(&mut record) == Verdict::Keep {
+            let Record {
+                time,
+                metadata,
+                fields,
+            } = record;
+            let event = Value::Array(vec![Value::Array(vec![time, metadata]), Value::Map(fields)]);
+            rmpv::encode::write_value(&mut out, &event)
+                .map_err(|e| Error::fatal(format!("encoding a record: {e}")))?;
+        }
+    }
+    Ok(out)
+}
+
+fn into_record(event: Value) -> Result<Record, Error> {
+    let malformed = || Error::fatal("an event is not [[time, metadata], body]");
+    let Value::Array(mut parts) = event else {
+        return Err(malformed());
+    };
+    if parts.len() != 2 {
+        return Err(malformed());
+    }
+    let Value::Map(fields) = parts.pop().ok_or_else(malformed)? else {
+        return Err(malformed());
+    };
+    let Value::Array(mut header) = parts.pop().ok_or_else(malformed)? else {
+        return Err(malformed());
+    };
+    if header.len() != 2 {
+        return Err(malformed());
+    }
+    let metadata = header.pop().ok_or_else(malformed)?;
+    let time = header.pop().ok_or_else(malformed)?;
+    Ok(Record {
+        time,
+        metadata,
+        fields,
+    })
+}

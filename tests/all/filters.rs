@@ -1,0 +1,250 @@
+//! Filter components through the harness, as Fluent Bit drives the plugin: real
+//! components built for wasm32-wasip2, including ones that misbehave on purpose.
+
+use rustsink::cli::harness::{HostVersion, take_log_lines};
+use rustsink::event::EventTime;
+use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+
+use crate::support::*;
+
+/// A chunk of records `{"log": text, "n": n}`.
+fn chunk_of(lines: &[(&str, u64)]) -> Vec<u8> {
+    let mut chunk = ChunkWriter::new();
+    for (text, n) in lines {
+        chunk.push(
+            EventFormat::V2,
+            TimeForm::EventTime,
+            EventTime::new(1_714_557_600, 0),
+            None,
+            record(text, *n),
+        );
+    }
+    chunk.finish()
+}
+
+/// Log lines that contain `needle`.
+fn logged(needle: &str) -> Vec<String> {
+    take_log_lines()
+        .into_iter()
+        .map(|line| line.message)
+        .filter(|message| message.contains(needle))
+        .collect()
+}
+
+/// The `n` of every line written under `dir` for tag `t`.
+fn written(dir: &std::path::Path) -> Vec<u64> {
+    numbers(dir, "t")
+}
+
+#[test]
+fn grep_keeps_the_matching_records_and_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let grep = components().grep.display().to_string();
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&dir_output(
+            dir.path(),
+            &[
+                ("filter.1", grep.as_str()),
+                ("filter.1.key", "log"),
+                ("filter.1.regex", "^ERROR"),
+            ],
+        ))
+        .unwrap();
+    let lines = [
+        ("ERROR disk full", 0),
+        ("INFO all good", 1),
+        ("ERROR again", 2),
+        ("error lower case", 3),
+    ];
+    assert_eq!(
+        fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(written(dir.path()), [0, 2]);
+}
+
+#[test]
+fn grep_drop_mode_passes_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let grep = components().grep.display().to_string();
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&dir_output(
+            dir.path(),
+            &[
+                ("filter.1", grep.as_str()),
+                ("filter.1.key", "log"),
+                ("filter.1.regex", "health"),
+                ("filter.1.mode", "drop"),
+            ],
+        ))
+        .unwrap();
+    let lines = [("GET /health", 0), ("GET /orders", 1), ("GET /healthz", 2)];
+    assert_eq!(
+        fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(written(dir.path()), [1]);
+}
+
+#[test]
+fn bad_options_fail_the_start_naming_component_option_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = components();
+    let grep = components.grep.display().to_string();
+    let hostile = components.hostile.display().to_string();
+    // The keys, and what the error line must say.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case<'_>; 3] = [
+        (
+            &[
+                ("filter.1", &grep),
+                ("filter.1.key", "log"),
+                ("filter.1.regex", "("),
+            ],
+            &["filter.1", "grep", "option 'regex'", "'('"],
+        ),
+        (
+            &[("filter.1", &grep), ("filter.1.regex", "x")],
+            &["filter.1", "component 'grep' needs option 'key'"],
+        ),
+        (
+            &[("filter.1", &hostile)],
+            &["filter.1", "component 'hostile' needs option 'behaviour'"],
+        ),
+    ];
+    let mut fluent_bit = load(HostVersion::V5);
+    for (keys, expected) in cases {
+        let started = fluent_bit.add_output(&dir_output(dir.path(), keys));
+        assert!(started.is_err(), "{keys:?}");
+        let lines = logged("filter.1");
+        let line = lines.last().unwrap_or_else(|| panic!("{keys:?}: no line"));
+        for part in expected {
+            assert!(line.contains(part), "{keys:?}: {line}");
+        }
+    }
+    fluent_bit.shutdown().unwrap();
+}
+
+/// A hostile filter on `poison` records, with the given policy, over three chunks of ten
+/// records where the second holds the poison.
+fn run_hostile(behaviour: &str, on_error: &str) -> (Vec<u64>, Vec<i32>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = components().hostile.display().to_string();
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&dir_output(
+            dir.path(),
+            &[
+                ("filter.1", hostile.as_str()),
+                ("filter.1.behaviour", behaviour),
+                ("filter.1.on_error", on_error),
+                ("filter.1.timeout", "200ms"),
+                ("filter.1.memory_limit", "16M"),
+            ],
+        ))
+        .unwrap();
+    let mut answers = Vec::new();
+    for first in [0u64, 10, 20] {
+        let lines: Vec<(String, u64)> = (first..first + 10)
+            .map(|n| {
+                (
+                    if n == 15 {
+                        "poison".into()
+                    } else {
+                        format!("line {n}")
+                    },
+                    n,
+                )
+            })
+            .collect();
+        let lines: Vec<(&str, u64)> = lines.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+        answers.push(fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"));
+    }
+    fluent_bit.shutdown().unwrap();
+    (written(dir.path()), answers, dir)
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_its_timeout_and_skipped() {
+    let (written, answers, _dir) = run_hostile("loop", "skip");
+    assert_eq!(answers, [FLB_OK, FLB_OK, FLB_OK]);
+    assert_eq!(
+        written,
+        (0..30).collect::<Vec<_>>(),
+        "skip passes the batch on unchanged"
+    );
+    let lines = logged("took longer than its timeout");
+    assert!(
+        lines.iter().any(|l| l.contains("on_error skip")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_its_cap_and_the_batch_is_dropped_and_counted() {
+    let (written, answers, _dir) = run_hostile("memory", "drop");
+    assert_eq!(answers, [FLB_OK, FLB_OK, FLB_OK]);
+    let expected: Vec<u64> = (0..10).chain(20..30).collect();
+    assert_eq!(written, expected, "the next chunk runs in a fresh instance");
+    let lines = logged("memory limit");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("its 10 records are dropped")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_trap_mid_batch_hands_the_chunk_back_to_fluent_bit() {
+    let (written, answers, _dir) = run_hostile("trap", "retry");
+    assert_eq!(answers, [FLB_OK, FLB_RETRY, FLB_OK]);
+    let expected: Vec<u64> = (0..10).chain(20..30).collect();
+    assert_eq!(written, expected);
+    let lines = logged("trapped");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Fluent Bit keeps the chunk")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_hundred_times_larger_output_passes() {
+    let (written, answers, dir) = run_hostile("inflate", "retry");
+    assert_eq!(answers, [FLB_OK, FLB_OK, FLB_OK]);
+    assert_eq!(written, (0..30).collect::<Vec<_>>());
+    let inflated: Vec<_> = json_lines(dir.path(), "t")
+        .into_iter()
+        .filter_map(|line| line["inflated"].as_str().map(str::len))
+        .collect();
+    assert_eq!(inflated, ["poison".len() * 100]);
+}
+
+#[test]
+fn files_environment_clock_and_network_are_not_granted() {
+    type Check = fn(&serde_json::Value) -> bool;
+    let refused: Check = |got| got.as_str().is_some_and(|t| t.starts_with("refused"));
+    let cases: [(&str, Check); 4] = [
+        ("files", refused),
+        ("env", |got| got.as_str() == Some("[]")),
+        ("clock", |got| got.as_u64() == Some(0)),
+        ("network", refused),
+    ];
+    for (behaviour, check) in cases {
+        let (written, answers, dir) = run_hostile(behaviour, "retry");
+        assert_eq!(answers, [FLB_OK, FLB_OK, FLB_OK], "{behaviour}");
+        assert_eq!(written.len(), 30, "{behaviour}");
+        let got: Vec<serde_json::Value> = json_lines(dir.path(), "t")
+            .into_iter()
+            .filter_map(|line| line.get("got").cloned())
+            .collect();
+        assert_eq!(got.len(), 1, "{behaviour}: {got:?}");
+        assert!(check(&got[0]), "{behaviour}: the component got {}", got[0]);
+    }
+}

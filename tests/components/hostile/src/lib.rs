@@ -1,0 +1,88 @@
+//! A filter that misbehaves as `behaviour` says, on records whose `log` contains
+//! `poison` (others pass untouched):
+//! - `loop`: never returns;
+//! - `memory`: allocates without end;
+//! - `trap`: panics (a trap, mid-batch);
+//! - `inflate`: turns each record into one with a field 100 times its size;
+//! - `files`, `env`, `clock`, `network`: tries to read them, and writes what it got into
+//!   the record's `got` field.
+
+use rustsink_sdk::{Description, Error, Filter, OptionSpec, Options, Record, Verdict};
+
+struct Hostile {
+    behaviour: String,
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Filter for Hostile {
+    fn describe() -> Description {
+        Description {
+            name: "hostile".into(),
+            summary: "misbehaves on purpose".into(),
+            options: vec![OptionSpec {
+                name: "behaviour".into(),
+                description: "loop, memory, trap, inflate, files, env, clock, network".into(),
+                default_value: None,
+                required: true,
+            }],
+        }
+    }
+
+    fn new(options: &Options) -> Result<Self, Error> {
+        Ok(Hostile {
+            behaviour: options.require("behaviour")?.to_owned(),
+            hoard: Vec::new(),
+        })
+    }
+
+    fn process(&mut self, record: &mut Record) -> Verdict {
+        if !record
+            .get_str("log")
+            .is_some_and(|log| log.contains("poison"))
+        {
+            return Verdict::Keep;
+        }
+        match self.behaviour.as_str() {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "memory" => loop {
+                self.hoard.push(vec![1; 1 << 20]);
+            },
+            "trap" => panic!("a record it cannot stand"),
+            "inflate" => {
+                let size = record.get_str("log").map_or(0, str::len) * 100;
+                record.set("inflated", "x".repeat(size));
+            }
+            "files" => {
+                let got = std::fs::read_to_string("/etc/passwd")
+                    .unwrap_or_else(|e| format!("refused: {e}"));
+                record.set("got", got);
+            }
+            "env" => {
+                let got = std::env::vars()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>();
+                record.set("got", format!("{got:?}"));
+            }
+            "clock" => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                record.set("got", now);
+            }
+            "network" => {
+                let got = std::net::TcpStream::connect("127.0.0.1:1")
+                    .map_or_else(|e| format!("refused: {e}"), |_| "connected".to_owned());
+                record.set("got", got);
+            }
+            _ => {}
+        }
+        Verdict::Keep
+    }
+}
+
+rustsink_sdk::export_filter!(Hostile);
