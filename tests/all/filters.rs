@@ -129,6 +129,20 @@ fn bad_options_fail_the_start_naming_component_option_and_value() {
     fluent_bit.shutdown().unwrap();
 }
 
+#[test]
+fn a_component_for_another_contract_version_is_refused_with_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let future = components().future.display().to_string();
+    let mut fluent_bit = load(HostVersion::V5);
+    let started = fluent_bit.add_output(&dir_output(dir.path(), &[("filter.1", &future)]));
+    assert!(started.is_err());
+    let lines = logged("future.wasm");
+    let line = lines.last().expect("an error line");
+    assert!(line.contains("built for rustsink:plugin@0.2.0"), "{line}");
+    assert!(line.contains("speaks rustsink:plugin@0.1.0"), "{line}");
+    fluent_bit.shutdown().unwrap();
+}
+
 /// A hostile filter on `poison` records, with the given policy, over three chunks of ten
 /// records where the second holds the poison.
 fn run_hostile(behaviour: &str, on_error: &str) -> (Vec<u64>, Vec<i32>, tempfile::TempDir) {

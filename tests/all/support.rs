@@ -210,6 +210,8 @@ pub struct Components {
     pub grep: PathBuf,
     /// `tests/components/hostile`: misbehaves as its `behaviour` option says.
     pub hostile: PathBuf,
+    /// `tests/components/future`: built for contract version 0.2.0.
+    pub future: PathBuf,
 }
 
 /// Builds the components once per test process (cargo makes later builds no-ops).
@@ -242,6 +244,7 @@ pub fn components() -> &'static Components {
         Components {
             grep: wasm("grep"),
             hostile: wasm("hostile"),
+            future: wasm("future"),
         }
     })
 }
