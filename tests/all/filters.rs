@@ -91,6 +91,57 @@ fn grep_drop_mode_passes_the_others() {
 }
 
 #[test]
+fn redact_masks_named_fields_emails_and_cards_then_grep_sees_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = components();
+    let (redact, grep) = (
+        components.redact.display().to_string(),
+        components.grep.display().to_string(),
+    );
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&dir_output(
+            dir.path(),
+            &[
+                ("filter.1", redact.as_str()),
+                ("filter.1.fields", "n"),
+                ("filter.1.mask", "[x]"),
+                ("filter.2", grep.as_str()),
+                ("filter.2.key", "log"),
+                ("filter.2.regex", "\\[x\\]"),
+            ],
+        ))
+        .unwrap();
+    let lines = [
+        ("login jane@example.com ok", 0),
+        ("paid 4111-1111-1111-1111 today", 1),
+        ("order 4111111111111112 shipped", 2),
+    ];
+    assert_eq!(
+        fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    let written: Vec<(String, String)> = json_lines(dir.path(), "t")
+        .iter()
+        .map(|line| {
+            (
+                line["log"].as_str().unwrap().to_owned(),
+                line["n"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        written,
+        [
+            ("login [x] ok".to_owned(), "\"[x]\"".to_owned()),
+            ("paid [x] today".to_owned(), "\"[x]\"".to_owned()),
+        ],
+        "the order id fails the Luhn check, so grep (filter.2) drops it"
+    );
+}
+
+#[test]
 fn bad_options_fail_the_start_naming_component_option_and_value() {
     let dir = tempfile::tempdir().unwrap();
     let components = components();

@@ -208,6 +208,8 @@ fn run_in_child(name: &str, wrapper: &[&str], body: impl FnOnce()) {
 pub struct Components {
     /// `plugins/grep`.
     pub grep: PathBuf,
+    /// `plugins/redact`.
+    pub redact: PathBuf,
     /// `tests/components/hostile`: misbehaves as its `behaviour` option says.
     pub hostile: PathBuf,
     /// `tests/components/future`: built for contract version 0.2.0.
@@ -243,6 +245,7 @@ pub fn components() -> &'static Components {
         };
         Components {
             grep: wasm("grep"),
+            redact: wasm("redact"),
             hostile: wasm("hostile"),
             future: wasm("future"),
         }
