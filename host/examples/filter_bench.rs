@@ -60,7 +60,6 @@ fn main() -> anyhow::Result<()> {
             path.as_ref(),
             cache.path(),
             limits.clone(),
-            &|_| None,
             &logger,
         )?);
         let mut instance = component.start()?;

@@ -313,3 +313,53 @@ fn files_environment_clock_and_network_are_not_granted() {
         assert!(check(&got[0]), "{behaviour}: the component got {}", got[0]);
     }
 }
+
+#[test]
+fn authors_can_describe_a_component_and_run_it_over_a_file() {
+    let components = components();
+    let out = std::process::Command::new(rustsink_bin())
+        .arg("describe")
+        .arg(&components.grep)
+        .output()
+        .unwrap();
+    let described = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{described}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(described.starts_with("grep: "), "{described}");
+    assert!(
+        described.contains("filter.N.regex (required)"),
+        "{described}"
+    );
+    assert!(
+        described.contains("filter.N.mode (default 'keep')"),
+        "{described}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("records.ndjson");
+    std::fs::write(
+        &input,
+        "{\"log\":\"card 4111 1111 1111 1111\",\"n\":1}\nnot json, from a file\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(rustsink_bin())
+        .arg("filter")
+        .arg(&components.redact)
+        .args(["--option", "mask=[x]", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        printed,
+        "{\"log\":\"card [x]\",\"n\":1}\n{\"log\":\"not json, from a file\"}\n"
+    );
+}

@@ -1,6 +1,8 @@
 //! The `rustsink` command: run the plugin over a log file without Fluent Bit, check a
-//! configuration, list the configuration keys.
+//! configuration, list the configuration keys, print IAM policies, and describe and try
+//! filter components.
 
+mod component;
 pub mod fluent_conf;
 pub mod harness;
 mod run;
@@ -43,6 +45,13 @@ enum Command {
     },
     /// Print the configuration keys with their defaults (Markdown).
     Keys,
+    /// Print what a filter component is and the options it accepts.
+    Describe {
+        /// The component (`.wasm`).
+        component: PathBuf,
+    },
+    /// Run a filter component over a file of records and print what comes out.
+    Filter(component::FilterArgs),
 }
 
 /// Runs the command line; the binary's `main` is only this.
@@ -52,6 +61,8 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Check { config } => check(&config),
         Command::Policy { config } => policy(&config),
+        Command::Describe { component } => component::describe(&component),
+        Command::Filter(args) => component::filter(&args),
         Command::Keys => {
             print!("{}", keys::reference_markdown());
             Ok(true)

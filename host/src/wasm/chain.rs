@@ -70,7 +70,8 @@ impl Chain {
             let key = format!("filter.{}", filter.position);
             let option = |name: &str| lookup(&format!("{key}.{name}"));
             let component =
-                FilterComponent::load(&filter.path, cache_dir, filter.limits.clone(), &option, log)
+                FilterComponent::load(&filter.path, cache_dir, filter.limits.clone(), log)
+                    .and_then(|mut component| component.configure(&option).map(|()| component))
                     .map_err(anyhow::Error::from)
                     .with_context(|| format!("'{key}' ({})", filter.path.display()))?;
             let component = Arc::new(component);

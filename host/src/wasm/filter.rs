@@ -62,19 +62,17 @@ pub enum FilterFailure {
 }
 
 impl FilterComponent {
-    /// Loads the component at `path`, checks that it speaks this host's contract, asks it
-    /// for its description, and reads the options it declares through `option` (which
-    /// answers an option name with the value set for it).
+    /// Loads the component at `path`, checks that it speaks this host's contract, and
+    /// asks it for its description. [`FilterComponent::configure`] gives it its options.
     ///
     /// # Errors
     ///
-    /// A file that is not a filter component of this contract, a required option that is
-    /// missing, or an init the component refuses; each message names the component.
+    /// A file that is not a filter component of this contract, or one that fails to
+    /// describe itself.
     pub fn load(
         path: &Path,
         cache_dir: &Path,
         limits: Limits,
-        option: &dyn Fn(&str) -> Option<String>,
         log: &Logger,
     ) -> Result<FilterComponent> {
         let engine = engine::engine();
@@ -113,9 +111,19 @@ impl FilterComponent {
             .map_err(|e| loaded.failure(e))
             .with_context(|| format!("asking {} for its description", path.display()))?;
         loaded.name = description.name.clone();
-        loaded.options = read_options(&description, option, &loaded.name)?;
         loaded.description = description;
         Ok(loaded)
+    }
+
+    /// Reads the options the component declares through `option` (which answers an
+    /// option name with the value set for it), defaults applied.
+    ///
+    /// # Errors
+    ///
+    /// A required option that is not set; the message names the component and the option.
+    pub fn configure(&mut self, option: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        self.options = read_options(&self.description, option, &self.name)?;
+        Ok(())
     }
 
     /// The component's name, as it describes itself.

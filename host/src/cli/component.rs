@@ -1,0 +1,169 @@
+//! `rustsink describe` and `rustsink filter`: for authors of filter components, what a
+//! component declares, and what it makes of a file of records.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rmpv::Value;
+
+use crate::config::{DateFormat, FilterLimits, JsonLines};
+use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use crate::event::{EventTime, events};
+use crate::log::{Logger, Threshold};
+use crate::object::encode::write_json_line;
+use crate::wasm::filter::FilterComponent;
+
+/// The arguments of `rustsink filter`.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// The component (`.wasm`).
+    component: PathBuf,
+    /// An option of the component, `name=value`; repeat for more.
+    #[arg(short = 'o', long = "option", value_name = "NAME=VALUE")]
+    options: Vec<String>,
+    /// The records: JSON objects one per line (other lines become `{"log": line}`).
+    /// Default: standard input.
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// The memory cap of the instance.
+    #[arg(long, default_value = "64M")]
+    memory_limit: String,
+    /// The deadline of the batch.
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+}
+
+/// Prints what a component says of itself and the options it accepts.
+pub fn describe(path: &std::path::Path) -> Result<bool> {
+    let component = FilterComponent::load(path, &cache_dir(), default_limits(), &logger())?;
+    let description = component.description();
+    println!("{}: {}", description.name, description.summary);
+    if description.options.is_empty() {
+        println!("no options");
+    }
+    for option in &description.options {
+        let default = match (&option.default_value, option.required) {
+            (_, true) => "required".to_owned(),
+            (Some(value), false) => format!("default '{value}'"),
+            (None, false) => "optional".to_owned(),
+        };
+        println!(
+            "  filter.N.{} ({default}): {}",
+            option.name, option.description
+        );
+    }
+    Ok(true)
+}
+
+/// Runs the records of a file through a component as one batch and prints what comes
+/// out, one JSON object per line.
+pub fn filter(args: &FilterArgs) -> Result<bool> {
+    let memory = crate::config::parse::size(&args.memory_limit).map_err(|expected| {
+        anyhow::anyhow!(
+            "--memory-limit '{}': expected {expected}",
+            args.memory_limit
+        )
+    })?;
+    let timeout = crate::config::parse::duration(&args.timeout)
+        .map_err(|expected| anyhow::anyhow!("--timeout '{}': expected {expected}", args.timeout))?;
+    let options = args
+        .options
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => Ok((name.trim().to_owned(), value.to_owned())),
+            None => bail!("--option '{pair}': expected name=value"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let limits = FilterLimits {
+        memory: memory as usize,
+        timeout,
+    };
+    let mut component = FilterComponent::load(&args.component, &cache_dir(), limits, &logger())?;
+    component.configure(&|name: &str| {
+        options
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    })?;
+    let component = Arc::new(component);
+    let mut instance = component
+        .start()
+        .map_err(|failure| anyhow::anyhow!("component '{}': {failure}", component.name()))?;
+    let batch = read_records(args.input.as_deref())?;
+    let output = instance
+        .process(&batch)
+        .map_err(|failure| anyhow::anyhow!("component '{}': {failure}", component.name()))?;
+    let format = JsonLines {
+        date_key: None,
+        date_format: DateFormat::Iso8601,
+    };
+    let mut out = Vec::new();
+    for event in events(&output) {
+        let event = event.context("the component returned a malformed batch")?;
+        write_json_line(&mut out, &event, &format);
+    }
+    std::io::stdout().write_all(&out)?;
+    Ok(true)
+}
+
+fn default_limits() -> FilterLimits {
+    FilterLimits {
+        memory: 64 << 20,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// Where the command keeps compiled components.
+fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("rustsink-components")
+}
+
+fn logger() -> Logger {
+    Logger::stderr("component", Threshold::from_env())
+}
+
+/// The records of a file (or stdin) as one batch.
+fn read_records(input: Option<&std::path::Path>) -> Result<Vec<u8>> {
+    let reader: Box<dyn BufRead> = match input {
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let time = EventTime::new(now.as_secs() as i64, now.subsec_nanos());
+    let mut writer = ChunkWriter::new();
+    for line in reader.lines() {
+        let line = line?;
+        let body = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(object @ serde_json::Value::Object(_)) => to_msgpack(&object),
+            _ => Value::Map(vec![(Value::from("log"), Value::from(line))]),
+        };
+        writer.push(EventFormat::V2, TimeForm::EventTime, time, None, body);
+    }
+    Ok(writer.finish())
+}
+
+fn to_msgpack(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(u)) => Value::from(u),
+            _ => Value::from(n.as_f64().unwrap_or_default()),
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(to_msgpack).collect()),
+        serde_json::Value::Object(map) => Value::Map(
+            map.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), to_msgpack(v)))
+                .collect(),
+        ),
+    }
+}
