@@ -142,6 +142,47 @@ fn redact_masks_named_fields_emails_and_cards_then_grep_sees_the_result() {
 }
 
 #[test]
+fn parse_json_turns_a_json_log_into_fields_and_keeps_what_it_cannot_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let parse_json = components().parse_json.display().to_string();
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&dir_output(
+            dir.path(),
+            &[("filter.1", parse_json.as_str())],
+        ))
+        .unwrap();
+    let lines = [
+        (
+            r#"{"level":"warn","msg":"slow","ms":1200,"ctx":{"id":"a1"}}"#,
+            0,
+        ),
+        ("plain text", 1),
+        ("[1, 2]", 2),
+    ];
+    assert_eq!(
+        fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    let written: Vec<serde_json::Value> = json_lines(dir.path(), "t")
+        .into_iter()
+        .map(|mut line| {
+            line.as_object_mut().unwrap().remove("date");
+            line
+        })
+        .collect();
+    assert_eq!(
+        written,
+        [
+            serde_json::json!({"n": 0, "level": "warn", "msg": "slow", "ms": 1200, "ctx": {"id": "a1"}}),
+            serde_json::json!({"log": "plain text", "n": 1}),
+            serde_json::json!({"log": "[1, 2]", "n": 2}),
+        ]
+    );
+}
+
+#[test]
 fn bad_options_fail_the_start_naming_component_option_and_value() {
     let dir = tempfile::tempdir().unwrap();
     let components = components();

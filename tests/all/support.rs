@@ -210,6 +210,8 @@ pub struct Components {
     pub grep: PathBuf,
     /// `plugins/redact`.
     pub redact: PathBuf,
+    /// `plugins/parse-json`.
+    pub parse_json: PathBuf,
     /// `tests/components/hostile`: misbehaves as its `behaviour` option says.
     pub hostile: PathBuf,
     /// `tests/components/future`: built for contract version 0.2.0.
@@ -246,6 +248,7 @@ pub fn components() -> &'static Components {
         Components {
             grep: wasm("grep"),
             redact: wasm("redact"),
+            parse_json: wasm("parse_json"),
             hostile: wasm("hostile"),
             future: wasm("future"),
         }

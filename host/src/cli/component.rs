@@ -141,29 +141,11 @@ fn read_records(input: Option<&std::path::Path>) -> Result<Vec<u8>> {
     for line in reader.lines() {
         let line = line?;
         let body = match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(object @ serde_json::Value::Object(_)) => to_msgpack(&object),
+            Ok(object @ serde_json::Value::Object(_)) => rmpv::ext::to_value(&object)
+                .with_context(|| format!("converting '{line}' to msgpack"))?,
             _ => Value::Map(vec![(Value::from("log"), Value::from(line))]),
         };
         writer.push(EventFormat::V2, TimeForm::EventTime, time, None, body);
     }
     Ok(writer.finish())
-}
-
-fn to_msgpack(json: &serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(b) => Value::from(*b),
-        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::from(i),
-            (None, Some(u)) => Value::from(u),
-            _ => Value::from(n.as_f64().unwrap_or_default()),
-        },
-        serde_json::Value::String(s) => Value::from(s.as_str()),
-        serde_json::Value::Array(items) => Value::Array(items.iter().map(to_msgpack).collect()),
-        serde_json::Value::Object(map) => Value::Map(
-            map.iter()
-                .map(|(k, v)| (Value::from(k.as_str()), to_msgpack(v)))
-                .collect(),
-        ),
-    }
 }
