@@ -403,4 +403,19 @@ fn authors_can_describe_a_component_and_run_it_over_a_file() {
         printed,
         "{\"log\":\"card [x]\",\"n\":1}\n{\"log\":\"not json, from a file\"}\n"
     );
+
+    // The template, as copied, builds into a working filter.
+    let out = std::process::Command::new(rustsink_bin())
+        .arg("filter")
+        .arg(&components.template)
+        .args(["--option", "fields=n, log", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{}\n{}\n");
 }

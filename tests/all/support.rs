@@ -212,6 +212,8 @@ pub struct Components {
     pub redact: PathBuf,
     /// `plugins/parse-json`.
     pub parse_json: PathBuf,
+    /// `plugins/template`: the crate authors copy.
+    pub template: PathBuf,
     /// `tests/components/hostile`: misbehaves as its `behaviour` option says.
     pub hostile: PathBuf,
     /// `tests/components/future`: built for contract version 0.2.0.
@@ -249,6 +251,7 @@ pub fn components() -> &'static Components {
             grep: wasm("grep"),
             redact: wasm("redact"),
             parse_json: wasm("parse_json"),
+            template: wasm("template"),
             hostile: wasm("hostile"),
             future: wasm("future"),
         }

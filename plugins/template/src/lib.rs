@@ -1,0 +1,60 @@
+//! A filter to start from: removes the fields named in its `fields` option.
+//!
+//! Build: `cargo build --release --target wasm32-wasip2`, then use
+//! `target/wasm32-wasip2/release/template.wasm`:
+//!
+//! ```text
+//! [OUTPUT]
+//!     Name             rustsink
+//!     filter.1         /path/to/template.wasm
+//!     filter.1.fields  password,token
+//! ```
+//!
+//! Try it without Fluent Bit: `rustsink filter template.wasm --option fields=token
+//! --input records.ndjson`.
+
+use rustsink_sdk::{Description, Error, Filter, OptionSpec, Options, Record, Verdict};
+
+struct RemoveFields {
+    fields: Vec<String>,
+}
+
+impl Filter for RemoveFields {
+    /// Tell rustsink who you are and which `filter.N.<option>` keys you read.
+    fn describe() -> Description {
+        Description {
+            name: "remove-fields".into(),
+            summary: "Removes the named fields from every record".into(),
+            options: vec![OptionSpec {
+                name: "fields".into(),
+                description: "the fields to remove, comma-separated".into(),
+                default_value: None,
+                required: true,
+            }],
+        }
+    }
+
+    /// Check the options once; an error stops Fluent Bit's start with your message.
+    fn new(options: &Options) -> Result<Self, Error> {
+        let fields: Vec<String> = options
+            .require("fields")?
+            .split(',')
+            .map(|field| field.trim().to_owned())
+            .filter(|field| !field.is_empty())
+            .collect();
+        if fields.is_empty() {
+            return Err(Error::fatal("option 'fields': name at least one field"));
+        }
+        Ok(RemoveFields { fields })
+    }
+
+    /// Called for every record: change it, then keep it or drop it.
+    fn process(&mut self, record: &mut Record) -> Verdict {
+        for field in &self.fields {
+            record.remove(field);
+        }
+        Verdict::Keep
+    }
+}
+
+rustsink_sdk::export_filter!(RemoveFields);
