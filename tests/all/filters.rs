@@ -419,3 +419,38 @@ fn authors_can_describe_a_component_and_run_it_over_a_file() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{}\n{}\n");
 }
+
+#[test]
+fn check_loads_the_filters_and_their_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let grep = components().grep.display().to_string();
+    let conf = dir.path().join("filters.conf");
+    let section = |regex: &str| {
+        format!(
+            "[OUTPUT]\n    Name rustsink\n    sink dir\n    path {0}/out\n    store_dir {0}/store\n    \
+             filter.1 {grep}\n    filter.1.key log\n    filter.1.regex {regex}\n",
+            dir.path().display()
+        )
+    };
+    let check = |text: &str| {
+        std::fs::write(&conf, text).unwrap();
+        std::process::Command::new(rustsink_bin())
+            .args(["check", "--config"])
+            .arg(&conf)
+            .output()
+            .unwrap()
+    };
+    let good = check(&section("^ERROR"));
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{stdout}");
+    assert!(!stdout.contains("unknown key"), "{stdout}");
+
+    let bad = check(&section("(unclosed"));
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("'filter.1'"), "{stdout}");
+    assert!(
+        stdout.contains("option 'regex': cannot use '(unclosed'"),
+        "{stdout}"
+    );
+}

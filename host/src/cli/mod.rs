@@ -95,8 +95,12 @@ fn check(path: &std::path::Path) -> Result<bool> {
                 );
             }
         }
-        match Config::from_lookup(|key| section.entries.get(key).map(str::to_owned)) {
-            Ok(_) => println!("{}: ok", section.origin),
+        let lookup = |key: &str| section.entries.get(key).map(str::to_owned);
+        let checked = Config::from_lookup(lookup)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| check_filters(&config, &lookup));
+        match checked {
+            Ok(()) => println!("{}: ok", section.origin),
             Err(error) => {
                 valid = false;
                 println!("{}: error: {error}", section.origin);
@@ -111,6 +115,16 @@ fn check(path: &std::path::Path) -> Result<bool> {
         valid = false;
     }
     Ok(valid)
+}
+
+/// Loads and configures the filter components of `config`, as the plugin's start does.
+fn check_filters(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    if config.filters.is_empty() {
+        return Ok(());
+    }
+    let log = crate::log::Logger::stderr("check", crate::log::Threshold::from_env());
+    let cache = std::env::temp_dir().join("rustsink-components");
+    crate::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log).map(drop)
 }
 
 /// Prints the grants of every `sink s3` output of a file as a JSON array.
