@@ -36,92 +36,73 @@ fn written(dir: &std::path::Path) -> Vec<u64> {
     numbers(dir, "t")
 }
 
-#[test]
-fn grep_keeps_the_matching_records_and_only_those() {
+/// One output with `keys`, one chunk of `lines` flushed (and answered OK), and the
+/// directory the objects went to.
+fn filtered(keys: &[(&str, &str)], lines: &[(&str, u64)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let grep = components().grep.display().to_string();
     let mut fluent_bit = load(HostVersion::V5);
     let output = fluent_bit
-        .add_output(&dir_output(
-            dir.path(),
-            &[
-                ("filter.1", grep.as_str()),
-                ("filter.1.key", "log"),
-                ("filter.1.regex", "^ERROR"),
-            ],
-        ))
+        .add_output(&dir_output(dir.path(), keys))
         .unwrap();
+    assert_eq!(
+        fluent_bit.flusher(output).flush(&chunk_of(lines), "t"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    dir
+}
+
+#[test]
+fn grep_keeps_the_matching_records_and_only_those() {
+    let grep = components().grep.display().to_string();
+    let keys = [
+        ("filter.1", grep.as_str()),
+        ("filter.1.key", "log"),
+        ("filter.1.regex", "^ERROR"),
+    ];
     let lines = [
         ("ERROR disk full", 0),
         ("INFO all good", 1),
         ("ERROR again", 2),
         ("error lower case", 3),
     ];
-    assert_eq!(
-        fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
-        FLB_OK
-    );
-    fluent_bit.shutdown().unwrap();
-    assert_eq!(written(dir.path()), [0, 2]);
+    assert_eq!(written(filtered(&keys, &lines).path()), [0, 2]);
 }
 
 #[test]
 fn grep_drop_mode_passes_the_others() {
-    let dir = tempfile::tempdir().unwrap();
     let grep = components().grep.display().to_string();
-    let mut fluent_bit = load(HostVersion::V5);
-    let output = fluent_bit
-        .add_output(&dir_output(
-            dir.path(),
-            &[
-                ("filter.1", grep.as_str()),
-                ("filter.1.key", "log"),
-                ("filter.1.regex", "health"),
-                ("filter.1.mode", "drop"),
-            ],
-        ))
-        .unwrap();
+    let keys = [
+        ("filter.1", grep.as_str()),
+        ("filter.1.key", "log"),
+        ("filter.1.regex", "health"),
+        ("filter.1.mode", "drop"),
+    ];
     let lines = [("GET /health", 0), ("GET /orders", 1), ("GET /healthz", 2)];
-    assert_eq!(
-        fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
-        FLB_OK
-    );
-    fluent_bit.shutdown().unwrap();
-    assert_eq!(written(dir.path()), [1]);
+    assert_eq!(written(filtered(&keys, &lines).path()), [1]);
 }
 
 #[test]
 fn redact_masks_named_fields_emails_and_cards_then_grep_sees_the_result() {
-    let dir = tempfile::tempdir().unwrap();
     let components = components();
     let (redact, grep) = (
         components.redact.display().to_string(),
         components.grep.display().to_string(),
     );
-    let mut fluent_bit = load(HostVersion::V5);
-    let output = fluent_bit
-        .add_output(&dir_output(
-            dir.path(),
-            &[
-                ("filter.1", redact.as_str()),
-                ("filter.1.fields", "n"),
-                ("filter.1.mask", "[x]"),
-                ("filter.2", grep.as_str()),
-                ("filter.2.key", "log"),
-                ("filter.2.regex", "\\[x\\]"),
-            ],
-        ))
-        .unwrap();
+    let keys = [
+        ("filter.1", redact.as_str()),
+        ("filter.1.fields", "n"),
+        ("filter.1.mask", "[x]"),
+        ("filter.2", grep.as_str()),
+        ("filter.2.key", "log"),
+        ("filter.2.regex", "\\[x\\]"),
+    ];
     let lines = [
         ("login jane@example.com ok", 0),
         ("paid 4111-1111-1111-1111 today", 1),
         ("order 4111111111111112 shipped", 2),
     ];
-    assert_eq!(
-        fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
-        FLB_OK
-    );
-    fluent_bit.shutdown().unwrap();
+    let dir = filtered(&keys, &lines);
     let written: Vec<(String, String)> = json_lines(dir.path(), "t")
         .iter()
         .map(|line| {
@@ -143,15 +124,7 @@ fn redact_masks_named_fields_emails_and_cards_then_grep_sees_the_result() {
 
 #[test]
 fn parse_json_turns_a_json_log_into_fields_and_keeps_what_it_cannot_parse() {
-    let dir = tempfile::tempdir().unwrap();
     let parse_json = components().parse_json.display().to_string();
-    let mut fluent_bit = load(HostVersion::V5);
-    let output = fluent_bit
-        .add_output(&dir_output(
-            dir.path(),
-            &[("filter.1", parse_json.as_str())],
-        ))
-        .unwrap();
     let lines = [
         (
             r#"{"level":"warn","msg":"slow","ms":1200,"ctx":{"id":"a1"}}"#,
@@ -160,11 +133,7 @@ fn parse_json_turns_a_json_log_into_fields_and_keeps_what_it_cannot_parse() {
         ("plain text", 1),
         ("[1, 2]", 2),
     ];
-    assert_eq!(
-        fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
-        FLB_OK
-    );
-    fluent_bit.shutdown().unwrap();
+    let dir = filtered(&[("filter.1", parse_json.as_str())], &lines);
     let written: Vec<serde_json::Value> = json_lines(dir.path(), "t")
         .into_iter()
         .map(|mut line| {

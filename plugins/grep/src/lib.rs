@@ -20,22 +20,16 @@ struct Grep {
 
 impl Filter for Grep {
     fn describe() -> Description {
-        let option = |name: &str, description: &str, default: Option<&str>| OptionSpec {
-            name: name.into(),
-            description: description.into(),
-            default_value: default.map(Into::into),
-            required: default.is_none(),
-        };
         Description {
             name: "grep".into(),
             summary: "Keeps or drops records whose field matches a regular expression".into(),
             options: vec![
-                option("key", "the field to match", None),
-                option("regex", "the regular expression", None),
-                option(
+                OptionSpec::required("key", "the field to match"),
+                OptionSpec::required("regex", "the regular expression"),
+                OptionSpec::with_default(
                     "mode",
                     "keep: pass only matching records; drop: pass the others",
-                    Some("keep"),
+                    "keep",
                 ),
             ],
         }

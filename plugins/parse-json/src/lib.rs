@@ -19,19 +19,17 @@ struct ParseJson {
 
 impl Filter for ParseJson {
     fn describe() -> Description {
-        let option = |name: &str, description: &str, default: &str| OptionSpec {
-            name: name.into(),
-            description: description.into(),
-            default_value: Some(default.into()),
-            required: false,
-        };
         Description {
             name: "parse-json".into(),
             summary: "Parses a JSON string field into structured fields".into(),
             options: vec![
-                option("key", "the field holding JSON", "log"),
-                option("target", "a field to put the parsed fields under", ""),
-                option("keep_original", "keep the field after parsing it", "false"),
+                OptionSpec::with_default("key", "the field holding JSON", "log"),
+                OptionSpec::with_default("target", "a field to put the parsed fields under", ""),
+                OptionSpec::with_default(
+                    "keep_original",
+                    "keep the field after parsing it",
+                    "false",
+                ),
             ],
         }
     }

@@ -23,27 +23,21 @@ struct Redact {
 
 impl Filter for Redact {
     fn describe() -> Description {
-        let option = |name: &str, description: &str, default: &str| OptionSpec {
-            name: name.into(),
-            description: description.into(),
-            default_value: Some(default.into()),
-            required: false,
-        };
         Description {
             name: "redact".into(),
             summary: "Masks named fields, and emails and card numbers in strings".into(),
             options: vec![
-                option(
+                OptionSpec::with_default(
                     "fields",
                     "fields whose values are masked, comma-separated",
                     "",
                 ),
-                option(
+                OptionSpec::with_default(
                     "patterns",
                     "what to mask in strings: email, card, none",
                     "email,card",
                 ),
-                option("mask", "what replaces each match", "****"),
+                OptionSpec::with_default("mask", "what replaces each match", "****"),
             ],
         }
     }

@@ -19,12 +19,11 @@
 //!         Description {
 //!             name: "no-debug".into(),
 //!             summary: "Drops records whose level is debug".into(),
-//!             options: vec![OptionSpec {
-//!                 name: "keep_debug".into(),
-//!                 description: "keep them after all".into(),
-//!                 default_value: Some("false".into()),
-//!                 required: false,
-//!             }],
+//!             options: vec![OptionSpec::with_default(
+//!                 "keep_debug",
+//!                 "keep them after all",
+//!                 "false",
+//!             )],
 //!         }
 //!     }
 //!
@@ -90,6 +89,28 @@ pub trait Filter: Sized + 'static {
 
     /// Sees one record: change it, and keep or drop it.
     fn process(&mut self, record: &mut Record) -> Verdict;
+}
+
+impl OptionSpec {
+    /// An option the component cannot start without.
+    pub fn required(name: &str, description: &str) -> OptionSpec {
+        OptionSpec {
+            name: name.into(),
+            description: description.into(),
+            default_value: None,
+            required: true,
+        }
+    }
+
+    /// An option with a default.
+    pub fn with_default(name: &str, description: &str, default: &str) -> OptionSpec {
+        OptionSpec {
+            name: name.into(),
+            description: description.into(),
+            default_value: Some(default.into()),
+            required: false,
+        }
+    }
 }
 
 impl Error {

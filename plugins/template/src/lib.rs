@@ -25,12 +25,10 @@ impl Filter for RemoveFields {
         Description {
             name: "remove-fields".into(),
             summary: "Removes the named fields from every record".into(),
-            options: vec![OptionSpec {
-                name: "fields".into(),
-                description: "the fields to remove, comma-separated".into(),
-                default_value: None,
-                required: true,
-            }],
+            options: vec![OptionSpec::required(
+                "fields",
+                "the fields to remove, comma-separated",
+            )],
         }
     }
 

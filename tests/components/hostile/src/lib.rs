@@ -19,12 +19,10 @@ impl Filter for Hostile {
         Description {
             name: "hostile".into(),
             summary: "misbehaves on purpose".into(),
-            options: vec![OptionSpec {
-                name: "behaviour".into(),
-                description: "loop, memory, trap, inflate, files, env, clock, network".into(),
-                default_value: None,
-                required: true,
-            }],
+            options: vec![OptionSpec::required(
+                "behaviour",
+                "loop, memory, trap, inflate, files, env, clock, network",
+            )],
         }
     }
 
