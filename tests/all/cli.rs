@@ -279,3 +279,58 @@ fn fluent_bit_1_9_logs_to_stderr_at_flb_log_level() {
         "info lines at FLB_LOG_LEVEL=error:\n{quiet}"
     );
 }
+
+#[test]
+fn the_cross_account_example_checks_and_gets_a_policy_per_role() {
+    let work = tempfile::tempdir().unwrap();
+    let config = repo_root().join("fluent-bit/examples/s3-cross-account.conf");
+    let config = config.to_str().unwrap();
+    let checked = rustsink(&["check", "--config", config], work.path());
+    assert!(checked.status.success(), "{}", text(&checked.stdout));
+    assert!(
+        !text(&checked.stdout).contains("warning"),
+        "{}",
+        text(&checked.stdout)
+    );
+
+    let printed = rustsink(&["policy", "--config", config], work.path());
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let outputs: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let grants = outputs[0]["grants"].as_array().unwrap();
+    let identities: Vec<&str> = grants
+        .iter()
+        .map(|g| g["identity"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        identities,
+        [
+            "arn:aws:iam::111111111111:role/fluent-bit",
+            "arn:aws:iam::222222222222:role/log-shipper",
+            "arn:aws:iam::333333333333:role/central-log-writer"
+        ]
+    );
+    let upload = &grants[2]["policy"]["Statement"];
+    assert_eq!(upload[0]["Resource"], "arn:aws:s3:::central-logs/team-a/*");
+    assert_eq!(
+        upload[0]["Action"],
+        serde_json::json!([
+            "s3:PutObject",
+            "s3:PutObjectAcl",
+            "s3:ListMultipartUploadParts",
+            "s3:AbortMultipartUpload"
+        ])
+    );
+    assert_eq!(
+        upload[1]["Action"],
+        serde_json::json!(["kms:GenerateDataKey", "kms:Decrypt"])
+    );
+    let shipper_trust = &grants[1]["trust_policy"]["Statement"][0];
+    assert_eq!(
+        shipper_trust["Principal"]["AWS"],
+        "arn:aws:iam::111111111111:role/fluent-bit"
+    );
+    assert_eq!(
+        shipper_trust["Condition"]["StringEquals"]["sts:ExternalId"],
+        "team-a-shipper"
+    );
+}

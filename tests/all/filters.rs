@@ -302,6 +302,31 @@ fn a_hundred_times_larger_output_passes() {
 }
 
 #[test]
+fn a_component_that_prints_a_lot_keeps_working() {
+    let hostile = components().hostile.display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let keys = [
+        ("filter.1", hostile.as_str()),
+        ("filter.1.behaviour", "chatty"),
+    ];
+    let output = fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    // 2.5 MiB of prints in all, more than its output pipes hold.
+    for first in (0..300).step_by(10) {
+        let lines: Vec<(&str, u64)> = (first..first + 10).map(|n| ("line", n)).collect();
+        assert_eq!(
+            fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
+            FLB_OK,
+            "chunk {first}"
+        );
+    }
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(written(dir.path()), (0..300).collect::<Vec<_>>());
+}
+
+#[test]
 fn files_environment_clock_and_network_are_not_granted() {
     type Check = fn(&serde_json::Value) -> bool;
     let refused: Check = |got| got.as_str().is_some_and(|t| t.starts_with("refused"));

@@ -217,8 +217,10 @@ impl FilterComponent {
         }
     }
 
-    /// Logs what the component printed since the last time, line by line.
-    fn forward_output(&self, store: &mut Store<HostState>) {
+    /// Logs what the component printed since the last time, line by line. Returns
+    /// whether its output pipes are more than half full (they cannot be emptied, and a
+    /// full one makes the component's prints fail).
+    fn forward_output(&self, store: &mut Store<HostState>) -> bool {
         let state = store.data_mut();
         for (pipe, printed) in [
             (&state.stdout, &mut state.printed.0),
@@ -234,6 +236,7 @@ impl FilterComponent {
                 *printed += end + 1;
             }
         }
+        state.printed.0.max(state.printed.1) > OUTPUT_LIMIT / 2
     }
 }
 
@@ -291,7 +294,11 @@ impl FilterInstance {
         let (store, filter) = self.running.as_mut().expect("started above");
         component.limit(store);
         let result = filter.call_process(&mut *store, batch);
-        component.forward_output(store);
+        if component.forward_output(store) {
+            // A chatty component: its next batch goes to a fresh instance, whose output
+            // pipes are empty.
+            self.running = None;
+        }
         match result {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(error)) => Err(FilterFailure::Failed {

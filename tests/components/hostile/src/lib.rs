@@ -5,7 +5,8 @@
 //! - `trap`: panics (a trap, mid-batch);
 //! - `inflate`: turns each record into one with a field 100 times its size;
 //! - `files`, `env`, `clock`, `network`: tries to read them, and writes what it got into
-//!   the record's `got` field.
+//!   the record's `got` field;
+//! - `chatty`: prints 8 KiB for every record, poison or not.
 
 use rustsink_sdk::{Description, Error, Filter, OptionSpec, Options, Record, Verdict};
 
