@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmpv::Value;
-use rustsink::config::FilterLimits;
+use rustsink::config::ComponentLimits;
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use rustsink::log::{Logger, Threshold};
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     };
     let cache = tempfile::tempdir()?;
     let logger = Logger::stderr("bench", Threshold::from_env());
-    let limits = FilterLimits {
+    let limits = ComponentLimits {
         memory: 256 << 20,
         timeout: Duration::from_secs(60),
     };

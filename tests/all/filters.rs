@@ -363,7 +363,7 @@ fn authors_can_describe_a_component_and_run_it_over_a_file() {
         "{described}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(described.starts_with("grep: "), "{described}");
+    assert!(described.starts_with("grep (filter): "), "{described}");
     assert!(
         described.contains("filter.N.regex (required)"),
         "{described}"

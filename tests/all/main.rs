@@ -9,5 +9,6 @@ mod filters;
 mod objects;
 mod process;
 mod s3;
+mod sinks;
 mod support;
 mod uploads;

@@ -214,6 +214,8 @@ pub struct Components {
     pub parse_json: PathBuf,
     /// `plugins/template`: the crate authors copy.
     pub template: PathBuf,
+    /// `plugins/http`: the HTTP sink.
+    pub http: PathBuf,
     /// `tests/components/hostile`: misbehaves as its `behaviour` option says.
     pub hostile: PathBuf,
     /// `tests/components/future`: built for contract version 0.2.0.
@@ -252,6 +254,7 @@ pub fn components() -> &'static Components {
             redact: wasm("redact"),
             parse_json: wasm("parse_json"),
             template: wasm("template"),
+            http: wasm("http"),
             hostile: wasm("hostile"),
             future: wasm("future"),
         }

@@ -1,20 +1,20 @@
-//! `rustsink describe` and `rustsink filter`: for authors of filter components, what a
-//! component declares, and what it makes of a file of records.
+//! `rustsink describe` and `rustsink filter`: for authors of components, what a
+//! component declares, and what a filter makes of a file of records.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rmpv::Value;
 
-use crate::config::{DateFormat, FilterLimits, JsonLines};
+use crate::config::{ComponentLimits, DateFormat, JsonLines};
 use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use crate::event::{EventTime, events};
 use crate::log::{Logger, Threshold};
 use crate::object::encode::write_json_line;
 use crate::wasm::filter::FilterComponent;
+use crate::wasm::sandbox::{self, World};
 
 /// The arguments of `rustsink filter`.
 #[derive(Debug, clap::Args)]
@@ -38,9 +38,12 @@ pub struct FilterArgs {
 
 /// Prints what a component says of itself and the options it accepts.
 pub fn describe(path: &std::path::Path) -> Result<bool> {
-    let component = FilterComponent::load(path, &cache_dir(), default_limits(), &logger())?;
-    let description = component.description();
-    println!("{}: {}", description.name, description.summary);
+    let (world, description) = sandbox::describe(path, &cache_dir(), &logger())?;
+    let (kind, prefix) = match world {
+        World::Filter => ("filter", "filter.N"),
+        World::Sink => ("sink", "sink"),
+    };
+    println!("{} ({kind}): {}", description.name, description.summary);
     if description.options.is_empty() {
         println!("no options");
     }
@@ -51,7 +54,7 @@ pub fn describe(path: &std::path::Path) -> Result<bool> {
             (None, false) => "optional".to_owned(),
         };
         println!(
-            "  filter.N.{} ({default}): {}",
+            "  {prefix}.{} ({default}): {}",
             option.name, option.description
         );
     }
@@ -77,7 +80,7 @@ pub fn filter(args: &FilterArgs) -> Result<bool> {
             None => bail!("--option '{pair}': expected name=value"),
         })
         .collect::<Result<Vec<_>>>()?;
-    let limits = FilterLimits {
+    let limits = ComponentLimits {
         memory: memory as usize,
         timeout,
     };
@@ -107,13 +110,6 @@ pub fn filter(args: &FilterArgs) -> Result<bool> {
     }
     std::io::stdout().write_all(&out)?;
     Ok(true)
-}
-
-fn default_limits() -> FilterLimits {
-    FilterLimits {
-        memory: 64 << 20,
-        timeout: Duration::from_secs(10),
-    }
 }
 
 /// Where the command keeps compiled components.

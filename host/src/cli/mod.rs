@@ -98,7 +98,7 @@ fn check(path: &std::path::Path) -> Result<bool> {
         let lookup = |key: &str| section.entries.get(key).map(str::to_owned);
         let checked = Config::from_lookup(lookup)
             .map_err(anyhow::Error::from)
-            .and_then(|config| check_filters(&config, &lookup));
+            .and_then(|config| check_components(&config, &lookup));
         match checked {
             Ok(()) => println!("{}: ok", section.origin),
             Err(error) => {
@@ -117,14 +117,18 @@ fn check(path: &std::path::Path) -> Result<bool> {
     Ok(valid)
 }
 
-/// Loads and configures the filter components of `config`, as the plugin's start does.
-fn check_filters(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<()> {
-    if config.filters.is_empty() {
-        return Ok(());
-    }
+/// Loads and configures the filter and sink components of `config`, as the plugin's
+/// start does.
+fn check_components(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<()> {
     let log = crate::log::Logger::stderr("check", crate::log::Threshold::from_env());
     let cache = std::env::temp_dir().join("rustsink-components");
-    crate::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log).map(drop)
+    if !config.filters.is_empty() {
+        crate::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log)?;
+    }
+    if let crate::config::SinkConfig::Component(sink) = &config.sink {
+        crate::wasm::sink::start_sink(sink, lookup, &cache, &log)?;
+    }
+    Ok(())
 }
 
 /// Prints the grants of every `sink s3` output of a file as a JSON array.

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConfigError, invalid, missing, parse};
+use super::component::{ComponentLimits, parse_limits};
+use super::{ConfigError, invalid, missing};
 
 /// The most filters an instance may have (`filter.1` ... `filter.16`).
 pub const MAX_FILTERS: usize = 16;
@@ -22,15 +23,6 @@ pub enum OnError {
     Drop,
 }
 
-/// How a filter may run (`filter.N.memory_limit`, `filter.N.timeout`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterLimits {
-    /// The most linear memory an instance may have.
-    pub memory: usize,
-    /// The longest one batch may take.
-    pub timeout: Duration,
-}
-
 /// One `filter.N`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterConfig {
@@ -41,7 +33,7 @@ pub struct FilterConfig {
     /// The failure policy.
     pub on_error: OnError,
     /// Its sandbox limits.
-    pub limits: FilterLimits,
+    pub limits: ComponentLimits,
 }
 
 /// Reads `filter.1`, `filter.2`, ... through `lookup`.
@@ -76,26 +68,12 @@ pub(super) fn parse(
             Some("drop") => OnError::Drop,
             Some(other) => return Err(invalid(on_error_key, other, "retry, skip or drop")),
         };
-        let memory_key = format!("{key}.memory_limit");
-        let memory_text = given(&memory_key).unwrap_or_else(|| "64M".to_owned());
-        let memory = parse::size(&memory_text)
-            .ok()
-            .filter(|size| (1 << 20..=4 << 30).contains(size))
-            .ok_or_else(|| invalid(memory_key, &memory_text, "a size from 1M to 4G"))?;
-        let timeout_key = format!("{key}.timeout");
-        let timeout_text = given(&timeout_key).unwrap_or_else(|| "1s".to_owned());
-        let timeout = parse::duration(&timeout_text)
-            .ok()
-            .filter(|t| (Duration::from_millis(10)..=Duration::from_secs(60)).contains(t))
-            .ok_or_else(|| invalid(timeout_key, &timeout_text, "a duration from 10ms to 60s"))?;
+        let limits = parse_limits(&key, &given, "1s", Duration::from_secs(60))?;
         filters.push(FilterConfig {
             position,
             path: PathBuf::from(path),
             on_error,
-            limits: FilterLimits {
-                memory: memory as usize,
-                timeout,
-            },
+            limits,
         });
     }
     Ok(filters)

@@ -1,7 +1,7 @@
 //! Every `[OUTPUT]` key rustsink reads, defined once: its name, default and documentation.
 //!
 //! README.md's configuration reference is generated from this table
-//! (`rustsink keys --markdown`), and a test fails when the two differ.
+//! (`rustsink keys`), and a test fails when the two differ.
 
 /// `sink`: where records go.
 pub const SINK: &str = "sink";
@@ -47,6 +47,14 @@ pub const STS_REGION: &str = "sts_region";
 pub const WEB_IDENTITY_TOKEN_FILE: &str = "web_identity_token_file";
 /// `web_identity_role_arn`: explicit IRSA: the role.
 pub const WEB_IDENTITY_ROLE_ARN: &str = "web_identity_role_arn";
+/// `sink.allowed_hosts`: the hosts a sink component may send HTTP requests to.
+pub const SINK_ALLOWED_HOSTS: &str = "sink.allowed_hosts";
+/// `sink.memory_limit`: the memory cap of the sink component.
+pub const SINK_MEMORY_LIMIT: &str = "sink.memory_limit";
+/// `sink.timeout`: the deadline of one chunk in the sink component.
+pub const SINK_TIMEOUT: &str = "sink.timeout";
+/// `sink.<option>`: an option the sink component declares.
+pub const SINK_OPTION: &str = "sink.<option>";
 /// `filter.N`: a filter component; `filter.N.<option>` its options.
 pub const FILTER: &str = "filter.N";
 /// `filter.N.on_error`: what happens to a chunk a filter fails on.
@@ -112,9 +120,37 @@ pub const ALL: &[Key] = &[
     Key {
         name: SINK,
         default: Some("s3"),
-        doc: "Where objects go: `s3` uploads them to `bucket`; `dir` writes them under \
-              `path`; a path ending in `.wasm` names a sink component (not available in this \
-              version: init fails and says so).",
+        doc: "Where records go: `s3` uploads objects to `bucket`; `dir` writes them under \
+              `path`; a path ending in `.wasm` names a sink component (built for \
+              `rustsink:plugin@0.1.0`), which takes each chunk, after the filters, in place of \
+              the object engine: its answer is Fluent Bit's (delivered: FLB_OK; a retryable \
+              error, a trap, its timeout or its memory limit: FLB_RETRY; any other error: \
+              FLB_ERROR).",
+    },
+    Key {
+        name: SINK_ALLOWED_HOSTS,
+        default: None,
+        doc: "With a sink component: the hosts its HTTP requests (wasi-http) may go to, \
+              separated by commas: `host` (any port) or `host:port`; IPv6 in brackets. \
+              Checked on the host and port each request is sent to, never on a header; any \
+              other request is refused and logged. Default: none.",
+    },
+    Key {
+        name: SINK_MEMORY_LIMIT,
+        default: Some("64M"),
+        doc: "The most memory the sink component may use, from `1M` to `4G`.",
+    },
+    Key {
+        name: SINK_TIMEOUT,
+        default: Some("30s"),
+        doc: "The longest the sink component may take over one chunk, from `10ms` to `300s`; \
+              its HTTP requests time out with it.",
+    },
+    Key {
+        name: SINK_OPTION,
+        default: None,
+        doc: "An option that the sink component declares (`rustsink describe <file.wasm>` \
+              lists them).",
     },
     Key {
         name: PATH,
@@ -436,6 +472,19 @@ pub fn find(name: &str) -> Option<&'static Key> {
             };
             return ALL.iter().find(|key| key.name == generic);
         }
+    }
+    if let Some(option) = name
+        .get(..5)
+        .filter(|p| p.eq_ignore_ascii_case("sink."))
+        .map(|_| &name[5..])
+    {
+        let generic = match option.to_ascii_lowercase().as_str() {
+            "allowed_hosts" => SINK_ALLOWED_HOSTS,
+            "memory_limit" => SINK_MEMORY_LIMIT,
+            "timeout" => SINK_TIMEOUT,
+            _ => SINK_OPTION,
+        };
+        return ALL.iter().find(|key| key.name == generic);
     }
     let unnumbered = match name.rsplit_once('.') {
         Some((base, n))

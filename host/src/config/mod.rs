@@ -3,6 +3,7 @@
 //! [`Config::from_lookup`] reads every key of [`keys::ALL`] once, at init, and either
 //! yields a validated [`Config`] or a [`ConfigError`] that names the key and the value.
 
+mod component;
 mod credentials;
 mod filter;
 pub mod keys;
@@ -14,8 +15,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::object::key::KeyTemplate;
+pub use component::{
+    AllowedHost, ComponentLimits, ComponentSinkConfig, SINK_HOST_OPTIONS, normalize_host,
+};
 pub use credentials::{CredentialsConfig, RoleHop, WebIdentity};
-pub use filter::{FilterConfig, FilterLimits, HOST_OPTIONS, MAX_FILTERS, OnError};
+pub use filter::{FilterConfig, HOST_OPTIONS, MAX_FILTERS, OnError};
 pub use s3::{Encryption, S3Config};
 
 /// A configuration value that cannot be used.
@@ -52,10 +56,7 @@ pub enum SinkConfig {
         path: PathBuf,
     },
     /// A WebAssembly sink component (`sink <path>.wasm`).
-    Component {
-        /// The component file.
-        path: PathBuf,
-    },
+    Component(ComponentSinkConfig),
 }
 
 /// How the event time is written into each JSON line (`json_date_format`).
@@ -340,9 +341,9 @@ fn parse_sink(
                 "'sink dir' writes under the directory that 'path' names",
             )),
         },
-        s if s.to_ascii_lowercase().ends_with(".wasm") => Ok(SinkConfig::Component {
-            path: PathBuf::from(s),
-        }),
+        s if s.to_ascii_lowercase().ends_with(".wasm") => {
+            Ok(SinkConfig::Component(component::parse_sink(s, lookup)?))
+        }
         _ => Err(invalid(
             keys::SINK,
             sink,
@@ -423,10 +424,24 @@ mod tests {
     #[test]
     fn wasm_sink_is_a_component_path() {
         assert_eq!(
-            config(&[("sink", "/plugins/http.wasm")]).unwrap().sink,
-            SinkConfig::Component {
-                path: "/plugins/http.wasm".into()
-            }
+            config(&[
+                ("sink", "/plugins/http.wasm"),
+                ("sink.allowed_hosts", "collector:8080"),
+                ("sink.timeout", "5s"),
+            ])
+            .unwrap()
+            .sink,
+            SinkConfig::Component(ComponentSinkConfig {
+                path: "/plugins/http.wasm".into(),
+                allowed_hosts: vec![AllowedHost {
+                    host: "collector".into(),
+                    port: Some(8080)
+                }],
+                limits: ComponentLimits {
+                    memory: 64 << 20,
+                    timeout: Duration::from_secs(5)
+                },
+            })
         );
     }
 

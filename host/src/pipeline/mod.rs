@@ -33,7 +33,9 @@ use crate::destination::s3::S3Destination;
 use crate::destination::{DeliveryError, Destination};
 use crate::engine::{AcceptError, Engine};
 use crate::log::Logger;
-use crate::wasm::chain::{Chain, Filtered};
+use crate::wasm::chain::{Chain, Filtered, normalize};
+use crate::wasm::sandbox::ComponentFailure;
+use crate::wasm::sink::{SinkInstance, start_sink};
 
 /// How often the worker closes due objects when no flush arrives.
 const TICK: Duration = Duration::from_secs(1);
@@ -56,12 +58,6 @@ pub enum FlushStatus {
 /// Why an instance did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The configured sink is not part of this build.
-    #[error("sink '{sink}' is not available in this version of rustsink; use 'sink dir'")]
-    Unavailable {
-        /// The sink as configured.
-        sink: String,
-    },
     /// The destination could not be opened.
     #[error("cannot open the destination: {0}")]
     Destination(#[from] DeliveryError),
@@ -74,6 +70,9 @@ pub enum StartError {
     /// A filter component could not be loaded or refused its options.
     #[error("{0:#}")]
     Filter(anyhow::Error),
+    /// The sink component could not be loaded or refused its options.
+    #[error("{0:#}")]
+    Sink(anyhow::Error),
 }
 
 struct Job {
@@ -105,37 +104,51 @@ impl Instance {
         lookup: &dyn Fn(&str) -> Option<String>,
         log: Logger,
     ) -> Result<Arc<Instance>, StartError> {
-        let filters = Chain::start(
-            &config.filters,
-            lookup,
-            &config.objects.store_dir.join("components"),
-            &log,
-        )
-        .map_err(StartError::Filter)?;
-        let destination: Box<dyn Destination> = match &config.sink {
-            SinkConfig::Dir { path } => Box::new(DirDestination::open(path)?),
-            SinkConfig::S3(s3) => {
-                Box::new(S3Destination::open((**s3).clone()).map_err(StartError::Thread)?)
-            }
-            SinkConfig::Component { path } => {
-                return Err(StartError::Unavailable {
-                    sink: path.display().to_string(),
-                });
-            }
-        };
-        let kind = match &config.sink {
-            SinkConfig::Dir { .. } => "dir",
-            SinkConfig::S3(_) => "s3",
-            SinkConfig::Component { .. } => "component",
-        };
-        let described = format!("sink {kind}, {}", destination.describe());
-        let shutdown_timeout = config.objects.shutdown_timeout;
         let store_dir = config.objects.store_dir.clone();
-        let engine = Engine::start(config.objects, config.json, destination, log.clone())
-            .map_err(StartError::Engine)?;
+        let cache_dir = store_dir.join("components");
+        let filters =
+            Chain::start(&config.filters, lookup, &cache_dir, &log).map_err(StartError::Filter)?;
+        let shutdown_timeout = config.objects.shutdown_timeout;
+        let (outlet, described) = match &config.sink {
+            SinkConfig::Dir { path } => {
+                let destination = DirDestination::open(path)?;
+                let described = format!("sink dir, {}", destination.describe());
+                let engine = Engine::start(
+                    config.objects,
+                    config.json,
+                    Box::new(destination),
+                    log.clone(),
+                )
+                .map_err(StartError::Engine)?;
+                (Outlet::Objects(Box::new(engine)), described)
+            }
+            SinkConfig::S3(s3) => {
+                let destination =
+                    S3Destination::open((**s3).clone()).map_err(StartError::Thread)?;
+                let described = format!("sink s3, {}", destination.describe());
+                let engine = Engine::start(
+                    config.objects,
+                    config.json,
+                    Box::new(destination),
+                    log.clone(),
+                )
+                .map_err(StartError::Engine)?;
+                (Outlet::Objects(Box::new(engine)), described)
+            }
+            SinkConfig::Component(sink) => {
+                let instance =
+                    start_sink(sink, lookup, &cache_dir, &log).map_err(StartError::Sink)?;
+                let described = format!(
+                    "sink component '{}' ({})",
+                    instance.component().name(),
+                    sink.path.display()
+                );
+                (Outlet::Component(Box::new(instance)), described)
+            }
+        };
         let (sender, receiver) = mpsc::channel();
         let worker = Worker {
-            engine,
+            outlet,
             filters,
             shutdown_timeout,
             log: log.clone(),
@@ -203,8 +216,16 @@ impl Drop for Instance {
     }
 }
 
+/// Where the worker hands chunks after the filters.
+enum Outlet {
+    /// The object engine, which journals them and delivers objects.
+    Objects(Box<Engine>),
+    /// A sink component, which takes them as they come.
+    Component(Box<SinkInstance>),
+}
+
 struct Worker {
-    engine: Engine,
+    outlet: Outlet,
     filters: Chain,
     shutdown_timeout: Duration,
     log: Logger,
@@ -217,7 +238,10 @@ impl Worker {
             match jobs.recv_timeout(TICK) {
                 Ok(first) => {
                     let group = gather(first, &jobs);
-                    self.accept(group);
+                    match self.outlet {
+                        Outlet::Objects(_) => self.accept(group),
+                        Outlet::Component(_) => self.hand_over(group),
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -228,21 +252,33 @@ impl Worker {
             }
         }
         let Worker {
-            engine,
+            outlet,
             filters,
             shutdown_timeout,
             log,
         } = self;
         // The filters (and the epoch ticker) end with the worker.
         drop(filters);
-        if catch_unwind(AssertUnwindSafe(|| engine.shutdown(shutdown_timeout))).is_err() {
-            log.error("internal error while closing objects at exit; they are delivered on the next start");
+        match outlet {
+            Outlet::Objects(engine) => {
+                if catch_unwind(AssertUnwindSafe(|| engine.shutdown(shutdown_timeout))).is_err() {
+                    log.error(
+                        "internal error while closing objects at exit; they are delivered on \
+                         the next start",
+                    );
+                }
+            }
+            Outlet::Component(sink) => drop(sink),
         }
     }
 
-    /// Runs `work` on the engine, logging a panic instead of ending the thread.
+    /// Runs `work` on the object engine, logging a panic instead of ending the thread.
+    /// None without an engine.
     fn guarded<T>(&mut self, what: &str, work: impl FnOnce(&mut Engine) -> T) -> Option<T> {
-        let result = catch_unwind(AssertUnwindSafe(|| work(&mut self.engine)));
+        let Outlet::Objects(engine) = &mut self.outlet else {
+            return None;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| work(engine)));
         if result.is_err() {
             self.log.error(format_args!("internal error while {what}"));
         }
@@ -320,6 +356,78 @@ impl Worker {
             }
         }
         passed
+    }
+}
+
+impl Worker {
+    /// Hands each chunk to the sink component, after the filters, and answers with what
+    /// the sink said.
+    fn hand_over(&mut self, group: Vec<Job>) {
+        for job in group {
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.hand_over_one(&job)));
+            let status = outcome.unwrap_or_else(|_| {
+                self.log.error(
+                    "internal error while handing a chunk to the sink; Fluent Bit keeps the \
+                     chunk and retries",
+                );
+                FlushStatus::Retry
+            });
+            let _ = job.reply.send(status);
+        }
+    }
+
+    fn hand_over_one(&mut self, job: &Job) -> FlushStatus {
+        let Outlet::Component(sink) = &mut self.outlet else {
+            return FlushStatus::Retry;
+        };
+        let normalized = normalize(&job.chunk);
+        let records = normalized.records;
+        let batch = if self.filters.is_empty() {
+            normalized.batch
+        } else {
+            match self.filters.run(normalized.batch, records, &job.tag) {
+                Some(batch) => batch,
+                None => return FlushStatus::Retry,
+            }
+        };
+        if !batch.is_empty() {
+            let name = sink.component().name().to_owned();
+            match sink.deliver(&job.tag, &batch) {
+                Ok(()) => {}
+                Err(ComponentFailure::Failed {
+                    message,
+                    retryable: false,
+                }) => {
+                    self.log.error(format_args!(
+                        "sink '{name}' refused a chunk of tag '{}' ({records} records) for \
+                         good: {message}; Fluent Bit drops the chunk",
+                        job.tag
+                    ));
+                    return FlushStatus::Error;
+                }
+                Err(failure) => {
+                    self.log.warn(format_args!(
+                        "sink '{name}' did not take a chunk of tag '{}' ({records} records): \
+                         {failure}; Fluent Bit keeps the chunk and retries",
+                        job.tag
+                    ));
+                    return FlushStatus::Retry;
+                }
+            }
+        }
+        match normalized.malformed_from {
+            None => FlushStatus::Ok,
+            Some(offset) => {
+                self.log.error(format_args!(
+                    "tag '{}': the chunk is malformed at byte {offset}; the {records} events \
+                     before it were delivered, the {} bytes from there on cannot be decoded \
+                     and are dropped",
+                    job.tag,
+                    job.chunk.len() - offset
+                ));
+                FlushStatus::Error
+            }
+        }
     }
 }
 

@@ -107,7 +107,19 @@ impl Chain {
 
     /// Runs `chunk` of `tag` through every filter.
     pub fn apply(&mut self, chunk: &[u8], tag: &str) -> Filtered {
-        let (mut batch, records, malformed_from) = normalize(chunk);
+        let normalized = normalize(chunk);
+        let Some(mut batch) = self.run(normalized.batch, normalized.records, tag) else {
+            return Filtered::Retry;
+        };
+        if let Some(offset) = normalized.malformed_from {
+            batch.extend_from_slice(&chunk[offset..]);
+        }
+        Filtered::Chunk(batch)
+    }
+
+    /// Runs a normalized batch of `records` events through every filter; None when a
+    /// filter failed and its policy is `retry`.
+    pub fn run(&mut self, mut batch: Vec<u8>, records: usize, tag: &str) -> Option<Vec<u8>> {
         for stage in &mut self.stages {
             if batch.is_empty() {
                 break;
@@ -123,7 +135,7 @@ impl Chain {
                                 "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; \
                                  Fluent Bit keeps the chunk and retries it (on_error retry)"
                             ));
-                            return Filtered::Retry;
+                            return None;
                         }
                         OnError::Skip => self.log.warn(format_args!(
                             "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; its \
@@ -140,16 +152,24 @@ impl Chain {
                 }
             }
         }
-        if let Some(offset) = malformed_from {
-            batch.extend_from_slice(&chunk[offset..]);
-        }
-        Filtered::Chunk(batch)
+        Some(batch)
     }
+}
+
+/// A chunk in the components' form.
+#[derive(Debug)]
+pub struct Normalized {
+    /// Its events, `[[time, metadata], body]` with EventTime times.
+    pub batch: Vec<u8>,
+    /// How many there are.
+    pub records: usize,
+    /// Where a malformed tail of the chunk starts, if it has one.
+    pub malformed_from: Option<usize>,
 }
 
 /// The events of `chunk` in the components' form, how many there are, and where a
 /// malformed tail starts.
-fn normalize(chunk: &[u8]) -> (Vec<u8>, usize, Option<usize>) {
+pub fn normalize(chunk: &[u8]) -> Normalized {
     let mut writer = ChunkWriter::new();
     let mut decoded = events(chunk);
     let mut malformed_from = None;
@@ -173,8 +193,11 @@ fn normalize(chunk: &[u8]) -> (Vec<u8>, usize, Option<usize>) {
             }
         }
     }
-    let records = writer.events();
-    (writer.finish(), records, malformed_from)
+    Normalized {
+        records: writer.events(),
+        batch: writer.finish(),
+        malformed_from,
+    }
 }
 
 #[cfg(test)]
@@ -204,7 +227,11 @@ mod tests {
         let good = chunk.len();
         chunk.extend_from_slice(&[0x92, 0xc1]);
 
-        let (normalized, records, malformed_from) = normalize(&chunk);
+        let Normalized {
+            batch: normalized,
+            records,
+            malformed_from,
+        } = normalize(&chunk);
         assert_eq!(records, 2);
         assert_eq!(malformed_from, Some(good));
         let mut expected = ChunkWriter::new();

@@ -1,10 +1,12 @@
-//! WebAssembly components: filters applied to each chunk before it reaches the object
-//! engine, hosted with wasmtime.
+//! WebAssembly components, hosted with wasmtime: filters applied to each chunk before
+//! it reaches the object engine, and sinks that take the object engine's place.
 //!
 //! - [`engine`]: the process's one wasmtime engine, and the ticker that bounds calls;
 //! - [`cache`]: components compiled once and kept precompiled on disk;
-//! - [`filter`]: loading, configuring and calling filter components, sandboxed, with
-//!   a memory cap and a deadline per call;
+//! - [`sandbox`]: what every component runs in: a memory cap, a deadline per call, no
+//!   files, network, environment or clock;
+//! - [`filter`]: loading, configuring and calling filter components;
+//! - [`sink`]: the same for sink components, with the HTTP that [`http`] grants;
 //! - [`chain`]: the filters of an instance in order, with the failure policy.
 //!
 //! The contract is `wit/plugin.wit` (`rustsink:plugin@0.1.0`).
@@ -14,6 +16,9 @@ pub mod cache;
 pub mod chain;
 pub mod engine;
 pub mod filter;
+mod http;
+pub mod sandbox;
+pub mod sink;
 
 /// The version of the contract this host speaks.
 pub const CONTRACT: &str = "rustsink:plugin@0.1.0";

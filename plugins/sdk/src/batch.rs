@@ -78,6 +78,44 @@ impl Record {
     pub fn metadata(&self) -> &Value {
         &self.metadata
     }
+
+    /// The event time (the host always sends an EventTime).
+    pub fn time(&self) -> Timestamp {
+        match &self.time {
+            Value::Ext(0, bytes) if bytes.len() == 8 => Timestamp {
+                seconds: u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                nanoseconds: u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+            },
+            _ => Timestamp::default(),
+        }
+    }
+}
+
+/// An event time: seconds since the Unix epoch, and nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp {
+    /// Whole seconds.
+    pub seconds: u32,
+    /// Nanoseconds within the second.
+    pub nanoseconds: u32,
+}
+
+impl Timestamp {
+    /// Seconds with a fraction.
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.seconds) + f64::from(self.nanoseconds) / 1e9
+    }
+}
+
+/// Decodes every event of `events`.
+pub(crate) fn records(mut events: &[u8]) -> Result<Vec<Record>, Error> {
+    let mut records = Vec::new();
+    while !events.is_empty() {
+        let event = rmpv::decode::read_value(&mut events)
+            .map_err(|e| Error::fatal(format!("the batch is not msgpack: {e}")))?;
+        records.push(into_record(event)?);
+    }
+    Ok(records)
 }
 
 /// Decodes `events`, runs `process` on each record, and encodes the records kept.

@@ -1,0 +1,184 @@
+//! Outbound HTTP for sink components: requests go out only to the hosts of
+//! `sink.allowed_hosts`.
+//!
+//! The check is made on the authority the request is sent to (the host and port the
+//! connection is opened to, from the request's URI), never on a header: the `Host`
+//! header is set by the host from that authority, and a component cannot set it.
+//! Everything else is answered with `HTTP-request-denied` and a logged reason. Each
+//! request's timeouts are capped at the sink's `timeout`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::config::AllowedHost;
+use crate::log::Logger;
+
+type Sent = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+/// What a component may reach over HTTP.
+#[derive(Clone)]
+pub(super) struct HttpGrant {
+    allowed: Arc<[AllowedHost]>,
+    timeout: Duration,
+    log: Logger,
+    component: String,
+}
+
+impl HttpGrant {
+    /// Requests to `allowed` only, each bounded by `timeout`.
+    pub(super) fn new(
+        allowed: &[AllowedHost],
+        timeout: Duration,
+        log: &Logger,
+        component: &str,
+    ) -> HttpGrant {
+        HttpGrant {
+            allowed: allowed.into(),
+            timeout,
+            log: log.clone(),
+            component: component.to_owned(),
+        }
+    }
+
+    /// No request at all.
+    pub(super) fn none(log: &Logger) -> HttpGrant {
+        HttpGrant::new(&[], Duration::ZERO, log, "component")
+    }
+
+    /// Why a request to `uri` may not go out, if it may not.
+    fn refusal(&self, uri: &http::Uri) -> Option<String> {
+        let Some(authority) = uri.authority() else {
+            return Some("it names no host".to_owned());
+        };
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if self.allowed.is_empty() {
+            return Some("sink.allowed_hosts is empty: no host is allowed".to_owned());
+        }
+        if self
+            .allowed
+            .iter()
+            .any(|a| a.allows(authority.host(), port))
+        {
+            return None;
+        }
+        let listed: Vec<String> = self.allowed.iter().map(ToString::to_string).collect();
+        Some(format!(
+            "{}:{port} is not in sink.allowed_hosts ({})",
+            authority.host(),
+            listed.join(", ")
+        ))
+    }
+
+    /// Caps every timeout the component asked for at the sink's.
+    fn capped(&self, options: Option<RequestOptions>) -> RequestOptions {
+        let cap =
+            |asked: Option<Duration>| Some(asked.map_or(self.timeout, |t| t.min(self.timeout)));
+        let options = options.unwrap_or_default();
+        RequestOptions {
+            connect_timeout: cap(options.connect_timeout),
+            first_byte_timeout: cap(options.first_byte_timeout),
+            between_bytes_timeout: cap(options.between_bytes_timeout),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpGrant")
+            .field("allowed", &self.allowed)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl WasiHttpHooks for HttpGrant {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Sent {
+        if let Some(reason) = self.refusal(request.uri()) {
+            self.log.warn(format_args!(
+                "[{}] refused a {} request to {}: {reason}",
+                self.component,
+                request.method(),
+                request.uri()
+            ));
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        let options = self.capped(options);
+        let timeout = self.timeout;
+        Box::new(async move {
+            let sent = wasmtime_wasi_http::default_send_request(request, Some(options));
+            let (response, io) = tokio::time::timeout(timeout, sent)
+                .await
+                .map_err(|_| Error::HttpResponseTimeout)??;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Threshold;
+
+    fn grant(allowed: &[AllowedHost]) -> HttpGrant {
+        HttpGrant::new(
+            allowed,
+            Duration::from_secs(1),
+            &Logger::stderr("test", Threshold::from_env()),
+            "test",
+        )
+    }
+
+    #[test]
+    fn the_authority_decides_not_user_info_or_default_ports() {
+        let grant = grant(&[AllowedHost {
+            host: "collector".into(),
+            port: Some(80),
+        }]);
+        let refusal = |uri: &str| grant.refusal(&uri.parse().unwrap());
+        assert_eq!(refusal("http://collector/logs"), None);
+        assert_eq!(refusal("http://COLLECTOR:80/"), None);
+        assert_eq!(
+            refusal("https://collector/").as_deref(),
+            Some("collector:443 is not in sink.allowed_hosts (collector:80)")
+        );
+        assert_eq!(
+            refusal("http://collector@evil.example/").as_deref(),
+            Some("evil.example:80 is not in sink.allowed_hosts (collector:80)")
+        );
+        assert!(refusal("/no-host").is_some());
+    }
+
+    #[test]
+    fn timeouts_are_capped_at_the_sinks() {
+        let capped = grant(&[]).capped(Some(RequestOptions {
+            connect_timeout: Some(Duration::from_millis(100)),
+            first_byte_timeout: Some(Duration::from_secs(600)),
+            between_bytes_timeout: None,
+        }));
+        assert_eq!(capped.connect_timeout, Some(Duration::from_millis(100)));
+        assert_eq!(capped.first_byte_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(capped.between_bytes_timeout, Some(Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,473 @@
+//! What every component runs in, filter or sink: a store with a memory cap and a
+//! deadline per call, no files, network or environment, clocks that stand still, and its
+//! stdout and stderr forwarded to the plugin's log line by line.
+//!
+//! A [`Sandbox`] is the loaded, described and configured side of a component that both
+//! worlds share; [`super::filter`] and [`super::sink`] add their world's calls.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::error::{Context, Result, bail};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::rustsink::plugin::host::{self, Level};
+use super::bindings::rustsink::plugin::types::{self, Description};
+use super::bindings::{Filter, Sink};
+use super::http::HttpGrant;
+use super::{CONTRACT, cache, engine};
+use crate::config::ComponentLimits;
+use crate::log::Logger;
+
+/// The most a component may print between two calls; more is cut.
+const OUTPUT_LIMIT: usize = 1 << 20;
+
+/// The two kinds of component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// Batches in, batches out (`world filter`).
+    Filter,
+    /// Batches delivered (`world sink`).
+    Sink,
+}
+
+impl World {
+    fn name(self) -> &'static str {
+        match self {
+            World::Filter => "filter",
+            World::Sink => "sink",
+        }
+    }
+}
+
+/// Why a call into a component did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentFailure {
+    /// The component trapped (a panic, an unreachable, a bad memory access).
+    #[error("the component trapped: {0}")]
+    Trap(String),
+    /// The call passed its deadline.
+    #[error("the component took longer than its timeout ({0:?})")]
+    Timeout(Duration),
+    /// The component asked for more memory than its cap.
+    #[error("the component went over its memory limit ({0} bytes)")]
+    OutOfMemory(usize),
+    /// The component returned an error.
+    #[error("the component failed: {message}")]
+    Failed {
+        /// Its message.
+        message: String,
+        /// Whether it says a retry may succeed.
+        retryable: bool,
+    },
+}
+
+impl From<types::Error> for ComponentFailure {
+    fn from(error: types::Error) -> ComponentFailure {
+        ComponentFailure::Failed {
+            message: error.message,
+            retryable: error.retryable,
+        }
+    }
+}
+
+/// A loaded component of either world, with its description and options.
+pub(super) struct Sandbox {
+    pub(super) name: String,
+    pub(super) path: PathBuf,
+    pub(super) description: Description,
+    pub(super) options: Vec<(String, String)>,
+    pub(super) limits: ComponentLimits,
+    pub(super) log: Logger,
+    /// The outbound HTTP a sink is granted; None for filters.
+    pub(super) http: Option<HttpGrant>,
+}
+
+impl Sandbox {
+    /// Loads the component at `path` (compiled once, cached in `cache_dir`), checks its
+    /// contract version and returns it with a linker for `world`.
+    pub(super) fn load(
+        path: &Path,
+        cache_dir: &Path,
+        world: World,
+    ) -> Result<(Component, Linker<HostState>)> {
+        let engine = engine::engine();
+        let component = cache::load(engine, path, cache_dir)?;
+        check_contract(engine, &component, path)?;
+        if let Some(other) = world_of(engine, &component)
+            && other != world
+        {
+            bail!(
+                "{} is a {} component; it cannot be used as a {}",
+                path.display(),
+                other.name(),
+                world.name()
+            );
+        }
+        let mut linker = Linker::<HostState>::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        match world {
+            World::Filter => {
+                Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+            }
+            World::Sink => {
+                Sink::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+                wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+            }
+        }
+        Ok((component, linker))
+    }
+
+    /// A sandbox for the component at `path`, named after its file until it describes
+    /// itself.
+    pub(super) fn new(path: &Path, limits: ComponentLimits, log: &Logger) -> Sandbox {
+        Sandbox {
+            name: path.file_stem().map_or_else(
+                || "component".to_owned(),
+                |stem| stem.to_string_lossy().into_owned(),
+            ),
+            path: path.to_owned(),
+            description: Description {
+                name: String::new(),
+                summary: String::new(),
+                options: Vec::new(),
+            },
+            options: Vec::new(),
+            limits,
+            log: log.clone(),
+            http: None,
+        }
+    }
+
+    /// Takes the component's description; its name is used in log lines from then on.
+    pub(super) fn described(&mut self, description: Description) {
+        self.name = description.name.clone();
+        self.description = description;
+    }
+
+    /// Reads the options the component declares through `option` (which answers an
+    /// option name with the value set for it), defaults applied.
+    pub(super) fn configure(&mut self, option: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        self.options = read_options(&self.description, option, &self.name)?;
+        Ok(())
+    }
+
+    /// A fresh store, limits set.
+    pub(super) fn store(&self) -> Store<HostState> {
+        let stdout = MemoryOutputPipe::new(OUTPUT_LIMIT);
+        let stderr = MemoryOutputPipe::new(OUTPUT_LIMIT);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(StoppedClock)
+            .monotonic_clock(StoppedClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            grant: self
+                .http
+                .clone()
+                .unwrap_or_else(|| HttpGrant::none(&self.log)),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory)
+                .trap_on_grow_failure(true)
+                .build(),
+            log: self.log.clone(),
+            name: self.name.clone(),
+            stdout,
+            stderr,
+            printed: (0, 0),
+            counters: BTreeMap::new(),
+        };
+        let mut store = Store::new(engine::engine(), state);
+        store.limiter(|state| &mut state.limits);
+        self.limit(&mut store);
+        store
+    }
+
+    /// Gives the next call a full deadline.
+    pub(super) fn limit(&self, store: &mut Store<HostState>) {
+        store.set_epoch_deadline(engine::ticks(self.limits.timeout));
+        store.epoch_deadline_trap();
+    }
+
+    /// Classifies a failed call.
+    pub(super) fn failure(&self, error: wasmtime::Error) -> ComponentFailure {
+        if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            ComponentFailure::Timeout(self.limits.timeout)
+        } else if grew_too_much(&error) {
+            ComponentFailure::OutOfMemory(self.limits.memory)
+        } else {
+            let cause = match error.downcast_ref::<Trap>() {
+                Some(trap) => trap.to_string(),
+                None => error.root_cause().to_string(),
+            };
+            ComponentFailure::Trap(cause)
+        }
+    }
+
+    /// Logs what the component printed since the last time, line by line. Returns
+    /// whether its output pipes are more than half full (they cannot be emptied, and a
+    /// full one makes the component's prints fail): the store should then be replaced.
+    pub(super) fn forward_output(&self, store: &mut Store<HostState>) -> bool {
+        let state = store.data_mut();
+        for (pipe, printed) in [
+            (&state.stdout, &mut state.printed.0),
+            (&state.stderr, &mut state.printed.1),
+        ] {
+            let contents = pipe.contents();
+            let new = &contents[(*printed).min(contents.len())..];
+            if let Some(end) = new.iter().rposition(|&b| b == b'\n') {
+                let text = String::from_utf8_lossy(&new[..end]);
+                for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                    state.log.info(format_args!("[{}] {line}", state.name));
+                }
+                *printed += end + 1;
+            }
+        }
+        state.printed.0.max(state.printed.1) > OUTPUT_LIMIT / 2
+    }
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn grew_too_much(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("forcing trap when growing memory")
+    })
+}
+
+/// The world a component exports, by the function only that world has.
+fn world_of(engine: &wasmtime::Engine, component: &Component) -> Option<World> {
+    let mut world = None;
+    for (name, _) in component.component_type().exports(engine) {
+        match name {
+            "process" => world = Some(World::Filter),
+            "deliver" => world = Some(World::Sink),
+            _ => {}
+        }
+    }
+    world
+}
+
+/// Which world the component at `path` is, and its description, for `rustsink describe`.
+///
+/// # Errors
+///
+/// A file that is not a component of this contract, or one that fails to describe itself.
+pub fn describe(path: &Path, cache_dir: &Path, log: &Logger) -> Result<(World, Description)> {
+    let engine = engine::engine();
+    let component = cache::load(engine, path, cache_dir)?;
+    let world = world_of(engine, &component).with_context(|| {
+        format!(
+            "{} is neither a filter nor a sink component of {CONTRACT}",
+            path.display()
+        )
+    })?;
+    let limits = ComponentLimits {
+        memory: 64 << 20,
+        timeout: Duration::from_secs(10),
+    };
+    let description = match world {
+        World::Filter => super::filter::FilterComponent::load(path, cache_dir, limits, log)?
+            .description()
+            .clone(),
+        World::Sink => super::sink::SinkComponent::load(path, cache_dir, limits, &[], log)?
+            .description()
+            .clone(),
+    };
+    Ok((world, description))
+}
+
+/// Refuses a component that imports another version of the contract.
+fn check_contract(engine: &wasmtime::Engine, component: &Component, path: &Path) -> Result<()> {
+    let ours = CONTRACT.split('@').nth(1).unwrap_or_default();
+    for (name, _) in component.component_type().imports(engine) {
+        if let Some(version) = name
+            .strip_prefix("rustsink:plugin/")
+            .and_then(|rest| rest.split_once('@'))
+            .map(|(_, version)| version)
+            && !compatible(version, ours)
+        {
+            bail!(
+                "{} was built for rustsink:plugin@{version}; this rustsink speaks {CONTRACT}: \
+                 rebuild it with a rustsink-sdk for {ours}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Semver compatibility of contract versions: same major, or for 0.x the same minor.
+fn compatible(theirs: &str, ours: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split('.')
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect()
+    };
+    let (theirs, ours) = (parts(theirs), parts(ours));
+    match (theirs.as_slice(), ours.as_slice()) {
+        ([0, a, ..], [0, b, ..]) => a == b,
+        ([a, ..], [b, ..]) => a == b,
+        _ => false,
+    }
+}
+
+/// The declared options, from `option` or their defaults.
+fn read_options(
+    description: &Description,
+    option: &dyn Fn(&str) -> Option<String>,
+    component: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut options = Vec::new();
+    for spec in &description.options {
+        match option(&spec.name).or_else(|| spec.default_value.clone()) {
+            Some(value) => options.push((spec.name.clone(), value)),
+            None if spec.required => bail!(
+                "component '{component}' needs option '{}' ({})",
+                spec.name,
+                spec.description
+            ),
+            None => {}
+        }
+    }
+    Ok(options)
+}
+
+/// What a component's store holds.
+pub(super) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    grant: HttpGrant,
+    limits: StoreLimits,
+    log: Logger,
+    name: String,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    /// How much of stdout and stderr has been logged.
+    printed: (usize, usize),
+    counters: BTreeMap<String, u64>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.grant,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let line = format_args!("[{}] {message}", self.name);
+        match level {
+            Level::Error => self.log.error(line),
+            Level::Warn => self.log.warn(line),
+            Level::Info => self.log.info(line),
+            Level::Debug | Level::Trace => self.log.debug(line),
+        }
+    }
+
+    fn count(&mut self, name: String, delta: u64) {
+        *self.counters.entry(name).or_default() += delta;
+    }
+}
+
+/// A clock that stands still at the Unix epoch: components are not granted time.
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        if !self.counters.is_empty() {
+            let counters: Vec<String> = self
+                .counters
+                .iter()
+                .map(|(name, n)| format!("{name}={n}"))
+                .collect();
+            self.log.info(format_args!(
+                "[{}] counters: {}",
+                self.name,
+                counters.join(", ")
+            ));
+        }
+    }
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions_follow_semver() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.3", "0.1.0"));
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("1.4.0", "1.0.0"));
+    }
+}

@@ -1,0 +1,261 @@
+//! Sink components (`sink <file>.wasm`): each batch is handed to the component, whose
+//! answer decides what Fluent Bit does with the chunk.
+//!
+//! A sink runs in the same [sandbox](super::sandbox) as a filter, plus the outbound HTTP
+//! that `sink.allowed_hosts` grants (see [`super::http`]). wasi-http needs an async
+//! runtime: each sink instance owns a one-thread tokio runtime, entered for every call,
+//! and shut down with the instance, so that no thread outlives the plugin.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Store;
+use wasmtime::error::{Context, Result};
+
+use super::bindings::rustsink::plugin::types::Description;
+use super::bindings::{Sink, SinkPre};
+use super::engine::TickerGuard;
+use super::http::HttpGrant;
+use super::sandbox::{ComponentFailure, HostState, Sandbox, World};
+use crate::config::{AllowedHost, ComponentLimits, ComponentSinkConfig};
+use crate::log::Logger;
+
+/// A loaded, checked sink component, ready to instantiate.
+pub struct SinkComponent {
+    sandbox: Sandbox,
+    pre: SinkPre<HostState>,
+}
+
+impl std::fmt::Debug for SinkComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkComponent")
+            .field("sandbox", &self.sandbox)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkComponent {
+    /// Loads the component at `path`, checks that it is a sink of this host's contract,
+    /// and asks it for its description. Its HTTP requests may go to `allowed_hosts`.
+    ///
+    /// # Errors
+    ///
+    /// A file that is not a sink component of this contract, or one that fails to
+    /// describe itself.
+    pub fn load(
+        path: &Path,
+        cache_dir: &Path,
+        limits: ComponentLimits,
+        allowed_hosts: &[AllowedHost],
+        log: &Logger,
+    ) -> Result<SinkComponent> {
+        let (component, linker) = Sandbox::load(path, cache_dir, World::Sink)?;
+        let instance_pre = linker.instantiate_pre(&component).with_context(|| {
+            format!(
+                "{} is not a sink component of {} (world 'sink')",
+                path.display(),
+                super::CONTRACT
+            )
+        })?;
+        let timeout = limits.timeout;
+        let mut loaded = SinkComponent {
+            sandbox: Sandbox::new(path, limits, log),
+            pre: SinkPre::new(instance_pre)?,
+        };
+        let runtime = runtime()?;
+        let _entered = runtime.enter();
+        let (mut store, sink) = loaded.instantiate()?;
+        let description = sink
+            .call_describe(&mut store)
+            .map_err(|e| loaded.sandbox.failure(e))
+            .with_context(|| format!("asking {} for its description", path.display()))?;
+        loaded.sandbox.described(description);
+        loaded.sandbox.http = Some(HttpGrant::new(
+            allowed_hosts,
+            timeout,
+            log,
+            &loaded.sandbox.name,
+        ));
+        Ok(loaded)
+    }
+
+    /// Reads the options the component declares through `option` (which answers an
+    /// option name with the value set for it), defaults applied.
+    ///
+    /// # Errors
+    ///
+    /// A required option that is not set; the message names the component and the option.
+    pub fn configure(&mut self, option: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        self.sandbox.configure(option)
+    }
+
+    /// The component's name, as it describes itself.
+    pub fn name(&self) -> &str {
+        &self.sandbox.name
+    }
+
+    /// What the component says of itself.
+    pub fn description(&self) -> &Description {
+        &self.sandbox.description
+    }
+
+    /// Starts a configured instance, with its runtime and the epoch ticker.
+    ///
+    /// # Errors
+    ///
+    /// When the component refuses its options, fails while starting, or the runtime's
+    /// thread cannot start.
+    pub fn start(self: &Arc<Self>) -> Result<SinkInstance, ComponentFailure> {
+        let cannot = |what: &str, e: &dyn std::fmt::Display| {
+            ComponentFailure::Trap(format!("cannot start {what}: {e}"))
+        };
+        let ticker = TickerGuard::acquire().map_err(|e| cannot("the wasm ticker", &e))?;
+        let runtime = runtime().map_err(|e| cannot("the HTTP runtime", &e))?;
+        let mut instance = SinkInstance {
+            component: Arc::clone(self),
+            running: None,
+            runtime: Some(runtime),
+            _ticker: ticker,
+        };
+        instance.running = Some(instance.fresh()?);
+        Ok(instance)
+    }
+
+    fn instantiate(&self) -> Result<(Store<HostState>, Sink)> {
+        let mut store = self.sandbox.store();
+        let sink = self
+            .pre
+            .instantiate(&mut store)
+            .with_context(|| format!("instantiating {}", self.sandbox.path.display()))?;
+        Ok((store, sink))
+    }
+}
+
+/// Loads, configures and starts the sink component of an output; `lookup` answers its
+/// `[OUTPUT]` keys, for the options the component declares (`sink.<option>`).
+///
+/// # Errors
+///
+/// A component that cannot be loaded, is not a sink, lacks a required option or refuses
+/// its options; the message names the key, the component and the cause.
+pub fn start_sink(
+    sink: &ComponentSinkConfig,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    cache_dir: &Path,
+    log: &Logger,
+) -> anyhow::Result<SinkInstance> {
+    let option = |name: &str| lookup(&format!("sink.{name}"));
+    let component = SinkComponent::load(
+        &sink.path,
+        cache_dir,
+        sink.limits.clone(),
+        &sink.allowed_hosts,
+        log,
+    )
+    .and_then(|mut component| component.configure(&option).map(|()| component))
+    .map_err(|error| anyhow::anyhow!("'sink' ({}): {error:#}", sink.path.display()))?;
+    let component = Arc::new(component);
+    component.start().map_err(|failure| {
+        anyhow::anyhow!(
+            "'sink' ({}): component '{}' refused its options: {failure}",
+            sink.path.display(),
+            component.name()
+        )
+    })
+}
+
+/// The runtime wasi-http's requests run on.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("rustsink:sink-http")
+        .enable_all()
+        .build()
+        .context("starting the sink's HTTP runtime")
+}
+
+/// A running instance of a sink.
+pub struct SinkInstance {
+    component: Arc<SinkComponent>,
+    running: Option<(Store<HostState>, Sink)>,
+    /// Taken at drop, after the store, so that the store's requests end first.
+    runtime: Option<tokio::runtime::Runtime>,
+    _ticker: TickerGuard,
+}
+
+impl std::fmt::Debug for SinkInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkInstance")
+            .field("component", &self.component)
+            .field("running", &self.running.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkInstance {
+    /// The component this is an instance of.
+    pub fn component(&self) -> &SinkComponent {
+        &self.component
+    }
+
+    /// Hands one batch of `tag` to the sink. After a trap, a timeout or the memory cap,
+    /// the instance is dropped and the next call starts a new one.
+    ///
+    /// # Errors
+    ///
+    /// Why the batch was not delivered.
+    pub fn deliver(&mut self, tag: &str, batch: &[u8]) -> Result<(), ComponentFailure> {
+        if self.running.is_none() {
+            self.running = Some(self.fresh()?);
+        }
+        let sandbox = &self.component.sandbox;
+        let runtime = self.runtime.as_ref().expect("present until drop");
+        let _entered = runtime.enter();
+        let (store, sink) = self.running.as_mut().expect("started above");
+        sandbox.limit(store);
+        let result = sink.call_deliver(&mut *store, tag, batch);
+        if sandbox.forward_output(store) {
+            self.running = None;
+        }
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.into()),
+            Err(error) => {
+                self.running = None;
+                Err(sandbox.failure(error))
+            }
+        }
+    }
+
+    /// A new, initialised store.
+    fn fresh(&self) -> Result<(Store<HostState>, Sink), ComponentFailure> {
+        let sandbox = &self.component.sandbox;
+        let runtime = self.runtime.as_ref().expect("present until drop");
+        let _entered = runtime.enter();
+        let (mut store, sink) = self
+            .component
+            .instantiate()
+            .map_err(|e| sandbox.failure(e))?;
+        sandbox.limit(&mut store);
+        let result = sink.call_init(&mut store, &sandbox.options);
+        sandbox.forward_output(&mut store);
+        match result {
+            Ok(Ok(())) => Ok((store, sink)),
+            Ok(Err(error)) => Err(error.into()),
+            Err(error) => Err(sandbox.failure(error)),
+        }
+    }
+}
+
+impl Drop for SinkInstance {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            {
+                let _entered = runtime.enter();
+                self.running = None;
+            }
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Filters: one record at a time, kept or dropped.
+
+use std::cell::RefCell;
+
+use crate::{Description, Error, Options, Record, batch};
+
+/// What happens to a record after the filter has seen it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It goes on, with the changes the filter made.
+    Keep,
+    /// It is dropped.
+    Drop,
+}
+
+/// A filter component.
+pub trait Filter: Sized + 'static {
+    /// What the filter is and which options it accepts; called before [`Filter::new`].
+    fn describe() -> Description;
+
+    /// Builds the filter from its options (every declared option with a default or a
+    /// value is present). An error stops Fluent Bit's start and is shown to the user.
+    ///
+    /// # Errors
+    ///
+    /// An option that cannot be used; say which and why.
+    fn new(options: &Options) -> Result<Self, Error>;
+
+    /// Sees one record: change it, and keep or drop it.
+    fn process(&mut self, record: &mut Record) -> Verdict;
+}
+
+/// Exports a [`Filter`] as the component's implementation of the filter world.
+#[macro_export]
+macro_rules! export_filter {
+    ($filter:ty) => {
+        struct __RustsinkFilter;
+
+        impl $crate::bindings::filter::Guest for __RustsinkFilter {
+            fn describe() -> $crate::Description {
+                <$filter as $crate::Filter>::describe()
+            }
+
+            fn init(options: Vec<(String, String)>) -> Result<(), $crate::Error> {
+                $crate::__private::init_filter::<$filter>(options)
+            }
+
+            fn process(events: Vec<u8>) -> Result<Vec<u8>, $crate::Error> {
+                $crate::__private::process_filter(&events)
+            }
+        }
+
+        $crate::bindings::filter::export_filter_world!(__RustsinkFilter);
+    };
+}
+
+type Process = Box<dyn FnMut(&mut Record) -> Verdict>;
+
+thread_local! {
+    /// The filter built by `init` (a component runs on one thread).
+    static FILTER: RefCell<Option<Process>> = const { RefCell::new(None) };
+}
+
+/// Builds the filter `init` asks for; used by [`export_filter!`](crate::export_filter).
+#[doc(hidden)]
+pub fn init<F: Filter>(options: Vec<(String, String)>) -> Result<(), Error> {
+    let mut filter = F::new(&Options::new(options))?;
+    FILTER.with(|slot| {
+        *slot.borrow_mut() = Some(Box::new(move |record| filter.process(record)));
+    });
+    Ok(())
+}
+
+/// Runs a batch through the filter; used by [`export_filter!`](crate::export_filter).
+#[doc(hidden)]
+pub fn process(events: &[u8]) -> Result<Vec<u8>, Error> {
+    FILTER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let process = slot
+            .as_mut()
+            .ok_or_else(|| Error::fatal("process was called before init"))?;
+        batch::filter(events, process)
+    })
+}

@@ -1,0 +1,406 @@
+//! Sink components through the harness: the `http` sink against a real local HTTP
+//! server, answering as each test scripts it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustsink::cli::harness::{HostVersion, OutputSection, take_log_lines};
+use rustsink::event::EventTime;
+use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+
+use crate::support::*;
+
+/// What the server does with the next request.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Status(u16),
+    /// Answers after a pause.
+    Slow(Duration, u16),
+}
+
+/// A request the server received.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// A local HTTP server that records requests and answers from a script (200 when the
+/// script is empty).
+struct Endpoint {
+    port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Mutex<VecDeque<Answer>>>,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Endpoint {
+    fn start(answers: &[Answer]) -> Endpoint {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(Mutex::new(answers.iter().copied().collect::<VecDeque<_>>()));
+        let thread = {
+            let (server, received, answers) = (server.clone(), received.clone(), answers.clone());
+            std::thread::spawn(move || {
+                for mut request in server.incoming_requests() {
+                    let mut body = String::new();
+                    request.as_reader().read_to_string(&mut body).unwrap();
+                    received.lock().unwrap().push(Received {
+                        path: request.url().to_owned(),
+                        headers: request
+                            .headers()
+                            .iter()
+                            .map(|h| (h.field.to_string().to_lowercase(), h.value.to_string()))
+                            .collect(),
+                        body,
+                    });
+                    let answer = answers.lock().unwrap().pop_front();
+                    let status = match answer.unwrap_or(Answer::Status(200)) {
+                        Answer::Status(status) => status,
+                        Answer::Slow(pause, status) => {
+                            std::thread::sleep(pause);
+                            status
+                        }
+                    };
+                    let response = tiny_http::Response::from_string(format!("answer {status}"))
+                        .with_status_code(status);
+                    let _ = request.respond(response);
+                }
+            })
+        };
+        Endpoint {
+            port,
+            received,
+            answers,
+            server,
+            thread: Some(thread),
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn url(&self, host: &str) -> String {
+        format!("http://{host}:{}/ingest?source=fluent-bit", self.port)
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.answers.lock().unwrap().clear();
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An output whose sink is the `http` component, with `store_dir` in `dir`.
+fn http_output(dir: &std::path::Path, keys: &[(&str, &str)]) -> OutputSection {
+    let mut pairs = vec![
+        ("Name".to_owned(), "rustsink".to_owned()),
+        ("Match".to_owned(), "*".to_owned()),
+        ("sink".to_owned(), components().http.display().to_string()),
+        ("store_dir".to_owned(), dir.display().to_string()),
+    ];
+    pairs.extend(keys.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    OutputSection::new(pairs)
+}
+
+/// A chunk of records `{"log": "line n", "n": n}` for n in `numbers`, at 10:00:00.25.
+fn chunk_of(numbers: std::ops::Range<u64>) -> Vec<u8> {
+    let mut chunk = ChunkWriter::new();
+    for n in numbers {
+        chunk.push(
+            EventFormat::V1,
+            TimeForm::EventTime,
+            EventTime::new(1_714_557_600, 250_000_000),
+            None,
+            record(&format!("line {n}"), n),
+        );
+    }
+    chunk.finish()
+}
+
+/// The `n` of every line of every body received.
+fn numbers_received(endpoint: &Endpoint) -> Vec<u64> {
+    endpoint
+        .received()
+        .iter()
+        .flat_map(|r| {
+            r.body
+                .lines()
+                .map(|line| {
+                    serde_json::from_str::<serde_json::Value>(line).unwrap()["n"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_http_sink_posts_each_chunk_as_ndjson_after_the_filters() {
+    let endpoint = Endpoint::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let grep = components().grep.display().to_string();
+    let url = endpoint.url("127.0.0.1");
+    let allowed = format!("127.0.0.1:{}", endpoint.port);
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&http_output(
+            dir.path(),
+            &[
+                ("sink.url", &url),
+                ("sink.allowed_hosts", &allowed),
+                ("sink.headers", "Authorization: Bearer s3cret; X-Team: logs"),
+                ("filter.1", &grep),
+                ("filter.1.key", "log"),
+                ("filter.1.regex", "[02468]$"),
+            ],
+        ))
+        .unwrap();
+    let flusher = fluent_bit.flusher(output);
+    assert_eq!(flusher.flush(&chunk_of(0..10), "app.web"), FLB_OK);
+    assert_eq!(flusher.flush(&chunk_of(10..13), "app.db"), FLB_OK);
+    // Every record filtered out: nothing to send, and the chunk is done.
+    assert_eq!(flusher.flush(&chunk_of(13..14), "app.db"), FLB_OK);
+    fluent_bit.shutdown().unwrap();
+
+    let received = endpoint.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    let first = &received[0];
+    assert_eq!(first.path, "/ingest?source=fluent-bit");
+    let header = |name: &str| {
+        first
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(header("authorization"), Some("Bearer s3cret"));
+    assert_eq!(header("x-team"), Some("logs"));
+    assert_eq!(header("host"), Some(allowed.as_str()));
+    assert_eq!(
+        first.body.lines().next().unwrap(),
+        r#"{"date":1714557600.25,"log":"line 0","n":0}"#
+    );
+    assert_eq!(numbers_received(&endpoint), [0, 2, 4, 6, 8, 10, 12]);
+}
+
+#[test]
+fn retryable_statuses_retry_and_others_drop_the_chunk() {
+    let endpoint = Endpoint::start(&[
+        Answer::Status(429),
+        Answer::Status(503),
+        Answer::Status(200),
+        Answer::Status(400),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = endpoint.url("127.0.0.1");
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&http_output(
+            dir.path(),
+            &[("sink.url", &url), ("sink.allowed_hosts", "127.0.0.1")],
+        ))
+        .unwrap();
+    let flusher = fluent_bit.flusher(output);
+    let chunk = chunk_of(0..5);
+    assert_eq!(flusher.flush(&chunk, "t"), FLB_RETRY, "429");
+    assert_eq!(flusher.flush(&chunk, "t"), FLB_RETRY, "503");
+    assert_eq!(flusher.flush(&chunk, "t"), FLB_OK, "200");
+    assert_eq!(flusher.flush(&chunk_of(5..7), "t"), FLB_ERROR, "400");
+    fluent_bit.shutdown().unwrap();
+    let bodies: Vec<String> = endpoint.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies.len(), 4);
+    assert!(
+        bodies[..3].iter().all(|body| *body == bodies[0]),
+        "a retry sends the same records"
+    );
+}
+
+#[test]
+fn a_slow_server_times_the_request_out_and_the_chunk_is_retried() {
+    let endpoint = Endpoint::start(&[Answer::Slow(Duration::from_secs(3), 200)]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = endpoint.url("127.0.0.1");
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&http_output(
+            dir.path(),
+            &[
+                ("sink.url", &url),
+                ("sink.allowed_hosts", "127.0.0.1"),
+                ("sink.timeout", "500ms"),
+            ],
+        ))
+        .unwrap();
+    let flusher = fluent_bit.flusher(output);
+    let started = Instant::now();
+    assert_eq!(flusher.flush(&chunk_of(0..3), "t"), FLB_RETRY);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    // Once the server is quick again, the same chunk goes through.
+    std::thread::sleep(Duration::from_secs(3) - waited);
+    assert_eq!(flusher.flush(&chunk_of(0..3), "t"), FLB_OK);
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(endpoint.received().len(), 2);
+}
+
+#[test]
+fn a_server_that_is_down_gets_the_chunk_retried() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&http_output(
+            dir.path(),
+            &[("sink.url", &url), ("sink.allowed_hosts", "127.0.0.1")],
+        ))
+        .unwrap();
+    assert_eq!(
+        fluent_bit.flusher(output).flush(&chunk_of(0..3), "t"),
+        FLB_RETRY
+    );
+    fluent_bit.shutdown().unwrap();
+}
+
+#[test]
+fn requests_outside_allowed_hosts_are_refused_and_logged() {
+    in_own_process(
+        "sinks::requests_outside_allowed_hosts_are_refused_and_logged",
+        || {
+            let endpoint = Endpoint::start(&[]);
+            let dir = tempfile::tempdir().unwrap();
+            let port = endpoint.port.to_string();
+            let allowed_name = format!("127.0.0.1:{port}");
+            let refused = [
+                // Another name for the same server is another host.
+                ("localhost", endpoint.url("localhost")),
+                // The allowed host on another port.
+                ("port", endpoint.url("127.0.0.1").replace(&port, "1")),
+            ];
+            let mut fluent_bit = load(HostVersion::V5);
+            for (case, url) in &refused {
+                let keys = [
+                    ("sink.url", url.as_str()),
+                    ("sink.allowed_hosts", allowed_name.as_str()),
+                ];
+                let output = fluent_bit
+                    .add_output(&http_output(dir.path(), &keys))
+                    .unwrap();
+                let status = fluent_bit.flusher(output).flush(&chunk_of(0..2), "t");
+                assert_eq!(status, FLB_ERROR, "{case}");
+            }
+            fluent_bit.shutdown().unwrap();
+            assert!(endpoint.received().is_empty(), "{:?}", endpoint.received());
+            let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+            let refusals: Vec<&String> = lines
+                .iter()
+                .filter(|line| line.contains("[http] refused a POST request to"))
+                .collect();
+            assert_eq!(refusals.len(), 2, "{lines:#?}");
+            assert!(
+                refusals[0].contains(&format!(
+                    "localhost:{port} is not in sink.allowed_hosts (127.0.0.1:{port})"
+                )),
+                "{}",
+                refusals[0]
+            );
+            assert!(
+                lines.iter().any(|line| line
+                    .contains("refused a chunk of tag 't' (2 records) for good")
+                    && line.contains("Fluent Bit drops the chunk")),
+                "{lines:#?}"
+            );
+        },
+    );
+}
+
+#[test]
+fn sink_options_and_kinds_are_checked_at_start() {
+    in_own_process("sinks::sink_options_and_kinds_are_checked_at_start", || {
+        let dir = tempfile::tempdir().unwrap();
+        let grep = components().grep.display().to_string();
+        let mut fluent_bit = load(HostVersion::V5);
+        // The http sink needs a url of its form; allowed hosts are host[:port]; a filter
+        // is not a sink.
+        // The keys, and what the error line must say.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 5] = [
+            (&[], &["'sink'", "component 'http' needs option 'url'"]),
+            (
+                &[("sink.url", "ftp://x/")],
+                &[
+                    "component 'http' refused its options",
+                    "option 'url': 'ftp://x/' does not start with http:// or https://",
+                ],
+            ),
+            (
+                &[
+                    ("sink.url", "http://x/"),
+                    ("sink.allowed_hosts", "http://x"),
+                ],
+                &["invalid value 'http://x' for key 'sink.allowed_hosts'"],
+            ),
+            // A Host header could only mislead: the host sets it from the url.
+            (
+                &[
+                    ("sink.url", "http://x/"),
+                    ("sink.headers", "Host: 127.0.0.1"),
+                ],
+                &["option 'headers': cannot set 'host'"],
+            ),
+            (
+                &[("sink", &grep)],
+                &["grep.wasm is a filter component; it cannot be used as a sink"],
+            ),
+        ];
+        for (keys, expected) in cases {
+            take_log_lines();
+            let started = fluent_bit.add_output(&http_output(dir.path(), keys));
+            assert!(started.is_err(), "{keys:?}");
+            let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+            for part in expected {
+                assert!(
+                    lines.iter().any(|line| line.contains(part)),
+                    "{keys:?}: no line with {part:?} in {lines:#?}"
+                );
+            }
+        }
+        fluent_bit.shutdown().unwrap();
+    });
+}
+
+#[test]
+fn authors_can_describe_a_sink() {
+    let out = std::process::Command::new(rustsink_bin())
+        .arg("describe")
+        .arg(&components().http)
+        .output()
+        .unwrap();
+    let described = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{described}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(described.starts_with("http (sink): "), "{described}");
+    assert!(described.contains("sink.url (required)"), "{described}");
+    assert!(
+        described.contains("sink.date_key (default 'date')"),
+        "{described}"
+    );
+}
