@@ -350,6 +350,34 @@ fn files_environment_clock_and_network_are_not_granted() {
 }
 
 #[test]
+fn a_component_that_sleeps_cannot_hold_the_host_and_starts_no_threads() {
+    in_own_process(
+        "filters::a_component_that_sleeps_cannot_hold_the_host_and_starts_no_threads",
+        || {
+            let started = std::time::Instant::now();
+            let (written, answers, dir) = run_hostile("sleep", "retry");
+            // Its clock stands still: the hour-long sleep returns at once, and it slept 0 s.
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            assert_eq!(answers, [FLB_OK, FLB_OK, FLB_OK]);
+            assert_eq!(written.len(), 30);
+            let got: Vec<serde_json::Value> = json_lines(dir.path(), "t")
+                .into_iter()
+                .filter_map(|line| line.get("got").cloned())
+                .collect();
+            assert_eq!(got, [serde_json::json!(0)]);
+            // Waiting ran on no runtime of its own: nothing is left to outlive the plugin.
+            let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .filter(|name| name.starts_with("tokio") || name.starts_with("rustsink"))
+                .collect();
+            assert!(threads.is_empty(), "threads left: {threads:?}");
+        },
+    );
+}
+
+#[test]
 fn authors_can_describe_a_component_and_run_it_over_a_file() {
     let components = components();
     let out = std::process::Command::new(rustsink_bin())

@@ -102,10 +102,19 @@ impl Drop for Endpoint {
 
 /// An output whose sink is the `http` component, with `store_dir` in `dir`.
 fn http_output(dir: &std::path::Path, keys: &[(&str, &str)]) -> OutputSection {
+    sink_output(&components().http, dir, keys)
+}
+
+/// An output whose sink is `component`, with `store_dir` in `dir`.
+fn sink_output(
+    component: &std::path::Path,
+    dir: &std::path::Path,
+    keys: &[(&str, &str)],
+) -> OutputSection {
     let mut pairs = vec![
         ("Name".to_owned(), "rustsink".to_owned()),
         ("Match".to_owned(), "*".to_owned()),
-        ("sink".to_owned(), components().http.display().to_string()),
+        ("sink".to_owned(), component.display().to_string()),
         ("store_dir".to_owned(), dir.display().to_string()),
     ];
     pairs.extend(keys.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -382,6 +391,71 @@ fn sink_options_and_kinds_are_checked_at_start() {
         }
         fluent_bit.shutdown().unwrap();
     });
+}
+
+#[test]
+fn a_failing_sink_gets_the_chunk_retried_or_dropped_and_a_fresh_instance() {
+    in_own_process(
+        "sinks::a_failing_sink_gets_the_chunk_retried_or_dropped_and_a_fresh_instance",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let mut poisoned = ChunkWriter::new();
+            poisoned.push(
+                EventFormat::V2,
+                TimeForm::EventTime,
+                EventTime::new(1_714_557_600, 0),
+                None,
+                record("poison", 99),
+            );
+            let poisoned = poisoned.finish();
+            // The behaviour, what Fluent Bit is told, and what the log line says.
+            let cases = [
+                ("loop", FLB_RETRY, "took longer than its timeout (200ms)"),
+                ("memory", FLB_RETRY, "went over its memory limit"),
+                ("trap", FLB_RETRY, "the component trapped"),
+                (
+                    "busy",
+                    FLB_RETRY,
+                    "busy, try later; Fluent Bit keeps the chunk",
+                ),
+                (
+                    "broken",
+                    FLB_ERROR,
+                    "this batch can never be taken; Fluent Bit drops",
+                ),
+            ];
+            let mut fluent_bit = load(HostVersion::V5);
+            for (behaviour, status, logged) in cases {
+                let section = sink_output(
+                    &components().hostile_sink,
+                    dir.path(),
+                    &[
+                        ("sink.behaviour", behaviour),
+                        ("sink.timeout", "200ms"),
+                        ("sink.memory_limit", "16M"),
+                    ],
+                );
+                let output = fluent_bit.add_output(&section).unwrap();
+                take_log_lines();
+                let flusher = fluent_bit.flusher(output);
+                assert_eq!(flusher.flush(&poisoned, "t"), status, "{behaviour}");
+                // The next chunk goes to a working instance.
+                assert_eq!(flusher.flush(&chunk_of(0..3), "t"), FLB_OK, "{behaviour}");
+                let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+                assert!(
+                    lines.iter().any(|line| line.contains(logged)),
+                    "{behaviour}: {lines:#?}"
+                );
+                assert!(
+                    lines
+                        .iter()
+                        .any(|line| line.contains("[hostile-sink] took t: 0,1,2")),
+                    "{behaviour}: {lines:#?}"
+                );
+            }
+            fluent_bit.shutdown().unwrap();
+        },
+    );
 }
 
 #[test]

@@ -218,6 +218,8 @@ pub struct Components {
     pub http: PathBuf,
     /// `tests/components/hostile`: misbehaves as its `behaviour` option says.
     pub hostile: PathBuf,
+    /// `tests/components/hostile-sink`: a sink that misbehaves as its `behaviour` says.
+    pub hostile_sink: PathBuf,
     /// `tests/components/future`: built for contract version 0.2.0.
     pub future: PathBuf,
 }
@@ -256,6 +258,7 @@ pub fn components() -> &'static Components {
             template: wasm("template"),
             http: wasm("http"),
             hostile: wasm("hostile"),
+            hostile_sink: wasm("hostile_sink"),
             future: wasm("future"),
         }
     })

@@ -18,6 +18,10 @@ use crate::log::Logger;
 pub struct FilterComponent {
     sandbox: Sandbox,
     pre: FilterPre<HostState>,
+    /// Entered for every call: wasi's waits (on pollables that are always ready) run on
+    /// it instead of on a runtime of wasi's own, whose threads would outlive the plugin.
+    /// A current-thread runtime starts no thread.
+    waits: tokio::runtime::Runtime,
 }
 
 impl std::fmt::Debug for FilterComponent {
@@ -54,7 +58,11 @@ impl FilterComponent {
         let mut loaded = FilterComponent {
             sandbox: Sandbox::new(path, limits, log),
             pre: FilterPre::new(instance_pre)?,
+            waits: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .context("starting the runtime of a filter's waits")?,
         };
+        let _entered = loaded.waits.enter();
         let (mut store, filter) = loaded.instantiate()?;
         let description = filter
             .call_describe(&mut store)
@@ -90,6 +98,7 @@ impl FilterComponent {
     ///
     /// When the component refuses its options, or fails while starting.
     pub fn start(self: &Arc<Self>) -> Result<FilterInstance, ComponentFailure> {
+        let _entered = self.waits.enter();
         let (mut store, filter) = self.instantiate().map_err(|e| self.sandbox.failure(e))?;
         self.sandbox.limit(&mut store);
         let result = filter.call_init(&mut store, &self.sandbox.options);
@@ -149,6 +158,7 @@ impl FilterInstance {
         }
         let (store, filter) = self.running.as_mut().expect("started above");
         let sandbox = &component.sandbox;
+        let _entered = component.waits.enter();
         sandbox.limit(store);
         let result = filter.call_process(&mut *store, batch);
         if sandbox.forward_output(store) {

@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use wasmtime::component::Resource;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::error::{Context, Result, bail};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
@@ -113,6 +116,11 @@ impl Sandbox {
         }
         let mut linker = Linker::<HostState>::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // Our monotonic clock replaces wasi's, whose waits would block the host thread
+        // (past the call's deadline) on a runtime of wasi's own.
+        linker.allow_shadowing(true);
+        monotonic_clock::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        linker.allow_shadowing(false);
         match world {
             World::Filter => {
                 Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
@@ -407,6 +415,53 @@ impl host::Host for HostState {
 
     fn count(&mut self, name: String, delta: u64) {
         *self.counters.entry(name).or_default() += delta;
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` as components see it: it stands still at 0, so every
+/// wait on it is over at once, and a component cannot hold the host's thread by sleeping.
+impl monotonic_clock::Host for HostState {
+    fn now(&mut self) -> Result<monotonic_clock::Instant> {
+        Ok(0)
+    }
+
+    fn resolution(&mut self) -> Result<monotonic_clock::Duration> {
+        Ok(1_000_000_000)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        _when: monotonic_clock::Instant,
+    ) -> Result<Resource<DynPollable>> {
+        self.ready_now()
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        _duration: monotonic_clock::Duration,
+    ) -> Result<Resource<DynPollable>> {
+        self.ready_now()
+    }
+}
+
+impl HostState {
+    /// A pollable that is ready.
+    fn ready_now(&mut self) -> Result<Resource<DynPollable>> {
+        let ready = self.table.push(Ready)?;
+        wasmtime_wasi::p2::subscribe(&mut self.table, ready)
+    }
+}
+
+/// A wait that is already over.
+struct Ready;
+
+impl Pollable for Ready {
+    fn ready<'a, 'b>(&'a mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(std::future::ready(()))
     }
 }
 

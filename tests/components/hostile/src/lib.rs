@@ -6,7 +6,9 @@
 //! - `inflate`: turns each record into one with a field 100 times its size;
 //! - `files`, `env`, `clock`, `network`: tries to read them, and writes what it got into
 //!   the record's `got` field;
-//! - `chatty`: prints 8 KiB for every record, poison or not.
+//! - `chatty`: prints 8 KiB for every record, poison or not;
+//! - `sleep`: sleeps for an hour, and writes how long it slept by its own clock into
+//!   `got`.
 
 use rustsink_sdk::{Description, Error, Filter, OptionSpec, Options, Record, Verdict};
 
@@ -22,7 +24,7 @@ impl Filter for Hostile {
             summary: "misbehaves on purpose".into(),
             options: vec![OptionSpec::required(
                 "behaviour",
-                "loop, memory, trap, inflate, files, env, clock, network",
+                "loop, memory, trap, inflate, files, env, clock, network, chatty, sleep",
             )],
         }
     }
@@ -72,6 +74,11 @@ impl Filter for Hostile {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 record.set("got", now);
+            }
+            "sleep" => {
+                let started = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                record.set("got", started.elapsed().as_secs());
             }
             "network" => {
                 let got = std::net::TcpStream::connect("127.0.0.1:1")
