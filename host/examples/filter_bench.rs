@@ -10,7 +10,11 @@
 //! - the same masking code (plugins/redact/src/mask.rs) compiled natively, with the same
 //!   decoding and encoding.
 //!
-//! Each row is the best of three passes over all batches.
+//! Each row is the best of three passes over all batches. Then the memory an instance
+//! costs: 32 instances of each component are started and given one batch each, and the
+//! growth of the process's resident memory is divided by 32. Last, what starting an
+//! instance costs (instantiation and `init`, as after a failure), the mean of 500, with
+//! the allocator the engine uses (`RUSTSINK_WASM_POOL=off` turns the pool off).
 
 #[path = "../../plugins/redact/src/mask.rs"]
 mod mask;
@@ -83,15 +87,62 @@ fn main() -> anyhow::Result<()> {
         }
     });
     row("redact, native Rust", elapsed);
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
-        && let Some(peak) = status.lines().find(|l| l.starts_with("VmHWM"))
-    {
+    if let Some(peak) = status_kib("VmHWM") {
+        println!("peak RSS of the whole process: {peak} KiB");
+    }
+    println!("| component | resident memory per instance, after one batch |");
+    println!("|---|---|");
+    for (label, path) in [("noop", noop), ("redact", redact)] {
+        let component = Arc::new(FilterComponent::load(
+            path.as_ref(),
+            cache.path(),
+            limits.clone(),
+            &logger,
+        )?);
+        const INSTANCES: u64 = 32;
+        let before = status_kib("VmRSS").unwrap_or(0);
+        let mut instances = Vec::new();
+        for _ in 0..INSTANCES {
+            let mut instance = component.start()?;
+            std::hint::black_box(instance.process(&batches[0]).expect("a batch"));
+            instances.push(instance);
+        }
+        let after = status_kib("VmRSS").unwrap_or(0);
         println!(
-            "peak RSS of the whole process: {}",
-            peak.trim_start_matches("VmHWM:").trim()
+            "| {label} | {} KiB |",
+            after.saturating_sub(before) / INSTANCES
+        );
+    }
+    println!(
+        "| component | start of an instance ({:?} allocator) |",
+        rustsink::wasm::engine::allocator()
+    );
+    println!("|---|---|");
+    for (label, path) in [("noop", noop), ("redact", redact)] {
+        let component = Arc::new(FilterComponent::load(
+            path.as_ref(),
+            cache.path(),
+            limits.clone(),
+            &logger,
+        )?);
+        const STARTS: u32 = 500;
+        let started = Instant::now();
+        for _ in 0..STARTS {
+            std::hint::black_box(component.start()?);
+        }
+        println!(
+            "| {label} | {:.1} µs |",
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(STARTS)
         );
     }
     Ok(())
+}
+
+/// A `KiB` line of /proc/self/status.
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn batches(text: &str, per_batch: usize) -> Vec<Vec<u8>> {

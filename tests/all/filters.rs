@@ -70,6 +70,31 @@ fn grep_keeps_the_matching_records_and_only_those() {
 }
 
 #[test]
+fn filters_run_where_address_space_is_limited() {
+    in_own_process(
+        "filters::filters_run_where_address_space_is_limited",
+        || {
+            // Built before the limit, which cargo would not live with.
+            let grep = components().grep.display().to_string();
+            // Too little for the pool's reservation, or for one 4 GiB memory reservation.
+            let limit = libc::rlimit {
+                rlim_cur: 3 << 30,
+                rlim_max: 3 << 30,
+            };
+            // SAFETY: setrlimit reads the struct; this process runs only this test.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+            let keys = [
+                ("filter.1", grep.as_str()),
+                ("filter.1.key", "log"),
+                ("filter.1.regex", "^ERROR"),
+            ];
+            let lines = [("ERROR disk full", 0), ("INFO all good", 1)];
+            assert_eq!(written(filtered(&keys, &lines).path()), [0]);
+        },
+    );
+}
+
+#[test]
 fn grep_drop_mode_passes_the_others() {
     let grep = components().grep.display().to_string();
     let keys = [
