@@ -13,6 +13,27 @@ pub struct Record {
 }
 
 impl Record {
+    /// A new record with no fields, at `time`, without metadata.
+    pub fn new(time: Timestamp) -> Record {
+        let mut bytes = time.seconds.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&time.nanoseconds.to_be_bytes());
+        Record {
+            time: Value::Ext(0, bytes),
+            metadata: Value::Map(Vec::new()),
+            fields: Vec::new(),
+        }
+    }
+
+    /// A new record with no fields, with this record's time and metadata: the start of
+    /// a record derived from this one.
+    pub fn derived(&self) -> Record {
+        Record {
+            time: self.time.clone(),
+            metadata: self.metadata.clone(),
+            fields: Vec::new(),
+        }
+    }
+
     /// The value of field `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.fields
@@ -128,18 +149,28 @@ pub(crate) fn filter(
         let event = rmpv::decode::read_value(&mut events)
             .map_err(|e| Error::fatal(format!("the batch is not msgpack: {e}")))?;
         let mut record = into_record(event)?;
-        if process(&mut record) == Verdict::Keep {
-            let Record {
-                time,
-                metadata,
-                fields,
-            } = record;
-            let event = Value::Array(vec![Value::Array(vec![time, metadata]), Value::Map(fields)]);
-            rmpv::encode::write_value(&mut out, &event)
-                .map_err(|e| Error::fatal(format!("encoding a record: {e}")))?;
+        match process(&mut record) {
+            Verdict::Keep => write_record(&mut out, record)?,
+            Verdict::Drop => {}
+            Verdict::Replace(records) => {
+                for record in records {
+                    write_record(&mut out, record)?;
+                }
+            }
         }
     }
     Ok(out)
+}
+
+fn write_record(out: &mut Vec<u8>, record: Record) -> Result<(), Error> {
+    let Record {
+        time,
+        metadata,
+        fields,
+    } = record;
+    let event = Value::Array(vec![Value::Array(vec![time, metadata]), Value::Map(fields)]);
+    rmpv::encode::write_value(out, &event)
+        .map_err(|e| Error::fatal(format!("encoding a record: {e}")))
 }
 
 fn into_record(event: Value) -> Result<Record, Error> {
@@ -166,4 +197,51 @@ fn into_record(event: Value) -> Result<Record, Error> {
         metadata,
         fields,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_of(logs: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for log in logs {
+            let mut record = Record::new(Timestamp {
+                seconds: 7,
+                nanoseconds: 5,
+            });
+            record.set("log", *log);
+            write_record(&mut out, record).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_filter_keeps_drops_and_emits_records() {
+        let batch = batch_of(&["one\ntwo", "drop me", "three"]);
+        let out = filter(&batch, &mut |record: &mut Record| {
+            let log = record.get_str("log").unwrap_or_default().to_owned();
+            if log == "drop me" {
+                return Verdict::Drop;
+            }
+            if !log.contains('\n') {
+                return Verdict::Keep;
+            }
+            let lines = log.lines().map(|line| {
+                let mut part = record.derived();
+                part.set("log", line);
+                part
+            });
+            Verdict::Replace(lines.collect())
+        })
+        .unwrap();
+        let records = records(&out).unwrap();
+        let logs: Vec<&str> = records.iter().filter_map(|r| r.get_str("log")).collect();
+        assert_eq!(logs, ["one", "two", "three"]);
+        assert!(records.iter().all(|r| r.time()
+            == Timestamp {
+                seconds: 7,
+                nanoseconds: 5
+            }));
+    }
 }

@@ -5,12 +5,16 @@ use std::cell::RefCell;
 use crate::{Description, Error, Options, Record, batch};
 
 /// What happens to a record after the filter has seen it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// It goes on, with the changes the filter made.
     Keep,
     /// It is dropped.
     Drop,
+    /// These records go on in its place, in order: none, several (a record split in
+    /// parts), or it and more (`record.clone()` first, then new ones). Start new records
+    /// with [`Record::derived`] or [`Record::new`].
+    Replace(Vec<Record>),
 }
 
 /// A filter component.
@@ -26,7 +30,7 @@ pub trait Filter: Sized + 'static {
     /// An option that cannot be used; say which and why.
     fn new(options: &Options) -> Result<Self, Error>;
 
-    /// Sees one record: change it, and keep or drop it.
+    /// Sees one record: change it, and keep it, drop it, or replace it with others.
     fn process(&mut self, record: &mut Record) -> Verdict;
 }
 

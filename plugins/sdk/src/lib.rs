@@ -1,10 +1,12 @@
-//! Write rustsink filter components in Rust.
+//! Write rustsink filter and sink components in Rust.
 //!
-//! A filter sees one record at a time: it may read and change its fields, and keep or
-//! drop it. The SDK does the rest: it implements the `rustsink:plugin/filter` world
-//! (`wit/plugin.wit`), decodes each batch the host sends, calls the filter on every
-//! record, and encodes what is kept. Build with `cargo build --release --target
-//! wasm32-wasip2`; the `.wasm` in `target/wasm32-wasip2/release/` is the component.
+//! A [`Filter`] sees one record at a time: it may read and change its fields (get, set,
+//! rename, remove), and keep it, drop it, or replace it with other records. A [`Sink`]
+//! gets the records of each batch and delivers them; with the `http` feature,
+//! `http::post` sends them over HTTP. The SDK does the rest: it implements the worlds
+//! of `wit/plugin.wit`, decodes each batch the host sends, and encodes what a filter
+//! keeps. Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
+//! `target/wasm32-wasip2/release/` is the component.
 //!
 //! ```no_run
 //! use rustsink_sdk::{Description, Error, Filter, OptionSpec, Options, Record, Verdict};
