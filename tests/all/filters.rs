@@ -178,13 +178,22 @@ fn parse_json_turns_a_json_log_into_fields_and_keeps_what_it_cannot_parse() {
 
 #[test]
 fn bad_options_fail_the_start_naming_component_option_and_value() {
+    in_own_process(
+        "filters::bad_options_fail_the_start_naming_component_option_and_value",
+        bad_options_of_each_component,
+    );
+}
+
+fn bad_options_of_each_component() {
     let dir = tempfile::tempdir().unwrap();
     let components = components();
     let grep = components.grep.display().to_string();
     let hostile = components.hostile.display().to_string();
+    let redact = components.redact.display().to_string();
+    let parse_json = components.parse_json.display().to_string();
     // The keys, and what the error line must say.
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
-    let cases: [Case<'_>; 3] = [
+    let cases: [Case<'_>; 5] = [
         (
             &[
                 ("filter.1", &grep),
@@ -200,6 +209,22 @@ fn bad_options_fail_the_start_naming_component_option_and_value() {
         (
             &[("filter.1", &hostile)],
             &["filter.1", "component 'hostile' needs option 'behaviour'"],
+        ),
+        (
+            &[("filter.1", &redact), ("filter.1.patterns", "email,phone")],
+            &["filter.1", "redact", "option 'patterns'", "'phone'"],
+        ),
+        (
+            &[
+                ("filter.1", &parse_json),
+                ("filter.1.keep_original", "maybe"),
+            ],
+            &[
+                "filter.1",
+                "parse-json",
+                "option 'keep_original'",
+                "'maybe'",
+            ],
         ),
     ];
     let mut fluent_bit = load(HostVersion::V5);

@@ -478,3 +478,37 @@ fn authors_can_describe_a_sink() {
         "{described}"
     );
 }
+
+#[test]
+fn check_loads_the_sink_component_and_its_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = components().http.display().to_string();
+    let config = dir.path().join("fluent-bit.conf");
+    let check = |keys: &str| {
+        std::fs::write(
+            &config,
+            format!("[OUTPUT]\n    Name rustsink\n    Match *\n    sink {http}\n{keys}"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(rustsink_bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, printed) =
+        check("    sink.url http://collector:8080/\n    sink.allowed_hosts collector\n");
+    assert!(ok, "{printed}");
+    assert!(printed.contains(": ok"), "{printed}");
+    assert!(!printed.contains("warning"), "{printed}");
+    let (ok, printed) = check("    sink.allowed_hosts collector\n");
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("component 'http' needs option 'url'"),
+        "{printed}"
+    );
+}
