@@ -371,17 +371,16 @@ fn exit_twice_with_the_wrong_context() {
     assert!(objects(&dir.path().join("b")).is_empty());
 }
 
-fn plugin_threads() -> BTreeSet<String> {
-    fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| name.starts_with("rustsink:"))
-        .collect()
-}
-
 #[test]
 fn unregister_stops_every_thread_and_the_plugin_reloads() {
+    // In a process of its own: other tests' threads would be counted.
+    in_own_process(
+        "ffi::unregister_stops_every_thread_and_the_plugin_reloads",
+        unregister_and_reload,
+    );
+}
+
+fn unregister_and_reload() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3u64 {
         let mut fluent_bit = load(HostVersion::V5);

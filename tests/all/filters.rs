@@ -416,13 +416,7 @@ fn a_component_that_sleeps_cannot_hold_the_host_and_starts_no_threads() {
                 .collect();
             assert_eq!(got, [serde_json::json!(0)]);
             // Waiting ran on no runtime of its own: nothing is left to outlive the plugin.
-            let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-                .unwrap()
-                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-                .map(|name| name.trim().to_owned())
-                .filter(|name| name.starts_with("tokio") || name.starts_with("rustsink"))
-                .collect();
-            assert!(threads.is_empty(), "threads left: {threads:?}");
+            assert!(plugin_threads().is_empty(), "{:?}", plugin_threads());
         },
     );
 }

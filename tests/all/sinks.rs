@@ -454,6 +454,8 @@ fn a_failing_sink_gets_the_chunk_retried_or_dropped_and_a_fresh_instance() {
                 );
             }
             fluent_bit.shutdown().unwrap();
+            // The sinks' runtimes and the epoch ticker end with their outputs.
+            assert!(plugin_threads().is_empty(), "{:?}", plugin_threads());
         },
     );
 }

@@ -203,6 +203,16 @@ fn run_in_child(name: &str, wrapper: &[&str], body: impl FnOnce()) {
     );
 }
 
+/// The threads of this process that the plugin started, or a runtime inside it.
+pub fn plugin_threads() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("rustsink:") || name.starts_with("tokio"))
+        .collect()
+}
+
 /// The components the tests run, built for wasm32-wasip2 (`.ci/setup` adds the target).
 #[derive(Debug)]
 pub struct Components {
