@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustsink::cli::harness::{HostVersion, OutputSection, take_log_lines};
+use rustsink::cli::harness::{FluentBit, HostVersion, OutputId, OutputSection, take_log_lines};
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 
@@ -103,6 +103,19 @@ impl Drop for Endpoint {
 /// An output whose sink is the `http` component, with `store_dir` in `dir`.
 fn http_output(dir: &std::path::Path, keys: &[(&str, &str)]) -> OutputSection {
     sink_output(&components().http, dir, keys)
+}
+
+/// Fluent Bit with one output whose `http` sink posts to `url` on 127.0.0.1, plus `keys`;
+/// and the output's `store_dir`.
+fn posting_to(url: &str, keys: &[(&str, &str)]) -> (FluentBit, OutputId, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![("sink.url", url), ("sink.allowed_hosts", "127.0.0.1")];
+    all.extend_from_slice(keys);
+    let mut fluent_bit = load(HostVersion::V5);
+    let output = fluent_bit
+        .add_output(&http_output(dir.path(), &all))
+        .unwrap();
+    (fluent_bit, output, dir)
 }
 
 /// An output whose sink is `component`, with `store_dir` in `dir`.
@@ -212,15 +225,7 @@ fn retryable_statuses_retry_and_others_drop_the_chunk() {
         Answer::Status(200),
         Answer::Status(400),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let url = endpoint.url("127.0.0.1");
-    let mut fluent_bit = load(HostVersion::V5);
-    let output = fluent_bit
-        .add_output(&http_output(
-            dir.path(),
-            &[("sink.url", &url), ("sink.allowed_hosts", "127.0.0.1")],
-        ))
-        .unwrap();
+    let (fluent_bit, output, _dir) = posting_to(&endpoint.url("127.0.0.1"), &[]);
     let flusher = fluent_bit.flusher(output);
     let chunk = chunk_of(0..5);
     assert_eq!(flusher.flush(&chunk, "t"), FLB_RETRY, "429");
@@ -239,19 +244,8 @@ fn retryable_statuses_retry_and_others_drop_the_chunk() {
 #[test]
 fn a_slow_server_times_the_request_out_and_the_chunk_is_retried() {
     let endpoint = Endpoint::start(&[Answer::Slow(Duration::from_secs(3), 200)]);
-    let dir = tempfile::tempdir().unwrap();
-    let url = endpoint.url("127.0.0.1");
-    let mut fluent_bit = load(HostVersion::V5);
-    let output = fluent_bit
-        .add_output(&http_output(
-            dir.path(),
-            &[
-                ("sink.url", &url),
-                ("sink.allowed_hosts", "127.0.0.1"),
-                ("sink.timeout", "500ms"),
-            ],
-        ))
-        .unwrap();
+    let (fluent_bit, output, _dir) =
+        posting_to(&endpoint.url("127.0.0.1"), &[("sink.timeout", "500ms")]);
     let flusher = fluent_bit.flusher(output);
     let started = Instant::now();
     assert_eq!(flusher.flush(&chunk_of(0..3), "t"), FLB_RETRY);
@@ -270,15 +264,7 @@ fn a_server_that_is_down_gets_the_chunk_retried() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://127.0.0.1:{port}/");
-    let mut fluent_bit = load(HostVersion::V5);
-    let output = fluent_bit
-        .add_output(&http_output(
-            dir.path(),
-            &[("sink.url", &url), ("sink.allowed_hosts", "127.0.0.1")],
-        ))
-        .unwrap();
+    let (fluent_bit, output, _dir) = posting_to(&format!("http://127.0.0.1:{port}/"), &[]);
     assert_eq!(
         fluent_bit.flusher(output).flush(&chunk_of(0..3), "t"),
         FLB_RETRY

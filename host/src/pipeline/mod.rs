@@ -109,32 +109,19 @@ impl Instance {
         let filters =
             Chain::start(&config.filters, lookup, &cache_dir, &log).map_err(StartError::Filter)?;
         let shutdown_timeout = config.objects.shutdown_timeout;
+        // The object engine, delivering to `destination`.
+        let objects = |kind: &str, destination: Box<dyn Destination>| {
+            let described = format!("sink {kind}, {}", destination.describe());
+            Engine::start(config.objects, config.json, destination, log.clone())
+                .map(|engine| (Outlet::Objects(Box::new(engine)), described))
+                .map_err(StartError::Engine)
+        };
         let (outlet, described) = match &config.sink {
-            SinkConfig::Dir { path } => {
-                let destination = DirDestination::open(path)?;
-                let described = format!("sink dir, {}", destination.describe());
-                let engine = Engine::start(
-                    config.objects,
-                    config.json,
-                    Box::new(destination),
-                    log.clone(),
-                )
-                .map_err(StartError::Engine)?;
-                (Outlet::Objects(Box::new(engine)), described)
-            }
-            SinkConfig::S3(s3) => {
-                let destination =
-                    S3Destination::open((**s3).clone()).map_err(StartError::Thread)?;
-                let described = format!("sink s3, {}", destination.describe());
-                let engine = Engine::start(
-                    config.objects,
-                    config.json,
-                    Box::new(destination),
-                    log.clone(),
-                )
-                .map_err(StartError::Engine)?;
-                (Outlet::Objects(Box::new(engine)), described)
-            }
+            SinkConfig::Dir { path } => objects("dir", Box::new(DirDestination::open(path)?))?,
+            SinkConfig::S3(s3) => objects(
+                "s3",
+                Box::new(S3Destination::open((**s3).clone()).map_err(StartError::Thread)?),
+            )?,
             SinkConfig::Component(sink) => {
                 let instance =
                     start_sink(sink, lookup, &cache_dir, &log).map_err(StartError::Sink)?;
