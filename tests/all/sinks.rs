@@ -500,3 +500,69 @@ fn check_loads_the_sink_component_and_its_options() {
         "{printed}"
     );
 }
+
+#[test]
+fn the_http_sink_example_runs_with_rustsink_run() {
+    let endpoint = Endpoint::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let components = components();
+    let example = std::fs::read_to_string(repo_root().join("fluent-bit/examples/http-sink.conf"))
+        .unwrap()
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", endpoint.port))
+        .replace(
+            "plugins/target/wasm32-wasip2/release/parse_json.wasm",
+            &components.parse_json.display().to_string(),
+        )
+        .replace(
+            "plugins/target/wasm32-wasip2/release/redact.wasm",
+            &components.redact.display().to_string(),
+        )
+        .replace(
+            "plugins/target/wasm32-wasip2/release/http.wasm",
+            &components.http.display().to_string(),
+        );
+    let config = work.path().join("http-sink.conf");
+    std::fs::write(&config, example).unwrap();
+    let out = std::process::Command::new(rustsink_bin())
+        .args(["run", "--tag", "app.web", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(repo_root().join("fluent-bit/examples/app.log"))
+        .current_dir(work.path())
+        .env("RUSTSINK_PLUGIN", plugin_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> = endpoint
+        .received()
+        .iter()
+        .flat_map(|r| {
+            r.body
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let log = std::fs::read_to_string(repo_root().join("fluent-bit/examples/app.log")).unwrap();
+    let json_lines = log.lines().filter(|line| line.starts_with('{')).count();
+    assert_eq!(records.len(), log.lines().count());
+    // JSON lines were parsed into fields (their emails masked); the others kept as they were.
+    let parsed: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r.get("log").is_none()).collect();
+    assert_eq!(parsed.len(), json_lines);
+    assert!(parsed.iter().all(|r| r["level"].is_string()), "{parsed:?}");
+    assert!(parsed.iter().any(|r| r["user"] == "****"), "{parsed:?}");
+    assert!(
+        endpoint
+            .received()
+            .iter()
+            .all(|r| !r.body.contains("@example.com")),
+        "an email went out"
+    );
+    let header = &endpoint.received()[0].headers;
+    assert!(header.contains(&("x-source".to_owned(), "fluent-bit".to_owned())));
+}
