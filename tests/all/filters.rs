@@ -424,17 +424,7 @@ fn a_component_that_sleeps_cannot_hold_the_host_and_starts_no_threads() {
 #[test]
 fn authors_can_describe_a_component_and_run_it_over_a_file() {
     let components = components();
-    let out = std::process::Command::new(rustsink_bin())
-        .arg("describe")
-        .arg(&components.grep)
-        .output()
-        .unwrap();
-    let described = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{described}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let described = described(&components.grep);
     assert!(described.starts_with("grep (filter): "), "{described}");
     assert!(
         described.contains("filter.N.regex (required)"),

@@ -448,17 +448,7 @@ fn a_failing_sink_gets_the_chunk_retried_or_dropped_and_a_fresh_instance() {
 
 #[test]
 fn authors_can_describe_a_sink() {
-    let out = std::process::Command::new(rustsink_bin())
-        .arg("describe")
-        .arg(&components().http)
-        .output()
-        .unwrap();
-    let described = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{described}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let described = described(&components().http);
     assert!(described.starts_with("http (sink): "), "{described}");
     assert!(described.contains("sink.url (required)"), "{described}");
     assert!(

@@ -203,6 +203,22 @@ fn run_in_child(name: &str, wrapper: &[&str], body: impl FnOnce()) {
     );
 }
 
+/// What `rustsink describe` prints for `component`; it must succeed.
+pub fn described(component: &Path) -> String {
+    let out = Command::new(rustsink_bin())
+        .arg("describe")
+        .arg(component)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
 /// The threads of this process that the plugin started, or a runtime inside it.
 pub fn plugin_threads() -> std::collections::BTreeSet<String> {
     std::fs::read_dir("/proc/self/task")
