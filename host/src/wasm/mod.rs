@@ -6,7 +6,7 @@
 //! - [`sandbox`]: what every component runs in: a memory cap, a deadline per call, no
 //!   files, network, environment or clock;
 //! - [`filter`]: loading, configuring and calling filter components;
-//! - [`sink`]: the same for sink components, with the HTTP that [`http`] grants;
+//! - [`sink`]: the same for sink components, with the HTTP that `http` grants;
 //! - [`chain`]: the filters of an instance in order, with the failure policy.
 //!
 //! The contract is `wit/plugin.wit` (`rustsink:plugin@0.1.0`).

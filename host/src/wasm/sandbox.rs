@@ -2,7 +2,7 @@
 //! deadline per call, no files, network or environment, clocks that stand still, and its
 //! stdout and stderr forwarded to the plugin's log line by line.
 //!
-//! A [`Sandbox`] is the loaded, described and configured side of a component that both
+//! A `Sandbox` is the loaded, described and configured side of a component that both
 //! worlds share; [`super::filter`] and [`super::sink`] add their world's calls.
 
 use std::collections::BTreeMap;

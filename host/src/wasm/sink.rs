@@ -2,7 +2,7 @@
 //! answer decides what Fluent Bit does with the chunk.
 //!
 //! A sink runs in the same [sandbox](super::sandbox) as a filter, plus the outbound HTTP
-//! that `sink.allowed_hosts` grants (see [`super::http`]). wasi-http needs an async
+//! that `sink.allowed_hosts` grants (see `http.rs`). wasi-http needs an async
 //! runtime: each sink instance owns a one-thread tokio runtime, entered for every call,
 //! and shut down with the instance, so that no thread outlives the plugin.
 

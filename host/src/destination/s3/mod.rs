@@ -62,7 +62,7 @@ pub struct S3Destination {
 
 impl S3Destination {
     /// Builds the client: the region from the configuration or the environment, the
-    /// credentials as configured (see [`credentials`]). Nothing is sent yet.
+    /// credentials as configured (see `credentials.rs`). Nothing is sent yet.
     ///
     /// # Errors
     ///
