@@ -488,20 +488,12 @@ fn check_loads_the_filters_and_their_options() {
             dir.path().display()
         )
     };
-    let check = |text: &str| {
-        std::fs::write(&conf, text).unwrap();
-        std::process::Command::new(rustsink_bin())
-            .args(["check", "--config"])
-            .arg(&conf)
-            .output()
-            .unwrap()
-    };
-    let good = check(&section("^ERROR"));
+    let good = rustsink_check(&conf, &section("^ERROR"));
     let stdout = String::from_utf8_lossy(&good.stdout);
     assert!(good.status.success(), "{stdout}");
     assert!(!stdout.contains("unknown key"), "{stdout}");
 
-    let bad = check(&section("(unclosed"));
+    let bad = rustsink_check(&conf, &section("(unclosed"));
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("'filter.1'"), "{stdout}");

@@ -463,16 +463,10 @@ fn check_loads_the_sink_component_and_its_options() {
     let http = components().http.display().to_string();
     let config = dir.path().join("fluent-bit.conf");
     let check = |keys: &str| {
-        std::fs::write(
+        let out = rustsink_check(
             &config,
-            format!("[OUTPUT]\n    Name rustsink\n    Match *\n    sink {http}\n{keys}"),
-        )
-        .unwrap();
-        let out = std::process::Command::new(rustsink_bin())
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+            &format!("[OUTPUT]\n    Name rustsink\n    Match *\n    sink {http}\n{keys}"),
+        );
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -219,6 +219,16 @@ pub fn described(component: &Path) -> String {
     printed
 }
 
+/// Writes `text` to `config` and runs `rustsink check` on it.
+pub fn rustsink_check(config: &Path, text: &str) -> std::process::Output {
+    std::fs::write(config, text).unwrap();
+    Command::new(rustsink_bin())
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 /// The threads of this process that the plugin started, or a runtime inside it.
 pub fn plugin_threads() -> std::collections::BTreeSet<String> {
     std::fs::read_dir("/proc/self/task")

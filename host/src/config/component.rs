@@ -16,9 +16,6 @@ pub struct ComponentLimits {
     pub timeout: Duration,
 }
 
-/// Host keys of a sink component; every other `sink.<name>` is an option of the component.
-pub const SINK_HOST_OPTIONS: [&str; 3] = ["allowed_hosts", "memory_limit", "timeout"];
-
 /// A host a sink may send HTTP requests to (`sink.allowed_hosts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedHost {
@@ -45,7 +42,7 @@ impl std::fmt::Display for AllowedHost {
 }
 
 /// A host name as compared: lower case, without a trailing dot.
-pub fn normalize_host(host: &str) -> String {
+fn normalize_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 

@@ -15,9 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::object::key::KeyTemplate;
-pub use component::{
-    AllowedHost, ComponentLimits, ComponentSinkConfig, SINK_HOST_OPTIONS, normalize_host,
-};
+pub use component::{AllowedHost, ComponentLimits, ComponentSinkConfig};
 pub use credentials::{CredentialsConfig, RoleHop, WebIdentity};
 pub use filter::{FilterConfig, HOST_OPTIONS, MAX_FILTERS, OnError};
 pub use s3::{Encryption, S3Config};

@@ -369,17 +369,13 @@ impl Worker {
         };
         let normalized = normalize(&job.chunk);
         let records = normalized.records;
-        let batch = if self.filters.is_empty() {
-            normalized.batch
-        } else {
-            match self.filters.run(normalized.batch, records, &job.tag) {
-                Some(batch) => batch,
-                None => return FlushStatus::Retry,
-            }
+        let Some(batch) = self.filters.run(normalized.batch, records, &job.tag) else {
+            return FlushStatus::Retry;
         };
         if !batch.is_empty() {
-            let name = sink.component().name().to_owned();
-            match sink.deliver(&job.tag, &batch) {
+            let delivered = sink.deliver(&job.tag, &batch);
+            let name = sink.component().name();
+            match delivered {
                 Ok(()) => {}
                 Err(ComponentFailure::Failed {
                     message,

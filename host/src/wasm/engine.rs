@@ -149,3 +149,27 @@ impl Drop for TickerGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_is_used_where_the_address_space_allows_it() {
+        // "Max address space  unlimited  unlimited  bytes", or a number of bytes.
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let soft = limits
+            .lines()
+            .find_map(|line| line.strip_prefix("Max address space"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the address space limit is listed");
+        let room = soft == "unlimited" || soft.parse::<u64>().is_ok_and(|bytes| bytes >= 4 << 40);
+        let pool_off = std::env::var("RUSTSINK_WASM_POOL").is_ok_and(|v| v == "off");
+        let expected = if room && !pool_off {
+            Allocator::Pooling
+        } else {
+            Allocator::OnDemand
+        };
+        assert_eq!(allocator(), expected);
+    }
+}

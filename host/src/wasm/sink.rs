@@ -63,8 +63,11 @@ impl SinkComponent {
             sandbox: Sandbox::new(path, limits, log),
             pre: SinkPre::new(instance_pre)?,
         };
-        let runtime = runtime()?;
-        let _entered = runtime.enter();
+        // Describing needs no HTTP (the grant comes after): a runtime without threads.
+        let waits = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .context("starting a runtime to describe the sink")?;
+        let _entered = waits.enter();
         let (mut store, sink) = loaded.instantiate()?;
         let description = sink
             .call_describe(&mut store)

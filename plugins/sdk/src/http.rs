@@ -163,15 +163,12 @@ pub fn post(url: &Url, headers: &[(&str, &str)], body: &[u8]) -> Result<Response
         OutgoingBody::finish(outgoing, None).map_err(SendError::from)
     })();
     pending.subscribe().block();
-    let answer = pending.get();
     // A request that failed (or was refused) closes its body: its own error says why.
-    if let (Err(body_error), Some(Ok(Ok(_))) | None | Some(Err(()))) = (&sent, &answer) {
-        return Err(body_error.clone());
-    }
-    let response = match answer {
-        Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(code.into()),
-        Some(Err(())) | None => return Err(SendError::new("the response was lost")),
+    let response = match (pending.get(), sent) {
+        (Some(Ok(Err(code))), _) => return Err(code.into()),
+        (_, Err(body_error)) => return Err(body_error),
+        (Some(Ok(Ok(response))), Ok(())) => response,
+        (Some(Err(())) | None, Ok(())) => return Err(SendError::new("the response was lost")),
     };
     let status = response.status();
     let mut body = Vec::new();
