@@ -1,5 +1,6 @@
 //! Any bytes as a flush chunk: decoding and JSON encoding never panic, every line is valid
-//! JSON, and an error points inside the chunk, after the events that decoded.
+//! JSON, every record that was checked reads as a value, and an error points inside the
+//! chunk, after the events that decoded.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,7 @@ fuzz_target!(|chunk: &[u8]| {
     for item in events(chunk) {
         match item {
             Ok(event) => {
+                event.record();
                 line.clear();
                 write_json_line(&mut line, &event, &format);
                 serde_json::from_slice::<serde_json::Value>(&line).expect("valid JSON");

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use rmpv::Value;
 
 use super::fluent_conf;
-use super::harness::{FluentBit, Flusher, HostVersion, default_plugin_path};
+use super::harness::{FluentBit, Flusher, HostVersion, default_plugin_path, thread_cpu_time};
 use crate::event::EventTime;
 use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use crate::ffi::bindings::{FLB_OK, FLB_RETRY};
@@ -106,7 +106,10 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
     let (sender, chunks) = mpsc::sync_channel(4);
     let reader = std::thread::Builder::new()
         .name("rustsink-run-input".into())
-        .spawn(move || read_chunks(input, format, chunk_records, &sender))
+        .spawn(move || {
+            let read = read_chunks(input, format, chunk_records, &sender);
+            read.map(|()| thread_cpu_time())
+        })
         .context("starting the input thread")?;
     let chunks = Mutex::new(chunks);
     let totals = Mutex::new(Totals::default());
@@ -122,7 +125,7 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
         }
     });
     let totals = totals.into_inner().unwrap_or_else(PoisonError::into_inner);
-    reader
+    let input_cpu = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the input thread panicked"))?
         .context("reading the input")?;
@@ -130,8 +133,13 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
     drop(routes);
     fluent_bit.shutdown()?;
     eprintln!(
-        "rustsink run: {} records in {} chunks to {} output(s); {} chunk deliveries failed",
-        totals.records, totals.chunks, outputs_used, totals.failed
+        "rustsink run: {} records in {} chunks to {} output(s); {} chunk deliveries failed; \
+         the input thread (Fluent Bit's part) used {:.3} s of CPU",
+        totals.records,
+        totals.chunks,
+        outputs_used,
+        totals.failed,
+        input_cpu.as_secs_f64()
     );
     Ok(totals.failed == 0)
 }

@@ -340,11 +340,23 @@ impl Engine {
             counts.push(blocks.len() - before);
         }
         if let Some(deflater) = &self.deflater {
+            let threads = self.config.compression_threads;
+            // Each object's blocks in at most `threads` runs of neighbours: a run is
+            // compressed in order on one thread, so only its first block needs priming.
+            let mut runs = Vec::new();
+            let mut rest = blocks.as_mut_slice();
+            for &count in &counts {
+                let (own, after) = rest.split_at_mut(count);
+                if count > 0 {
+                    runs.extend(own.chunks_mut(count.div_ceil(threads)));
+                }
+                rest = after;
+            }
             parallel::for_each(
-                &mut blocks,
-                self.config.compression_threads,
-                |block| block.raw.len(),
-                |block| deflater.deflate(block),
+                &mut runs,
+                threads,
+                |run| run.iter().map(|block| block.raw.len()).sum(),
+                |run| run.iter_mut().for_each(|block| deflater.deflate(block)),
             );
         }
         let mut blocks = blocks.into_iter();

@@ -11,6 +11,7 @@
 //! error says at which byte the bad event starts.
 
 pub mod chunk;
+pub mod msgpack;
 
 use rmpv::ValueRef;
 
@@ -40,8 +41,19 @@ pub struct Event<'a> {
     pub time: EventTime,
     /// The metadata map of a V2 event; None for V1.
     pub metadata: Option<ValueRef<'a>>,
-    /// The record: a map.
-    pub body: ValueRef<'a>,
+    /// The record: the msgpack bytes of a map, checked to be whole and nested at most
+    /// [`msgpack::MAX_DEPTH`] deep. Kept as bytes, so that writing it as JSON builds no
+    /// tree of values.
+    pub body: &'a [u8],
+}
+
+impl<'a> Event<'a> {
+    /// The record as a value.
+    pub fn record(&self) -> ValueRef<'a> {
+        let mut body = self.body;
+        rmpv::decode::read_value_ref(&mut body)
+            .expect("a body that was checked when decoded reads as a value")
+    }
 }
 
 /// A chunk that stops making sense at some byte.
@@ -122,38 +134,42 @@ fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
             "expected an event array of 2 elements, found {len}"
         ));
     }
-    let header = read_value(rest, "event header")?;
-    let (time, metadata) = match header {
-        ValueRef::Array(parts) if parts.len() == 2 => {
-            let mut parts = parts.into_iter();
-            let (time, metadata) = (parts.next(), parts.next());
-            match metadata {
-                Some(map @ ValueRef::Map(_)) => (time.unwrap_or(ValueRef::Nil), Some(map)),
+    // The header is read part by part, not as one value: a V2 header would otherwise
+    // cost an allocation per event.
+    let (time, metadata) = match rest.first().copied().map(rmp::Marker::from_u8) {
+        Some(rmp::Marker::FixArray(_) | rmp::Marker::Array16 | rmp::Marker::Array32) => {
+            let parts = rmp::decode::read_array_len(rest)
+                .map_err(|e| format!("cannot read the event header: {e}"))?;
+            if parts != 2 {
+                return Err(format!(
+                    "expected an event header [time, metadata], found an array of {parts}"
+                ));
+            }
+            let time = read_value(rest, "event header")?;
+            match read_value(rest, "event header")? {
+                map @ ValueRef::Map(_) => (time, Some(map)),
                 other => {
                     return Err(format!(
                         "expected a metadata map in the event header, found {}",
-                        type_name(other.as_ref())
+                        type_name(Some(&other))
                     ));
                 }
             }
         }
-        ValueRef::Array(parts) => {
-            return Err(format!(
-                "expected an event header [time, metadata], found an array of {}",
-                parts.len()
-            ));
-        }
-        time => (time, None),
+        _ => (read_value(rest, "event header")?, None),
     };
-    let body = read_value(rest, "event body")?;
+    let body = msgpack::skip_value(rest).map_err(|e| format!("cannot read the event body: {e}"))?;
     let time = decode_time(&time)?;
     if time.seconds == GROUP_START || time.seconds == GROUP_END {
         return Ok(None);
     }
-    if !matches!(body, ValueRef::Map(_)) {
+    let mut first = body;
+    if !matches!(msgpack::read_item(&mut first), Ok(msgpack::Item::Map(_))) {
+        let mut whole = body;
+        let found = read_value(&mut whole, "event body")?;
         return Err(format!(
             "expected the event body to be a map, found {}",
-            type_name(Some(&body))
+            type_name(Some(&found))
         ));
     }
     Ok(Some(Event {

@@ -66,7 +66,7 @@ fn v1_and_v2_events_mix_in_one_chunk() {
         decoded[1].metadata.as_ref().map(|m| m.to_owned()),
         Some(meta)
     );
-    assert_eq!(decoded[2].body.to_owned(), record("c"));
+    assert_eq!(decoded[2].record().to_owned(), record("c"));
 }
 
 #[test]
@@ -127,7 +127,10 @@ fn group_markers_are_skipped_and_counted() {
         );
     let chunk = chunk.finish();
     let mut iter = events(&chunk);
-    let bodies: Vec<_> = iter.by_ref().map(|e| e.unwrap().body.to_owned()).collect();
+    let bodies: Vec<_> = iter
+        .by_ref()
+        .map(|e| e.unwrap().record().to_owned())
+        .collect();
     assert_eq!(bodies, [record("inside"), record("after")]);
     assert_eq!(iter.group_markers(), 2);
 }
@@ -154,7 +157,7 @@ fn a_truncated_tail_keeps_what_came_before() {
     bytes.truncate(bytes.len() - 3);
     let (decoded, error) = decode_all(&bytes);
     assert_eq!(decoded.len(), 1);
-    assert_eq!(decoded[0].body.to_owned(), record("kept"));
+    assert_eq!(decoded[0].record().to_owned(), record("kept"));
     let error = error.expect("the cut event is reported");
     assert_eq!(error.offset, good_len);
     assert_eq!(error.chunk_len, bytes.len());
@@ -292,7 +295,7 @@ proptest! {
         let bytes = chunk.finish();
         let (decoded, error) = decode_all(&bytes);
         prop_assert_eq!(error, None);
-        let got: Vec<_> = decoded.into_iter().map(|e| (e.time, e.body.to_owned())).collect();
+        let got: Vec<_> = decoded.into_iter().map(|e| (e.time, e.record().to_owned())).collect();
         prop_assert_eq!(got, expected);
     }
 
@@ -335,7 +338,7 @@ proptest! {
         prop_assert!(decoded.len() >= intact.len());
         for (event, (_, time, body)) in decoded.iter().zip(intact) {
             prop_assert_eq!(event.time, *time);
-            prop_assert_eq!(&event.body.to_owned(), body);
+            prop_assert_eq!(&event.record().to_owned(), body);
         }
     }
 }

@@ -13,14 +13,15 @@
 //! | ext type 0 of 8 bytes (an EventTime) | seconds with a fraction, as a number |
 //! | other ext | string `"ext:<type>:<hex of the data>"` |
 //!
-//! The V2 metadata map is not written.
+//! The V2 metadata map is not written. The record is written straight from its msgpack
+//! bytes, which the event's decoding checked.
 
 use std::io::Write;
 
-use rmpv::ValueRef;
 use time::OffsetDateTime;
 
 use crate::config::{DateFormat, JsonLines};
+use crate::event::msgpack::{Item, read_item};
 use crate::event::{Event, EventTime};
 
 /// Appends one event as a JSON line, newline included.
@@ -33,15 +34,16 @@ pub fn write_json_line(out: &mut Vec<u8>, event: &Event<'_>, format: &JsonLines)
         write_time(out, event.time, format.date_format);
         first = false;
     }
-    if let ValueRef::Map(fields) = &event.body {
-        for (key, value) in fields {
+    let mut body = event.body;
+    if let Ok(Item::Map(fields)) = read_item(&mut body) {
+        for _ in 0..fields {
             if !first {
                 out.push(b',');
             }
             first = false;
-            write_key(out, key);
+            write_key(out, &mut body);
             out.push(b':');
-            write_value(out, value);
+            write_value(out, &mut body);
         }
     }
     out.extend_from_slice(b"}\n");
@@ -100,15 +102,109 @@ fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
     }
 }
 
-fn write_string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *out, text).expect("writing JSON to a Vec cannot fail");
+/// Writes bytes as a JSON string; what is not UTF-8 becomes U+FFFD, as
+/// `String::from_utf8_lossy` makes it.
+fn write_bytes_as_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let rest = escape_contents(out, bytes, true);
+    // From the first byte that is not ASCII (so at a character boundary), checked once:
+    // much faster than from_utf8_lossy on text that is valid, as logs are.
+    match std::str::from_utf8(rest) {
+        Ok(_) => escape_contents(out, rest, false),
+        Err(_) => escape_contents(out, String::from_utf8_lossy(rest).as_bytes(), false),
+    };
+    out.push(b'"');
 }
 
-fn write_bytes_as_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Checking first is much faster than from_utf8_lossy on text that is valid, as logs are.
-    match std::str::from_utf8(bytes) {
-        Ok(text) => write_string(out, text),
-        Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
+/// Writes a string as a JSON string, with the same bytes as `serde_json::to_writer`.
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    escape_contents(out, text.as_bytes(), false);
+    out.push(b'"');
+}
+
+/// How a byte is written inside a JSON string: 0 as itself, `u` as `\u00XX`, any other
+/// value `v` as a backslash and `v`. The same escapes as serde_json writes.
+const ESCAPE: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Writes the inside of a JSON string: `text`, escaped as serde_json escapes it. With
+/// `ascii_only`, stops before the first group of bytes that holds one that is not ASCII,
+/// and returns what is left from there; otherwise writes everything.
+///
+/// By hand because this is the hottest loop after deflate: log lines that hold JSON have
+/// a quote every few bytes. Eight bytes are checked at once for a byte to escape (a
+/// quote, a backslash, a control character).
+fn escape_contents<'a>(out: &mut Vec<u8>, text: &'a [u8], ascii_only: bool) -> &'a [u8] {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// The high bit of each byte of `word` that is zero; exact up to the first one.
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    let mut rest = text;
+    while let Some(group) = rest.first_chunk::<8>() {
+        let word = u64::from_le_bytes(*group);
+        if ascii_only && word & HIGHS != 0 {
+            return rest;
+        }
+        let to_escape = zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+            // Bytes below 0x20, by the same borrow trick.
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS);
+        // All eight bytes, then back to the clean ones: copying a fixed size is a single
+        // move, where a short copy of any length is a call.
+        out.extend_from_slice(group);
+        if to_escape == 0 {
+            rest = &rest[8..];
+            continue;
+        }
+        // The first flagged byte (little-endian: the lowest) is always a real one.
+        let clean = (to_escape.trailing_zeros() / 8) as usize;
+        out.truncate(out.len() - (8 - clean));
+        push_escaped(out, rest[clean]);
+        rest = &rest[clean + 1..];
+    }
+    if ascii_only && !rest.is_ascii() {
+        return rest;
+    }
+    for &byte in rest {
+        push_escaped(out, byte);
+    }
+    &[]
+}
+
+/// Writes one byte of a JSON string, escaped if it must be.
+#[inline]
+fn push_escaped(out: &mut Vec<u8>, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match ESCAPE[usize::from(byte)] {
+        0 => out.push(byte),
+        b'u' => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 0xf)],
+        ]),
+        short => out.extend_from_slice(&[b'\\', short]),
     }
 }
 
@@ -120,58 +216,69 @@ fn write_float(out: &mut Vec<u8>, value: f64) {
     }
 }
 
-fn write_key(out: &mut Vec<u8>, key: &ValueRef<'_>) {
-    match key {
-        ValueRef::String(text) => write_bytes_as_string(out, text.as_bytes()),
-        ValueRef::Binary(bytes) => write_bytes_as_string(out, bytes),
-        other => {
+/// Writes the map key at the front of `rest` and moves past it.
+fn write_key(out: &mut Vec<u8>, rest: &mut &[u8]) {
+    let before = *rest;
+    match read_item(rest) {
+        Ok(Item::Str(bytes) | Item::Bin(bytes)) => write_bytes_as_string(out, bytes),
+        Ok(_) => {
+            *rest = before;
             let mut text = Vec::new();
-            write_value(&mut text, other);
+            write_value(&mut text, rest);
             write_bytes_as_string(out, &text);
         }
+        // Not reached for a checked record; the line stays valid JSON all the same.
+        Err(_) => out.extend_from_slice(b"\"\""),
     }
 }
 
-fn write_value(out: &mut Vec<u8>, value: &ValueRef<'_>) {
-    match value {
-        ValueRef::Nil => out.extend_from_slice(b"null"),
-        ValueRef::Boolean(true) => out.extend_from_slice(b"true"),
-        ValueRef::Boolean(false) => out.extend_from_slice(b"false"),
-        ValueRef::Integer(integer) => {
+/// Writes the value at the front of `rest` (with all its elements) and moves past it.
+fn write_value(out: &mut Vec<u8>, rest: &mut &[u8]) {
+    let Ok(item) = read_item(rest) else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    match item {
+        Item::Nil => out.extend_from_slice(b"null"),
+        Item::Bool(true) => out.extend_from_slice(b"true"),
+        Item::Bool(false) => out.extend_from_slice(b"false"),
+        Item::Uint(integer) => {
             let _ = write!(out, "{integer}");
         }
-        ValueRef::F32(float) => write_float(out, f64::from(*float)),
-        ValueRef::F64(float) => write_float(out, *float),
-        ValueRef::String(text) => write_bytes_as_string(out, text.as_bytes()),
-        ValueRef::Binary(bytes) => write_bytes_as_string(out, bytes),
-        ValueRef::Array(items) => {
+        Item::Int(integer) => {
+            let _ = write!(out, "{integer}");
+        }
+        Item::F32(float) => write_float(out, f64::from(float)),
+        Item::F64(float) => write_float(out, float),
+        Item::Str(bytes) | Item::Bin(bytes) => write_bytes_as_string(out, bytes),
+        Item::Array(len) => {
             out.push(b'[');
-            for (index, item) in items.iter().enumerate() {
+            for index in 0..len {
                 if index > 0 {
                     out.push(b',');
                 }
-                write_value(out, item);
+                write_value(out, rest);
             }
             out.push(b']');
         }
-        ValueRef::Map(fields) => {
+        Item::Map(len) => {
             out.push(b'{');
-            for (index, (key, item)) in fields.iter().enumerate() {
+            for index in 0..len {
                 if index > 0 {
                     out.push(b',');
                 }
-                write_key(out, key);
+                write_key(out, rest);
                 out.push(b':');
-                write_value(out, item);
+                write_value(out, rest);
             }
             out.push(b'}');
         }
-        ValueRef::Ext(0, data) if data.len() == 8 => {
-            let seconds = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
-            let nanos = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+        Item::Ext(0, &[s0, s1, s2, s3, n0, n1, n2, n3]) => {
+            let seconds = u32::from_be_bytes([s0, s1, s2, s3]);
+            let nanos = u32::from_be_bytes([n0, n1, n2, n3]);
             write_float(out, f64::from(seconds) + f64::from(nanos) / 1e9);
         }
-        ValueRef::Ext(kind, data) => {
+        Item::Ext(kind, data) => {
             let hex: String = data.iter().map(|byte| format!("{byte:02x}")).collect();
             write_string(out, &format!("ext:{kind}:{hex}"));
         }
@@ -241,6 +348,54 @@ mod tests {
             date_format: DateFormat::Iso8601,
         };
         assert_eq!(line(body, time, none), "{}\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_escaped_as_serde_json_escapes_them(text in ".*", ascii in "[ -~\\x00-\\x1f\\x7f]*") {
+            for text in [&text, &ascii] {
+                let mut ours = Vec::new();
+                write_string(&mut ours, text);
+                proptest::prop_assert_eq!(ours, serde_json::to_vec(text).unwrap());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bytes_are_written_as_their_lossy_utf8_string(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            text in ".{0,12}",
+        ) {
+            // Valid UTF-8 after some ASCII, and bytes that may not be, alone and after it.
+            let mut valid = b"plain ascii!".to_vec();
+            valid.extend_from_slice(text.as_bytes());
+            let mut invalid = valid.clone();
+            invalid.extend_from_slice(&bytes);
+            for bytes in [&bytes, &valid, &invalid] {
+                let mut ours = Vec::new();
+                write_bytes_as_string(&mut ours, bytes);
+                let expected = serde_json::to_vec(&String::from_utf8_lossy(bytes)).unwrap();
+                proptest::prop_assert_eq!(ours, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_that_needs_it_is_escaped_wherever_it_stands() {
+        for byte in 0u8..0x80 {
+            for at in 0..20 {
+                let mut text = "abcdefghijklmnopqrs".to_string();
+                text.insert(at, char::from(byte));
+                let mut ours = Vec::new();
+                write_string(&mut ours, &text);
+                assert_eq!(
+                    ours,
+                    serde_json::to_vec(&text).unwrap(),
+                    "{byte:#x} at {at}"
+                );
+            }
+        }
     }
 
     #[test]

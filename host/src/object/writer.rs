@@ -21,8 +21,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::deflate::{Block, WINDOW};
+use super::deflate::{Block, StreamPosition, WINDOW};
 use crate::config::Compression;
 
 /// The gzip member header: deflate, no name, modification time 0 (so the bytes do not
@@ -33,6 +34,13 @@ const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 /// Input is compressed in blocks of about this size (whole lines), so a size cut falls
 /// between lines near it.
 pub const SLICE: usize = 128 * 1024;
+
+/// Numbers the streams of data that writers compress (see [`StreamPosition`]).
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(0);
+
+fn new_stream() -> u64 {
+    NEXT_STREAM.fetch_add(1, Ordering::Relaxed)
+}
 
 /// What the journal records at a commit: enough to check and to seal the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -70,6 +78,9 @@ pub struct ObjectWriter {
     /// The last [`WINDOW`] bytes of uncompressed data written: the dictionary of the next
     /// block. Empty after a rollback or a reopen.
     window: Vec<u8>,
+    /// The stream the data belongs to, for compressors to go on where they stopped. A
+    /// rollback starts a new one: data after the cut-back point is replaced.
+    stream: u64,
     committed: Committed,
     /// The state after the last write, not yet committed.
     current: Committed,
@@ -136,6 +147,7 @@ impl ObjectWriter {
             file,
             level,
             window: Vec::new(),
+            stream: new_stream(),
             committed: state,
             current: state,
             hasher: crc32fast::Hasher::new_with_initial_len(state.crc, state.raw),
@@ -172,7 +184,11 @@ impl ObjectWriter {
             } else {
                 Cow::Owned(last_window(&self.window, &lines[..start]))
             };
-            blocks.push(Block::new(&lines[start..end], dictionary));
+            let position = StreamPosition {
+                stream: self.stream,
+                offset: self.current.raw + start as u64,
+            };
+            blocks.push(Block::new(&lines[start..end], dictionary, position));
             start = end;
         }
         blocks
@@ -192,6 +208,7 @@ impl ObjectWriter {
         cut_at: u64,
     ) -> io::Result<usize> {
         let mut taken = 0;
+        let mut appended = Vec::new();
         for block in blocks {
             if self.current.len >= cut_at {
                 break;
@@ -207,12 +224,27 @@ impl ObjectWriter {
             self.current.len += stored.len() as u64;
             self.current.raw += block.raw.len() as u64;
             self.hasher.update(block.raw);
-            if self.level.is_some() {
-                self.window = last_window(&self.window, block.raw);
-            }
+            appended.push(block.raw);
             taken += block.raw.len();
         }
+        if self.level.is_some() {
+            self.extend_window(&appended);
+        }
         Ok(taken)
+    }
+
+    /// Keeps the last [`WINDOW`] bytes of what was appended, copying only the blocks that
+    /// reach into them.
+    fn extend_window(&mut self, appended: &[&[u8]]) {
+        let mut first = appended.len();
+        let mut covered = 0;
+        while first > 0 && covered < WINDOW {
+            first -= 1;
+            covered += appended[first].len();
+        }
+        for raw in &appended[first..] {
+            self.window = last_window(&self.window, raw);
+        }
     }
 
     /// Syncs the file, so that the state [`pending`](Self::pending) returns can be
@@ -252,6 +284,7 @@ impl ObjectWriter {
     /// When the file cannot be cut back; the object must not be written again then.
     pub fn rollback(&mut self) -> io::Result<()> {
         self.window.clear();
+        self.stream = new_stream();
         self.current = self.committed;
         self.hasher =
             crc32fast::Hasher::new_with_initial_len(self.committed.crc, self.committed.raw);

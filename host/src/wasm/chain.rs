@@ -178,13 +178,14 @@ pub fn normalize(chunk: &[u8]) -> Normalized {
             Ok(event) => {
                 let metadata = event
                     .metadata
+                    .as_ref()
                     .map_or(Value::Map(Vec::new()), |m| m.to_owned());
                 writer.push(
                     EventFormat::V2,
                     TimeForm::EventTime,
                     event.time,
                     Some(metadata),
-                    event.body.to_owned(),
+                    event.record().to_owned(),
                 );
             }
             Err(error) => {
