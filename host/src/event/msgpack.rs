@@ -160,38 +160,12 @@ mod tests {
     use rmpv::Value;
 
     use super::*;
-
-    fn bytes_of(value: &Value) -> Vec<u8> {
-        let mut out = Vec::new();
-        rmpv::encode::write_value(&mut out, value).unwrap();
-        out
-    }
-
-    fn any_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Nil),
-            any::<bool>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f32>().prop_map(Value::F32),
-            any::<f64>().prop_map(Value::F64),
-            ".{0,40}".prop_map(Value::from),
-            prop::collection::vec(any::<u8>(), 0..300).prop_map(Value::Binary),
-            (any::<i8>(), prop::collection::vec(any::<u8>(), 0..20))
-                .prop_map(|(kind, data)| Value::Ext(kind, data)),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-                prop::collection::vec((inner.clone(), inner), 0..8).prop_map(Value::Map),
-            ]
-        })
-    }
+    use crate::event::tests::{arb_value, rmp_of};
 
     proptest! {
         #[test]
-        fn a_value_is_skipped_whole_and_a_cut_one_is_refused(value in any_value()) {
-            let mut bytes = bytes_of(&value);
+        fn a_value_is_skipped_whole_and_a_cut_one_is_refused(value in arb_value()) {
+            let mut bytes = rmp_of(&value);
             bytes.extend_from_slice(b"after");
             let mut rest = &bytes[..];
             let skipped = skip_value(&mut rest).unwrap();
@@ -226,7 +200,7 @@ mod tests {
             Value::Ext(9, vec![7; 70_000]),
         ];
         for value in values {
-            let bytes = bytes_of(&value);
+            let bytes = rmp_of(&value);
             let mut rest = &bytes[..];
             let item = read_item(&mut rest).unwrap();
             assert!(rest.is_empty(), "{value:?}");
@@ -250,13 +224,13 @@ mod tests {
         for _ in 0..=MAX_DEPTH {
             deep = Value::Array(vec![deep]);
         }
-        let bytes = bytes_of(&deep);
+        let bytes = rmp_of(&deep);
         let error = skip_value(&mut &bytes[..]).unwrap_err();
         assert!(error.contains("deeper than 256"), "{error}");
         let Value::Array(mut inner) = deep else {
             unreachable!()
         };
-        let bytes = bytes_of(&inner.pop().unwrap());
+        let bytes = rmp_of(&inner.pop().unwrap());
         assert!(skip_value(&mut &bytes[..]).is_ok());
     }
 

@@ -241,13 +241,13 @@ fn huge_declared_lengths_do_not_allocate_or_crash() {
     assert!(error.is_some());
 }
 
-fn rmp_of(value: &Value) -> Vec<u8> {
+pub(super) fn rmp_of(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     rmpv::encode::write_value(&mut out, value).unwrap();
     out
 }
 
-fn arb_value() -> impl Strategy<Value = Value> {
+pub(super) fn arb_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Nil),
         any::<bool>().prop_map(Value::from),
