@@ -136,10 +136,10 @@ fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
     }
     // The header is read part by part, not as one value: a V2 header would otherwise
     // cost an allocation per event.
-    let (time, metadata) = match rest.first().copied().map(rmp::Marker::from_u8) {
-        Some(rmp::Marker::FixArray(_) | rmp::Marker::Array16 | rmp::Marker::Array32) => {
-            let parts = rmp::decode::read_array_len(rest)
-                .map_err(|e| format!("cannot read the event header: {e}"))?;
+    let mut after_marker = *rest;
+    let (time, metadata) = match msgpack::read_item(&mut after_marker) {
+        Ok(msgpack::Item::Array(parts)) => {
+            *rest = after_marker;
             if parts != 2 {
                 return Err(format!(
                     "expected an event header [time, metadata], found an array of {parts}"

@@ -133,25 +133,29 @@ fn take_slice<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
     Ok(head)
 }
 
-/// Data after a big-endian length of `N` bytes.
-fn sized<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
+/// A big-endian length of `N` bytes.
+fn length<const N: usize>(rest: &mut &[u8]) -> Result<usize, String> {
     let mut len = [0; 8];
     len[8 - N..].copy_from_slice(&take::<N>(rest)?);
-    let len = usize::try_from(u64::from_be_bytes(len)).unwrap_or(usize::MAX);
+    Ok(usize::try_from(u64::from_be_bytes(len)).unwrap_or(usize::MAX))
+}
+
+/// Data after a big-endian length of `N` bytes.
+fn sized<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let len = length::<N>(rest)?;
     take_slice(rest, len)
 }
 
+/// An extension value after a big-endian length of `N` bytes.
+fn ext_sized<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
+    let len = length::<N>(rest)?;
+    ext(rest, len)
+}
+
+/// An extension value of `len` bytes: the type, then the data.
 fn ext<'a>(rest: &mut &'a [u8], len: usize) -> Result<Item<'a>, String> {
     let [kind] = take::<1>(rest)?;
     Ok(Item::Ext(kind as i8, take_slice(rest, len)?))
-}
-
-/// An extension value after a big-endian length of `N` bytes: the type, then the data.
-fn ext_sized<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
-    let mut len = [0; 8];
-    len[8 - N..].copy_from_slice(&take::<N>(rest)?);
-    let len = usize::try_from(u64::from_be_bytes(len)).unwrap_or(usize::MAX);
-    ext(rest, len)
 }
 
 #[cfg(test)]

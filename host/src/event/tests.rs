@@ -201,6 +201,13 @@ fn wrong_shapes_are_reported_with_their_offset() {
             "not a finite time",
         ),
         (vec![0xc1], "expected an event array"),
+        (
+            rmp_of(&Value::Array(vec![
+                Value::from(1),
+                nested_deeper_than_allowed(),
+            ])),
+            "nest deeper than 256 levels",
+        ),
     ];
     for (bad, expected) in cases {
         let mut chunk = ChunkWriter::new();
@@ -239,6 +246,15 @@ fn huge_declared_lengths_do_not_allocate_or_crash() {
     let (decoded, error) = decode_all(&bytes);
     assert_eq!(decoded.len(), 1);
     assert!(error.is_some());
+}
+
+/// A record whose maps nest one level deeper than a record may.
+fn nested_deeper_than_allowed() -> Value {
+    let mut deep = Value::Nil;
+    for _ in 0..=crate::event::msgpack::MAX_DEPTH {
+        deep = Value::Map(vec![(Value::from("k"), deep)]);
+    }
+    deep
 }
 
 pub(super) fn rmp_of(value: &Value) -> Vec<u8> {

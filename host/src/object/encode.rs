@@ -359,9 +359,7 @@ mod tests {
                 proptest::prop_assert_eq!(ours, serde_json::to_vec(text).unwrap());
             }
         }
-    }
 
-    proptest::proptest! {
         #[test]
         fn bytes_are_written_as_their_lossy_utf8_string(
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
