@@ -266,10 +266,77 @@ fn a_malformed_chunk_keeps_its_prefix_logs_once_and_returns_error() {
     assert_eq!(numbers(dir.path(), "app.bad"), vec![0, 1, 2, 3, 4]);
 }
 
+/// Whole msgpack values that are not valid events.
+fn bad_events() -> Vec<(&'static str, Vec<u8>)> {
+    let event = |time: Value, body: Value| {
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &Value::Array(vec![time, body])).unwrap();
+        bytes
+    };
+    let body = || Value::Map(vec![(Value::from("log"), Value::from("bad"))]);
+    vec![
+        (
+            "a body that is not a map",
+            event(Value::from(1), Value::from("text")),
+        ),
+        ("a NaN time", event(Value::F64(f64::NAN), body())),
+        ("a time of 1e300", event(Value::F64(1e300), body())),
+        ("a time of 2^63", event(Value::from(1u64 << 63), body())),
+    ]
+}
+
+#[test]
+fn one_bad_event_is_skipped_and_the_rest_of_its_chunk_is_accepted() {
+    let grep = components().grep.display().to_string();
+    // Without filters, and through a filter that passes every record.
+    let filtered: [(&str, &str); 3] = [
+        ("filter.1", grep.as_str()),
+        ("filter.1.key", "log"),
+        ("filter.1.regex", "."),
+    ];
+    for filters in [&[][..], &filtered[..]] {
+        for (what, bad) in bad_events() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut fluent_bit = load(HostVersion::V5);
+            let out = fluent_bit
+                .add_output(&dir_output(dir.path(), filters))
+                .unwrap();
+            take_log_lines();
+            // Event 0, the bad one, then events 1 to 100.
+            let first = numbered_chunk(EventFormat::V2, 0, 1);
+            let mut chunk = first.clone();
+            chunk.extend_from_slice(&bad);
+            chunk.extend_from_slice(&numbered_chunk(EventFormat::V2, 1, 100));
+            let status = fluent_bit.flusher(out).flush(&chunk, "app.bad");
+            assert_eq!(status, FLB_OK, "{what}");
+            let warnings: Vec<String> = take_log_lines()
+                .into_iter()
+                .filter(|line| line.level <= 2)
+                .map(|line| line.message)
+                .collect();
+            assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
+            let expected = format!("at byte {} of {}", first.len(), chunk.len());
+            assert!(
+                warnings[0].contains("tag 'app.bad': 1 malformed events skipped")
+                    && warnings[0].contains(&expected)
+                    && warnings[0].contains("101 other events were accepted"),
+                "{what}: {}",
+                warnings[0]
+            );
+            fluent_bit.shutdown().unwrap();
+            assert_eq!(
+                numbers(dir.path(), "app.bad"),
+                (0..101).collect::<Vec<_>>(),
+                "{what}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_config_fails_init_with_one_line_naming_key_and_value() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 6] = [
         (&[("sink", "kafka")], "invalid value 'kafka' for key 'sink'"),
         (&[("sink", "dir")], "missing key 'path'"),
         (
@@ -281,6 +348,14 @@ fn bad_config_fails_init_with_one_line_naming_key_and_value() {
             "invalid value 'rfc822' for key 'json_date_format'",
         ),
         (&[], "missing key 'bucket'"),
+        (
+            &[("sink", "dir"), ("path", "/x"), ("time_window", "0")],
+            "invalid value '0' for key 'time_window'",
+        ),
+        (
+            &[("sink", "dir"), ("path", "/x"), ("time_window", "7m")],
+            "invalid value '7m' for key 'time_window': expected whole seconds that divide a day",
+        ),
     ];
     for (pairs, expected) in cases {
         let mut fluent_bit = load(HostVersion::V5);

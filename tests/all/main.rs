@@ -9,6 +9,7 @@ mod filters;
 mod objects;
 mod process;
 mod s3;
+mod setup;
 mod sinks;
 mod support;
 mod uploads;

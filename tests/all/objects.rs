@@ -419,3 +419,95 @@ fn after_upload_retry_limit_an_object_is_quarantined_with_its_key() {
             .is_none()
     );
 }
+
+#[test]
+fn identical_chunks_in_separate_flushes_are_all_written_even_across_a_clean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunk = numbered_chunk(EventFormat::V2, 0, 3);
+    for flushes in [2, 1] {
+        let mut fluent_bit = load(HostVersion::V5);
+        let out = fluent_bit.add_output(&dir_output(dir.path(), &[])).unwrap();
+        for _ in 0..flushes {
+            assert_eq!(fluent_bit.flusher(out).flush(&chunk, "same"), FLB_OK);
+        }
+        fluent_bit.shutdown().unwrap();
+    }
+    let mut seen = numbers(dir.path(), "same");
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [0, 0, 0, 1, 1, 1, 2, 2, 2],
+        "the same lines, three times"
+    );
+}
+
+#[test]
+fn tags_that_differ_only_in_bytes_that_are_not_utf8_get_their_own_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit.add_output(&dir_output(dir.path(), &[])).unwrap();
+    let flusher = fluent_bit.flusher(out);
+    assert_eq!(
+        flusher.flush(&numbered_chunk(EventFormat::V2, 0, 2), b"bad\xff\xfe"),
+        FLB_OK
+    );
+    assert_eq!(
+        flusher.flush(&numbered_chunk(EventFormat::V2, 2, 3), b"bad\xff\xfd"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(numbers(dir.path(), "bad%FF%FE"), [0, 1]);
+    assert_eq!(numbers(dir.path(), "bad%FF%FD"), [2, 3, 4]);
+}
+
+#[test]
+fn shutdown_names_what_stays_undelivered_and_a_late_delivery_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the key's first folder should be: every delivery fails.
+    let blocked = dir.path().join("rustsink");
+    fs::write(&blocked, "in the way").unwrap();
+    let keys = [("Alias", "late"), ("shutdown_timeout", "1s")];
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    let chunk = numbered_chunk(EventFormat::V2, 0, 20);
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
+    take_log_lines();
+    fluent_bit.shutdown().unwrap();
+    let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+    let stays = lines
+        .iter()
+        .find(|line| line.contains("were not delivered"))
+        .unwrap_or_else(|| panic!("no line says what stays: {lines:#?}"));
+    assert!(
+        stays.contains("1 objects (")
+            && stays.contains(".store/late")
+            && stays.contains("The oldest is 'rustsink/t/year=2024/"),
+        "{stays}"
+    );
+
+    // The next run: the first attempt fails, then the way is cleared.
+    let mut fluent_bit = load(HostVersion::V5);
+    take_log_lines();
+    fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fs::remove_file(&blocked).unwrap();
+    wait_for("the late delivery", || dir.path().join("rustsink").is_dir());
+    fluent_bit.shutdown().unwrap();
+    let infos: Vec<String> = take_log_lines()
+        .into_iter()
+        .filter(|line| line.level == 3)
+        .map(|line| line.message)
+        .collect();
+    assert!(
+        infos
+            .iter()
+            .any(|line| line.contains("delivered object 'rustsink/t/")
+                && line.contains("after 2 attempts")),
+        "{infos:#?}"
+    );
+    assert_eq!(numbers(dir.path(), "t"), (0..20).collect::<Vec<_>>());
+}

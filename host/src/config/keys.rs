@@ -336,9 +336,10 @@ pub const ALL: &[Key] = &[
     Key {
         name: TIME_WINDOW,
         default: Some("1h"),
-        doc: "The event-time window of an object, aligned to UTC (`1h` windows start on the \
-              hour): an object holds the records of one tag and one window. `off`: the time \
-              of arrival decides, and the key's strftime uses the time the object opened.",
+        doc: "The event-time window of an object, aligned to UTC midnight (`1h` windows start \
+              on the hour, `15m` ones at :00, :15, :30 and :45): an object holds the records of \
+              one tag and one window. It must divide a day (`7m` or `0` is refused). `off`: the \
+              time of arrival decides, and the key's strftime uses the time the object opened.",
     },
     Key {
         name: WINDOW_WAIT,

@@ -210,15 +210,17 @@ fn parse_objects(
             })
     };
 
-    let time_window = match text(keys::TIME_WINDOW).trim() {
-        off if parse::boolean(off) == Ok(false) => None,
+    // Only the words turn windows off: `0` is a duration, and refused below.
+    let time_window = match text(keys::TIME_WINDOW).trim().to_ascii_lowercase().as_str() {
+        "off" | "false" | "no" => None,
         _ => Some(duration(keys::TIME_WINDOW)?),
     };
-    if time_window.is_some_and(|w| w.as_secs() == 0 || w.subsec_nanos() != 0) {
+    if time_window.is_some_and(|w| w.subsec_nanos() != 0 || !divides_a_day(w.as_secs())) {
         return Err(invalid(
             keys::TIME_WINDOW,
             &text(keys::TIME_WINDOW),
-            "whole seconds, at least 1s (or off)",
+            "whole seconds that divide a day (such as 5m, 10m, 15m, 30m, 1h, 2h, 6h, 24h), so \
+             that windows start at the same times every day; or off",
         ));
     }
     let compression = match text(keys::COMPRESSION).trim().to_ascii_lowercase().as_str() {
@@ -367,6 +369,11 @@ fn parse_date_format(format: &str) -> Result<DateFormat, ConfigError> {
     })
 }
 
+/// Whether windows of `seconds` tile each UTC day from midnight.
+fn divides_a_day(seconds: u64) -> bool {
+    seconds > 0 && 86_400 % seconds == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +494,9 @@ mod tests {
         );
         for (key, value, expected) in [
             ("time_window", "1500ms", "whole seconds"),
+            ("time_window", "0", "divide a day"),
+            ("time_window", "7m", "divide a day"),
+            ("time_window", "48h", "divide a day"),
             ("total_file_size", "0", "above 0"),
             ("compression", "zstd", "gzip or none"),
             ("compression_level", "10", "from 1 to 9"),

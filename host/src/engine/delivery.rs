@@ -141,6 +141,7 @@ impl Deliverer {
             let now = Instant::now();
             let past_deadline = deadline.is_some_and(|at| self.queue.is_empty() || now >= at);
             if past_deadline && self.in_flight == 0 {
+                self.report_undelivered();
                 return;
             }
             // Nothing new starts after the deadline, but attempts under way are awaited.
@@ -234,7 +235,7 @@ impl Deliverer {
     /// Acts on the outcome of an attempt: done, again later, or quarantined.
     fn settle(&mut self, mut pending: Pending, result: Result<(), DeliveryError>) {
         match result {
-            Ok(()) => self.delivered(&pending.object),
+            Ok(()) => self.delivered(&pending),
             Err(error) if error.is_retryable() && pending.attempts < self.context.retry_limit => {
                 let wait = backoff(pending.attempts);
                 self.report_retry(&pending, &error, wait);
@@ -269,7 +270,8 @@ impl Deliverer {
         }
     }
 
-    fn delivered(&self, object: &SealedObject) {
+    fn delivered(&self, pending: &Pending) {
+        let object = &pending.object;
         let recorded = self.journal_append(&Record::Delivered { id: object.id });
         match recorded {
             Ok(()) => {
@@ -280,10 +282,20 @@ impl Deliverer {
                         object.path.display()
                     ));
                 }
-                self.context.log.debug(format_args!(
-                    "delivered object '{}' ({} bytes)",
-                    object.key, object.len
-                ));
+                if pending.attempts > 1 {
+                    self.context.log.info(format_args!(
+                        "delivered object '{}' ({} bytes) to {} after {} attempts",
+                        object.key,
+                        object.len,
+                        self.context.destination.describe(),
+                        pending.attempts
+                    ));
+                } else {
+                    self.context.log.debug(format_args!(
+                        "delivered object '{}' ({} bytes)",
+                        object.key, object.len
+                    ));
+                }
             }
             Err(error) => self.context.log.warn(format_args!(
                 "object '{}' is delivered but the journal could not record it ({error}); it is \
@@ -323,6 +335,22 @@ impl Deliverer {
                 object.path.display()
             )),
         }
+    }
+
+    /// Says at the end what stays in `store_dir` for the next start.
+    fn report_undelivered(&self) {
+        let Some(oldest) = self.queue.iter().min_by_key(|p| p.object.id) else {
+            return;
+        };
+        let bytes: u64 = self.queue.iter().map(|p| p.object.len).sum();
+        self.context.log.warn(format_args!(
+            "{} objects ({bytes} bytes) were not delivered to {} before shutdown_timeout; they \
+             stay in {} and are delivered at the next start. The oldest is '{}'",
+            self.queue.len(),
+            self.context.destination.describe(),
+            self.context.store.root().display(),
+            oldest.object.key
+        ));
     }
 
     fn journal_append(&self, record: &Record) -> std::io::Result<()> {

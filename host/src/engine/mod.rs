@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Compression, JsonLines, ObjectConfig};
 use crate::destination::SealedObject;
-use crate::event::{DecodeError, EventTime, events};
+use crate::event::{EventTime, Malformed, events};
 use crate::log::Logger;
 use crate::object::deflate::Deflater;
 use crate::object::encode::write_json_line;
@@ -41,6 +41,10 @@ use crate::store::Store;
 use crate::store::journal::{ChunkId, Journal, Opened, Record, fold};
 use delivery::Delivery;
 
+/// How long after a start after a crash a chunk of the last group accepted before it is
+/// recognised as Fluent Bit sending it again. Fluent Bit sends the chunks it holds within
+/// seconds of its start; later, an identical chunk is new data.
+const REPLAY_WINDOW: Duration = Duration::from_secs(600);
 /// The journal is compacted when it grows past this size.
 const COMPACT_AT: u64 = 4 << 20;
 /// After this long without a write, the compressors' memory is given back.
@@ -56,8 +60,8 @@ const RAW_PER_STORED_BYTE: u64 = 4;
 pub struct ChunkOutcome {
     /// Events written.
     pub records: usize,
-    /// Where the chunk stopped being decodable; the events before it were written.
-    pub malformed: Option<DecodeError>,
+    /// The events that were not written because they are malformed.
+    pub malformed: Malformed,
 }
 
 /// Why a group of chunks was not accepted; none of it was written.
@@ -111,8 +115,11 @@ pub struct Engine {
     open: HashMap<Slot, OpenObject>,
     /// Objects that are closed but not yet sealed (a seal failed and is tried again).
     closing: Vec<OpenObject>,
-    /// Chunks accepted in the last group before a crash, in case Fluent Bit sends them again.
-    accepted_before_restart: Vec<ChunkId>,
+    /// Chunks accepted in the last group before a crash, in case Fluent Bit sends them again
+    /// because the crash lost their OK. Forgotten after [`REPLAY_WINDOW`].
+    accepted_before_crash: Vec<ChunkId>,
+    /// When the engine started.
+    started: Instant,
     /// Whether the log said that the store limit is reached.
     at_limit: bool,
 }
@@ -139,14 +146,13 @@ impl Engine {
         for (index, &(chunk, tag)) in chunks.iter().enumerate() {
             outcomes.push(ChunkOutcome {
                 records: 0,
-                malformed: None,
+                malformed: Malformed::default(),
             });
             let id = ChunkId::of(tag, chunk);
-            if let Some(at) = self.accepted_before_restart.iter().position(|c| *c == id) {
-                self.accepted_before_restart.swap_remove(at);
+            if self.is_replay(&id) {
                 self.log.info(format_args!(
-                    "a chunk of tag '{tag}' ({} bytes) was already accepted before the restart; \
-                     it is not written again",
+                    "a chunk of tag '{tag}' ({} bytes) was the last accepted before a crash, \
+                     which lost its OK; it is not written again",
                     chunk.len()
                 ));
                 continue;
@@ -159,7 +165,7 @@ impl Engine {
                 windows: HashMap::new(),
                 outcome: ChunkOutcome {
                     records: 0,
-                    malformed: None,
+                    malformed: Malformed::default(),
                 },
             });
         }
@@ -193,6 +199,25 @@ impl Engine {
         self.write_group(&buffers, ids, now)?;
         self.seal_closing();
         Ok(outcomes)
+    }
+
+    /// Whether a chunk is one that was accepted just before a crash and that Fluent Bit sends
+    /// again: each such chunk is recognised once, within [`REPLAY_WINDOW`] of the start.
+    fn is_replay(&mut self, id: &ChunkId) -> bool {
+        if self.accepted_before_crash.is_empty() {
+            return false;
+        }
+        if self.started.elapsed() > REPLAY_WINDOW {
+            self.accepted_before_crash.clear();
+            return false;
+        }
+        match self.accepted_before_crash.iter().position(|c| c == id) {
+            Some(at) => {
+                self.accepted_before_crash.swap_remove(at);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Writes and commits the buffers of a group; on failure, nothing of it stays.
@@ -572,8 +597,24 @@ impl Engine {
         let open: Vec<OpenObject> = self.open.drain().map(|(_, object)| object).collect();
         self.closing.extend(open);
         self.seal_closing();
-        let Engine { delivery, .. } = self;
+        let Engine {
+            delivery,
+            journal,
+            log,
+            ..
+        } = self;
         delivery.finish(deadline);
+        // Every flush was answered: a chunk that comes again after this start is new data.
+        let stopped = journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(&[Record::Stopped]);
+        if let Err(error) = stopped {
+            log.warn(format_args!(
+                "recording the clean stop in the journal failed ({error}); at the next start, a \
+                 chunk identical to the last one accepted is taken for a replay and skipped once"
+            ));
+        }
     }
 
     fn lock_journal(&self) -> std::sync::MutexGuard<'_, Journal> {
@@ -604,7 +645,7 @@ fn encode_chunk(item: &mut EncodedChunk<'_>, json: &JsonLines, time_window: Opti
                 write_json_line(buffer, &event, json);
                 item.outcome.records += 1;
             }
-            Err(error) => item.outcome.malformed = Some(error),
+            Err(error) => item.outcome.malformed.note(error),
         }
     }
 }

@@ -100,7 +100,8 @@ impl Engine {
             next_index: state.next_index,
             open: HashMap::new(),
             closing: Vec::new(),
-            accepted_before_restart: state.last_accepted,
+            accepted_before_crash: state.last_accepted,
+            started: Instant::now(),
             at_limit: false,
             store,
         })

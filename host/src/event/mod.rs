@@ -7,8 +7,11 @@
 //! Group markers, written by OpenTelemetry inputs as EventTime seconds -1 (start) and -2
 //! (end), carry no record and are skipped.
 //!
-//! Decoding stops at the first malformed event: what came before it is kept, and the
-//! error says at which byte the bad event starts.
+//! A malformed event is reported with the byte it starts at. When it is still one whole
+//! msgpack value (a body that is not a map, a time out of range, a record nested too
+//! deeply), only that event is skipped and decoding goes on after it. When the bytes stop
+//! being msgpack at all, the event's end cannot be found: decoding stops there, and what
+//! came before is kept.
 
 pub mod chunk;
 pub mod msgpack;
@@ -56,7 +59,7 @@ impl<'a> Event<'a> {
     }
 }
 
-/// A chunk that stops making sense at some byte.
+/// A malformed event of a chunk.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed event at byte {offset} of {chunk_len}: {reason}")]
 pub struct DecodeError {
@@ -66,6 +69,83 @@ pub struct DecodeError {
     pub chunk_len: usize,
     /// What is wrong with it.
     pub reason: String,
+    /// Whether the events after it could still be read.
+    pub damage: Damage,
+}
+
+/// How far a malformed event's damage reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// The event is one whole msgpack value but not a valid event: it alone is skipped.
+    Event,
+    /// The bytes from the event on are not msgpack values, so no later event can be found:
+    /// the rest of the chunk is lost.
+    Framing,
+}
+
+impl DecodeError {
+    /// Whether nothing after this error can be read.
+    pub fn ends_chunk(&self) -> bool {
+        self.damage == Damage::Framing
+    }
+}
+
+/// A chunk's tag as text, one to one: bytes that are not UTF-8 are written `%XX`, and so is
+/// `%` itself (`%25`), so that two different tags never become one text (and one key).
+pub fn tag_text(tag: &[u8]) -> String {
+    let mut text = String::with_capacity(tag.len());
+    for chunk in tag.utf8_chunks() {
+        let valid = chunk.valid();
+        if valid.contains('%') {
+            text.push_str(&valid.replace('%', "%25"));
+        } else {
+            text.push_str(valid);
+        }
+        for byte in chunk.invalid() {
+            text.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    text
+}
+
+/// The malformed events met while decoding one chunk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Malformed {
+    /// How many events were skipped, each on its own.
+    pub skipped: usize,
+    /// The first of them.
+    pub first_skipped: Option<DecodeError>,
+    /// Where the chunk stopped being msgpack: nothing after it was read.
+    pub unframed: Option<DecodeError>,
+}
+
+impl Malformed {
+    /// Counts one decoding error.
+    pub fn note(&mut self, error: DecodeError) {
+        match error.damage {
+            Damage::Event => {
+                self.skipped += 1;
+                self.first_skipped.get_or_insert(error);
+            }
+            Damage::Framing => self.unframed = Some(error),
+        }
+    }
+
+    /// Adds what another decoding of the same chunk met.
+    pub fn merge(&mut self, other: Malformed) {
+        self.skipped += other.skipped;
+        if self.first_skipped.is_none() {
+            self.first_skipped = other.first_skipped;
+        }
+        if other.unframed.is_some() {
+            self.unframed = other.unframed;
+        }
+    }
+
+    /// Whether every event decoded.
+    pub fn is_empty(&self) -> bool {
+        self.skipped == 0 && self.unframed.is_none()
+    }
 }
 
 /// The EventTime seconds of a group-start marker.
@@ -82,7 +162,8 @@ pub struct Events<'a> {
     group_markers: usize,
 }
 
-/// Decodes the events of a chunk, in order. After an error the iterator ends.
+/// Decodes the events of a chunk, in order. A [`Damage::Event`] error is followed by the
+/// events after it; after a [`Damage::Framing`] error the iterator ends.
 pub fn events(chunk: &[u8]) -> Events<'_> {
     Events {
         chunk,
@@ -106,17 +187,24 @@ impl<'a> Iterator for Events<'a> {
         while !self.failed && self.position < self.chunk.len() {
             let start = self.position;
             let mut rest = &self.chunk[start..];
-            let decoded = decode_event(&mut rest);
+            let (decoded, damage) = match msgpack::frame_value(&mut rest) {
+                Ok(mut event) => (decode_event(&mut event), Damage::Event),
+                Err(reason) => (
+                    Err(format!("expected an event array [header, body]: {reason}")),
+                    Damage::Framing,
+                ),
+            };
             self.position = self.chunk.len() - rest.len();
             match decoded {
                 Ok(Some(event)) => return Some(Ok(event)),
                 Ok(None) => self.group_markers += 1,
                 Err(reason) => {
-                    self.failed = true;
+                    self.failed = damage == Damage::Framing;
                     return Some(Err(DecodeError {
                         offset: start,
                         chunk_len: self.chunk.len(),
                         reason,
+                        damage,
                     }));
                 }
             }
@@ -125,7 +213,7 @@ impl<'a> Iterator for Events<'a> {
     }
 }
 
-/// Decodes one event from the front of `rest`; Ok(None) for a group marker.
+/// Decodes one event, framed as one whole value in `rest`; Ok(None) for a group marker.
 fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
     let len = rmp::decode::read_array_len(rest)
         .map_err(|e| format!("expected an event array [header, body]: {e}"))?;
@@ -213,7 +301,7 @@ fn decode_time(value: &ValueRef<'_>) -> Result<EventTime, String> {
 
 fn float_time(seconds: f64) -> Result<EventTime, String> {
     if !seconds.is_finite() || seconds.abs() > i64::MAX as f64 {
-        return Err(format!("timestamp {seconds} is not a finite time"));
+        return Err(format!("timestamp {seconds:e} is not a finite time"));
     }
     let whole = seconds.floor();
     let nanos = ((seconds - whole) * 1e9).round().min(999_999_999.0) as u32;

@@ -97,6 +97,32 @@ pub fn skip_value<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
     Ok(&start[..start.len() - rest.len()])
 }
 
+/// Moves past one whole value at any depth and returns its bytes: what an event's framing
+/// needs, so that a record nested too deeply is one bad event, not the end of the chunk.
+/// Walks the value without recursion.
+///
+/// # Errors
+///
+/// When the value is cut short or holds the reserved byte.
+pub fn frame_value<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let start = *rest;
+    let mut pending: u64 = 1;
+    while pending > 0 {
+        // Every value left takes at least a byte: a count beyond the data fails here, at
+        // once, instead of after reading the rest.
+        if pending > rest.len() as u64 {
+            return Err(format!("the data ends with {pending} values still to come"));
+        }
+        pending -= 1;
+        pending += match read_item(rest)? {
+            Item::Array(len) => u64::from(len),
+            Item::Map(len) => 2 * u64::from(len),
+            _ => 0,
+        };
+    }
+    Ok(&start[..start.len() - rest.len()])
+}
+
 fn skip(rest: &mut &[u8], depth: usize) -> Result<(), String> {
     let elements = match read_item(rest)? {
         Item::Array(len) => u64::from(len),
@@ -180,6 +206,17 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn a_value_is_framed_as_it_is_skipped(value in arb_value()) {
+            let mut bytes = rmp_of(&value);
+            bytes.extend_from_slice(b"after");
+            let framed = frame_value(&mut &bytes[..]).unwrap();
+            prop_assert_eq!(framed, skip_value(&mut &bytes[..]).unwrap());
+            prop_assert!(frame_value(&mut &framed[..framed.len() - 1]).is_err());
+        }
+    }
+
     #[test]
     fn every_form_of_an_item_reads_as_rmpv_reads_it() {
         let values = [
@@ -236,6 +273,13 @@ mod tests {
         };
         let bytes = rmp_of(&inner.pop().unwrap());
         assert!(skip_value(&mut &bytes[..]).is_ok());
+        // Framing has no limit: a value a million levels deep is framed without recursion.
+        let mut deep = vec![0x91; 1_000_000];
+        deep.push(0xc0);
+        deep.push(b'!');
+        let mut rest = &deep[..];
+        assert_eq!(frame_value(&mut rest).unwrap().len(), 1_000_001);
+        assert_eq!(rest, b"!");
     }
 
     #[test]
@@ -243,6 +287,12 @@ mod tests {
         // An array that says it holds 2^32-1 values, then ends.
         let mut rest: &[u8] = &[0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0];
         assert!(skip_value(&mut rest).is_err());
+        let mut rest: &[u8] = &[0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0];
+        assert!(
+            frame_value(&mut rest)
+                .unwrap_err()
+                .contains("still to come")
+        );
         let mut rest: &[u8] = &[0xdb, 0xff, 0xff, 0xff, 0xff, b'a'];
         assert!(read_item(&mut rest).unwrap_err().contains("too soon"));
         let mut rest: &[u8] = &[0xc1];

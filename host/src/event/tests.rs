@@ -12,15 +12,19 @@ fn at(seconds: i64, nanos: u32) -> EventTime {
     EventTime::new(seconds, nanos)
 }
 
+/// The events that decode, and the first error.
 fn decode_all(chunk: &[u8]) -> (Vec<Event<'_>>, Option<DecodeError>) {
     let mut decoded = Vec::new();
+    let mut first_error = None;
     for item in events(chunk) {
         match item {
             Ok(event) => decoded.push(event),
-            Err(error) => return (decoded, Some(error)),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
         }
     }
-    (decoded, None)
+    (decoded, first_error)
 }
 
 #[test]
@@ -165,15 +169,23 @@ fn a_truncated_tail_keeps_what_came_before() {
 
 #[test]
 fn wrong_shapes_are_reported_with_their_offset() {
-    let cases: Vec<(Vec<u8>, &str)> = vec![
-        (rmp_of(&Value::from(7)), "expected an event array"),
+    // A whole value that is not a valid event is skipped, and the event after it is read;
+    // bytes that are not msgpack end the chunk.
+    let cases: Vec<(Vec<u8>, &str, Damage)> = vec![
+        (
+            rmp_of(&Value::from(7)),
+            "expected an event array",
+            Damage::Event,
+        ),
         (
             rmp_of(&Value::Array(vec![Value::from(1)])),
             "of 2 elements, found 1",
+            Damage::Event,
         ),
         (
             rmp_of(&Value::Array(vec![Value::from("x"), record("b")])),
             "expected a timestamp",
+            Damage::Event,
         ),
         (
             rmp_of(&Value::Array(vec![
@@ -181,6 +193,7 @@ fn wrong_shapes_are_reported_with_their_offset() {
                 Value::from("not a map"),
             ])),
             "body to be a map",
+            Damage::Event,
         ),
         (
             rmp_of(&Value::Array(vec![
@@ -188,6 +201,7 @@ fn wrong_shapes_are_reported_with_their_offset() {
                 record("b"),
             ])),
             "metadata map",
+            Damage::Event,
         ),
         (
             rmp_of(&Value::Array(vec![
@@ -195,21 +209,35 @@ fn wrong_shapes_are_reported_with_their_offset() {
                 record("b"),
             ])),
             "found an array of 1",
+            Damage::Event,
         ),
         (
             rmp_of(&Value::Array(vec![Value::F64(f64::NAN), record("b")])),
             "not a finite time",
+            Damage::Event,
         ),
-        (vec![0xc1], "expected an event array"),
+        (
+            rmp_of(&Value::Array(vec![Value::F64(1e300), record("b")])),
+            "not a finite time",
+            Damage::Event,
+        ),
+        (
+            rmp_of(&Value::Array(vec![Value::from(u64::MAX), record("b")])),
+            "out of range",
+            Damage::Event,
+        ),
         (
             rmp_of(&Value::Array(vec![
                 Value::from(1),
                 nested_deeper_than_allowed(),
             ])),
             "nest deeper than 256 levels",
+            Damage::Event,
         ),
+        (vec![0xc1], "expected an event array", Damage::Framing),
+        (vec![0x92, 0x01, 0xc1], "0xc1", Damage::Framing),
     ];
-    for (bad, expected) in cases {
+    for (bad, expected, damage) in cases {
         let mut chunk = ChunkWriter::new();
         chunk.push(
             EventFormat::V1,
@@ -220,16 +248,28 @@ fn wrong_shapes_are_reported_with_their_offset() {
         );
         let offset = chunk.len();
         chunk.push_raw(&bad);
+        chunk.push(
+            EventFormat::V1,
+            TimeForm::Integer,
+            at(2, 0),
+            None,
+            record("after"),
+        );
         let chunk = chunk.finish();
         let (decoded, error) = decode_all(&chunk);
-        assert_eq!(decoded.len(), 1, "{expected}");
         let error = error.unwrap();
         assert_eq!(error.offset, offset, "{expected}");
+        assert_eq!(error.damage, damage, "{expected}");
         assert!(
             error.reason.contains(expected),
             "{} does not say {expected}",
             error.reason
         );
+        let kept: Vec<_> = decoded.iter().map(|e| e.record().to_owned()).collect();
+        match damage {
+            Damage::Event => assert_eq!(kept, [record("ok"), record("after")], "{expected}"),
+            Damage::Framing => assert_eq!(kept, [record("ok")], "{expected}"),
+        }
     }
 }
 
@@ -328,7 +368,7 @@ proptest! {
                 Err(error) => {
                     prop_assert!(error.offset < bytes.len());
                     prop_assert!(error.offset >= last_end);
-                    last_end = error.offset;
+                    last_end = error.offset + 1;
                 }
             }
         }
@@ -362,5 +402,26 @@ proptest! {
             prop_assert_eq!(event.time, *time);
             prop_assert_eq!(&event.record().to_owned(), body);
         }
+    }
+}
+
+#[test]
+fn tags_become_text_one_to_one() {
+    assert_eq!(tag_text(b"app.web-1"), "app.web-1");
+    assert_eq!(tag_text("k\u{e9}".as_bytes()), "k\u{e9}");
+    assert_eq!(tag_text(b"bad\xff\xfe"), "bad%FF%FE");
+    assert_eq!(tag_text(b"bad\xff\xfd"), "bad%FF%FD");
+    assert_eq!(tag_text(b"100%"), "100%25");
+    assert_eq!(tag_text(b"a%FF"), "a%25FF");
+}
+
+proptest! {
+    /// Two different tags never give the same text.
+    #[test]
+    fn tag_text_is_injective(
+        a in proptest::collection::vec(any::<u8>(), 0..12),
+        b in proptest::collection::vec(any::<u8>(), 0..12),
+    ) {
+        prop_assert_eq!(a == b, tag_text(&a) == tag_text(&b));
     }
 }

@@ -19,6 +19,7 @@ use super::bindings::{
 use super::host_api::HostApi;
 use super::registry;
 use crate::config::Config;
+use crate::event::tag_text;
 use crate::log::{Level, PLUGIN_NAME, write_stderr_line};
 use crate::pipeline::{FlushStatus, Instance};
 
@@ -137,9 +138,7 @@ unsafe fn copy_chunk(data: *const c_void, len: usize, tag: *const c_char) -> (Ve
         String::new()
     } else {
         // SAFETY: guaranteed by the caller.
-        unsafe { CStr::from_ptr(tag) }
-            .to_string_lossy()
-            .into_owned()
+        tag_text(unsafe { CStr::from_ptr(tag) }.to_bytes())
     };
     (chunk, tag)
 }

@@ -16,10 +16,15 @@
 //! - `Retry`: nothing of the chunk was accepted and trying again may work (`store_dir` is
 //!   full or at `store_dir_limit_size`, a write failed, the instance is stopping, an
 //!   internal error); Fluent Bit keeps the chunk.
-//! - `Error`: the chunk is malformed after some byte. The events before that byte are
-//!   accepted; the rest can never be decoded, and a retry would accept the first part
+//! - `Error`: the chunk stops being msgpack after some byte. The events before that byte
+//!   are accepted; the rest can never be decoded, and a retry would accept the first part
 //!   twice, so Fluent Bit is told to drop the chunk. The log line says so, with the tag and
 //!   the byte offset.
+//!
+//! A malformed event that is still one whole msgpack value (a body that is not a map, a
+//! time out of range) is skipped on its own: the chunk's other events are accepted and the
+//! answer is `Ok`, with one warning per chunk that counts the skipped events and names
+//! the first one's byte offset.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -32,6 +37,7 @@ use crate::destination::dir::DirDestination;
 use crate::destination::s3::S3Destination;
 use crate::destination::{DeliveryError, Destination};
 use crate::engine::{AcceptError, Engine};
+use crate::event::Malformed;
 use crate::log::Logger;
 use crate::wasm::chain::{Chain, Filtered, normalize};
 use crate::wasm::sandbox::ComponentFailure;
@@ -78,6 +84,8 @@ pub enum StartError {
 struct Job {
     chunk: Vec<u8>,
     tag: String,
+    /// The events of the chunk as Fluent Bit sent it that the filters could not decode.
+    malformed: Malformed,
     reply: SyncSender<FlushStatus>,
 }
 
@@ -162,8 +170,15 @@ impl Instance {
         let (reply, answer) = mpsc::sync_channel(1);
         let sent = {
             let jobs = self.jobs.read().unwrap_or_else(PoisonError::into_inner);
-            jobs.as_ref()
-                .is_some_and(|jobs| jobs.send(Job { chunk, tag, reply }).is_ok())
+            jobs.as_ref().is_some_and(|jobs| {
+                jobs.send(Job {
+                    chunk,
+                    tag,
+                    malformed: Malformed::default(),
+                    reply,
+                })
+                .is_ok()
+            })
         };
         if !sent {
             self.log
@@ -285,20 +300,14 @@ impl Worker {
             .collect();
         let statuses = match self.guarded("accepting chunks", |engine| engine.accept(&chunks)) {
             Some(Ok(outcomes)) => outcomes
-                .iter()
-                .zip(&group)
-                .map(|(outcome, job)| match &outcome.malformed {
-                    None => FlushStatus::Ok,
-                    Some(error) => {
-                        self.log.error(format_args!(
-                            "tag '{}': {error}; the {} events before it were accepted, the {} \
-                             bytes from there on cannot be decoded and are dropped",
-                            job.tag,
-                            outcome.records,
-                            error.chunk_len - error.offset
-                        ));
-                        FlushStatus::Error
-                    }
+                .into_iter()
+                .zip(&mut group)
+                .map(|(outcome, job)| {
+                    // With filters, the engine decoded their output; what the filters could
+                    // not decode of Fluent Bit's chunk is in the job.
+                    let mut malformed = std::mem::take(&mut job.malformed);
+                    malformed.merge(outcome.malformed);
+                    answer(&self.log, &job.tag, outcome.records, &malformed)
                 })
                 .collect(),
             Some(Err(AcceptError::LimitReached { .. })) => vec![FlushStatus::Retry; group.len()],
@@ -327,8 +336,9 @@ impl Worker {
             let filters = &mut self.filters;
             let outcome = catch_unwind(AssertUnwindSafe(|| filters.apply(&job.chunk, &job.tag)));
             match outcome {
-                Ok(Filtered::Chunk(chunk)) => {
-                    job.chunk = chunk;
+                Ok(Filtered::Chunk { batch, malformed }) => {
+                    job.chunk = batch;
+                    job.malformed = malformed;
                     passed.push(job);
                 }
                 Ok(Filtered::Retry) => {
@@ -398,18 +408,29 @@ impl Worker {
                 }
             }
         }
-        match normalized.malformed_from {
-            None => FlushStatus::Ok,
-            Some(offset) => {
-                self.log.error(format_args!(
-                    "tag '{}': the chunk is malformed at byte {offset}; the {records} events \
-                     before it were delivered, the {} bytes from there on cannot be decoded \
-                     and are dropped",
-                    job.tag,
-                    job.chunk.len() - offset
-                ));
-                FlushStatus::Error
-            }
+        answer(&self.log, &job.tag, records, &normalized.malformed)
+    }
+}
+
+/// Fluent Bit's answer for a chunk whose `records` good events were taken, and logs what
+/// was malformed: `Ok` unless the chunk stopped being msgpack, whose rest is dropped.
+fn answer(log: &Logger, tag: &str, records: usize, malformed: &Malformed) -> FlushStatus {
+    if let Some(first) = &malformed.first_skipped {
+        log.warn(format_args!(
+            "tag '{tag}': {} malformed events skipped, the first {first}; the chunk's {records} \
+             other events were accepted",
+            malformed.skipped
+        ));
+    }
+    match &malformed.unframed {
+        None => FlushStatus::Ok,
+        Some(error) => {
+            log.error(format_args!(
+                "tag '{tag}': {error}; the {records} events before it were accepted, the {} \
+                 bytes from there on are not msgpack and are dropped",
+                error.chunk_len - error.offset
+            ));
+            FlushStatus::Error
         }
     }
 }

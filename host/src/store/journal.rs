@@ -114,6 +114,9 @@ pub enum Record {
         /// The index.
         next: u64,
     },
+    /// The instance stopped cleanly: every chunk it accepted was answered, so none comes
+    /// again as a replay.
+    Stopped,
 }
 
 /// An object the journal knows and that is not delivered.
@@ -136,7 +139,7 @@ pub struct State {
     pub objects: BTreeMap<u64, LiveObject>,
     /// The next free `$INDEX`.
     pub next_index: u64,
-    /// The chunks of the last group commit.
+    /// The chunks of the last group commit, unless the instance stopped cleanly after it.
     pub last_accepted: Vec<ChunkId>,
 }
 
@@ -177,6 +180,7 @@ pub fn fold(records: impl IntoIterator<Item = Record>) -> State {
                 state.objects.remove(&id);
             }
             Record::NextIndex { next } => state.next_index = state.next_index.max(next),
+            Record::Stopped => state.last_accepted.clear(),
         }
     }
     state

@@ -17,15 +17,20 @@ use super::engine::TickerGuard;
 use super::filter::{FilterComponent, FilterInstance};
 use crate::config::{FilterConfig, OnError};
 use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
-use crate::event::events;
+use crate::event::{Malformed, events};
 use crate::log::Logger;
 
 /// What became of a chunk.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Filtered {
-    /// The chunk after every filter (possibly empty), with any malformed tail of the
-    /// original after it, so that it is reported as before.
-    Chunk(Vec<u8>),
+    /// The chunk after every filter (possibly empty), and the malformed events of the
+    /// original, which no filter saw.
+    Chunk {
+        /// The filtered events.
+        batch: Vec<u8>,
+        /// What of the original could not be decoded.
+        malformed: Malformed,
+    },
     /// A filter failed and its policy is `retry`: Fluent Bit should keep the chunk.
     Retry,
 }
@@ -108,13 +113,13 @@ impl Chain {
     /// Runs `chunk` of `tag` through every filter.
     pub fn apply(&mut self, chunk: &[u8], tag: &str) -> Filtered {
         let normalized = normalize(chunk);
-        let Some(mut batch) = self.run(normalized.batch, normalized.records, tag) else {
-            return Filtered::Retry;
-        };
-        if let Some(offset) = normalized.malformed_from {
-            batch.extend_from_slice(&chunk[offset..]);
+        match self.run(normalized.batch, normalized.records, tag) {
+            Some(batch) => Filtered::Chunk {
+                batch,
+                malformed: normalized.malformed,
+            },
+            None => Filtered::Retry,
         }
-        Filtered::Chunk(batch)
     }
 
     /// Runs a normalized batch of `records` events through every filter; None when a
@@ -163,17 +168,16 @@ pub struct Normalized {
     pub batch: Vec<u8>,
     /// How many there are.
     pub records: usize,
-    /// Where a malformed tail of the chunk starts, if it has one.
-    pub malformed_from: Option<usize>,
+    /// The events of the chunk that could not be decoded, and are not in the batch.
+    pub malformed: Malformed,
 }
 
-/// The events of `chunk` in the components' form, how many there are, and where a
-/// malformed tail starts.
+/// The events of `chunk` in the components' form, how many there are, and which could not
+/// be decoded.
 pub fn normalize(chunk: &[u8]) -> Normalized {
     let mut writer = ChunkWriter::new();
-    let mut decoded = events(chunk);
-    let mut malformed_from = None;
-    for event in decoded.by_ref() {
+    let mut malformed = Malformed::default();
+    for event in events(chunk) {
         match event {
             Ok(event) => {
                 let metadata = event
@@ -188,16 +192,13 @@ pub fn normalize(chunk: &[u8]) -> Normalized {
                     event.record().to_owned(),
                 );
             }
-            Err(error) => {
-                malformed_from = Some(error.offset);
-                break;
-            }
+            Err(error) => malformed.note(error),
         }
     }
     Normalized {
         records: writer.events(),
         batch: writer.finish(),
-        malformed_from,
+        malformed,
     }
 }
 
@@ -231,10 +232,10 @@ mod tests {
         let Normalized {
             batch: normalized,
             records,
-            malformed_from,
+            malformed,
         } = normalize(&chunk);
         assert_eq!(records, 2);
-        assert_eq!(malformed_from, Some(good));
+        assert_eq!(malformed.unframed.map(|error| error.offset), Some(good));
         let mut expected = ChunkWriter::new();
         expected.push(
             EventFormat::V2,

@@ -467,9 +467,11 @@ impl std::fmt::Debug for Flusher<'_> {
 
 impl Flusher<'_> {
     /// Calls `FLBPluginFlushCtx` with the chunk and tag on a fresh thread whose stack is
-    /// [`FLUSH_STACK_SIZE`], and returns what it returned.
-    pub fn flush(&self, chunk: &[u8], tag: &str) -> c_int {
+    /// [`FLUSH_STACK_SIZE`], and returns what it returned. The tag is bytes, as Fluent
+    /// Bit's are: usually UTF-8, but not always.
+    pub fn flush<Tag: AsRef<[u8]> + ?Sized>(&self, chunk: &[u8], tag: &Tag) -> c_int {
         let flusher = *self;
+        let tag = tag.as_ref();
         std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("flb-flush".into())
@@ -482,7 +484,7 @@ impl Flusher<'_> {
     }
 
     /// Calls `FLBPluginFlushCtx` on the current thread.
-    pub fn flush_here(&self, chunk: &[u8], tag: &str) -> c_int {
+    pub fn flush_here(&self, chunk: &[u8], tag: &[u8]) -> c_int {
         let flush = self.flush_ctx.expect("resolved at load");
         // SAFETY: as proxy_go_flush: the tag is copied into a fresh malloc'd,
         // NUL-terminated buffer that is freed after the call; the chunk is borrowed for
