@@ -319,6 +319,7 @@ fn the_cross_account_example_checks_and_gets_a_policy_per_role() {
         upload[0]["Action"],
         serde_json::json!([
             "s3:PutObject",
+            "s3:GetObject",
             "s3:PutObjectAcl",
             "s3:ListMultipartUploadParts",
             "s3:AbortMultipartUpload"

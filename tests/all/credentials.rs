@@ -517,6 +517,9 @@ fn refused_credentials_are_renewed_at_once_and_expiring_ones_before_they_expire(
                 let object = SealedObject {
                     id: 1,
                     key: key.to_owned(),
+                    token: format!("token-{key}"),
+                    tag: "t".into(),
+                    window_start: 0,
                     path,
                     len: key.len() as u64,
                     progress: None,

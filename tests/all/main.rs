@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod credentials;
+mod damage;
 mod ffi;
 mod filters;
 mod objects;

@@ -359,10 +359,10 @@ fn a_corrupt_journal_tail_is_reported_and_what_is_intact_is_delivered() {
     let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
     let report = lines
         .iter()
-        .find(|line| line.contains("is damaged after byte"))
+        .find(|line| line.contains("that are not a whole record"))
         .unwrap_or_else(|| panic!("no report: {lines:#?}"));
     assert!(
-        report.contains(&format!("after byte {intact}: 10 bytes")),
+        report.contains(&format!("ends with 10 bytes at byte {intact}")),
         "{report}"
     );
     fluent_bit.shutdown().unwrap();
@@ -510,4 +510,41 @@ fn shutdown_names_what_stays_undelivered_and_a_late_delivery_is_logged() {
         "{infos:#?}"
     );
     assert_eq!(numbers(dir.path(), "t"), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_fresh_store_never_overwrites_and_the_fluentd_layout_counts_from_0_each_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let eleven = TEN_O_CLOCK + 3600;
+    for store in [".store-first", ".store-fresh"] {
+        let mut fluent_bit = load(HostVersion::V5);
+        let store = dir.path().join(store);
+        let keys = [
+            ("s3_key_format", "logs/%Y%m%d%H_$INDEX.gz"),
+            ("store_dir", store.to_str().unwrap()),
+        ];
+        let out = fluent_bit
+            .add_output(&dir_output(dir.path(), &keys))
+            .unwrap();
+        let chunk = chunk_at(&[(TEN_O_CLOCK, 1), (TEN_O_CLOCK + 5, 2), (eleven, 3)]);
+        assert_eq!(fluent_bit.flusher(out).flush(&chunk, "app"), FLB_OK);
+        fluent_bit.shutdown().unwrap();
+    }
+    let mut landed: Vec<(String, Vec<u64>)> = objects(&dir.path().join("logs"))
+        .iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, numbers_of(path))
+        })
+        .collect();
+    landed.sort();
+    assert_eq!(
+        landed,
+        [
+            ("2024050110_0.gz".to_owned(), vec![1, 2]),
+            ("2024050110_1.gz".to_owned(), vec![1, 2]),
+            ("2024050111_0.gz".to_owned(), vec![3]),
+            ("2024050111_1.gz".to_owned(), vec![3]),
+        ]
+    );
 }

@@ -484,6 +484,9 @@ fn a_multipart_upload_resumes_from_its_recorded_parts() {
             let object = |key: &str| SealedObject {
                 id: 1,
                 key: key.to_owned(),
+                token: format!("token-{key}"),
+                tag: "t".into(),
+                window_start: 0,
                 path: path.clone(),
                 len: data.len() as u64,
                 progress: None,
@@ -563,4 +566,40 @@ fn a_missing_bucket_gets_a_line_of_its_own_and_the_data_stays() {
     assert!(line.contains("quarantine"), "{line}");
     let kept = dir.path().join("store/rustsink.0/quarantine/0");
     assert!(kept.exists(), "{log}");
+}
+
+#[test]
+fn a_fresh_store_never_overwrites_an_object_in_the_bucket() {
+    let moto = Moto::start_on(free_port());
+    let bucket = Bucket::create(&moto.endpoint());
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("app.log");
+    // About 10 MB of hard-to-compress lines: an object of about 6 MB, uploaded in parts,
+    // and one of about 4 MB, uploaded whole.
+    let lines = 150_000;
+    write_log(&input, lines);
+    let keys =
+        "    s3_key_format dev/%Y%m%d%H_$INDEX.gz\n    total_file_size 6M\n    time_window off\n";
+    let mut taken_lines = 0;
+    for run in ["first", "fresh"] {
+        // A store of its own each time: the second run knows nothing of the first's keys.
+        let dir = work.path().join(run);
+        fs::create_dir_all(&dir).unwrap();
+        let conf = s3_conf(&dir, &moto.endpoint(), keys);
+        let stderr = succeeded(&run_command(&conf, &input).output().unwrap());
+        taken_lines += stderr.matches("already holds another object").count();
+    }
+    let objects = bucket.keys();
+    assert!(
+        taken_lines >= 2,
+        "both objects of the second run found their keys taken"
+    );
+    assert_eq!(objects.len(), 4, "{objects:?}");
+    assert_eq!(bucket.open_uploads(), 0, "an upload was left open");
+    let expected: Vec<u64> = (0..lines).flat_map(|n| [n, n]).collect();
+    assert_eq!(
+        bucket.numbers(),
+        expected,
+        "every line of both runs, none written over"
+    );
 }

@@ -31,6 +31,8 @@ pub const CANNED_ACL: &str = "canned_acl";
 pub const OBJECT_TAGS: &str = "object_tags";
 /// `checksum_algorithm`: the checksum sent with uploads.
 pub const CHECKSUM_ALGORITHM: &str = "checksum_algorithm";
+/// `s3_check_existing`: ask whether a key is taken before uploading to it.
+pub const S3_CHECK_EXISTING: &str = "s3_check_existing";
 /// `role_arn`: a role to assume for uploads; `role_arn.2`, `role_arn.3`, ... chain more.
 pub const ROLE_ARN: &str = "role_arn";
 /// `external_id`: the external id of `role_arn`; `external_id.N` of `role_arn.N`.
@@ -234,6 +236,15 @@ pub const ALL: &[Key] = &[
         doc: "A checksum sent with every upload and checked by S3: `crc32`, `crc32c`, `sha1`, \
               `sha256`, or `none` (only what the request requires, which S3-compatible servers \
               accept).",
+    },
+    Key {
+        name: S3_CHECK_EXISTING,
+        default: Some("off"),
+        doc: "`on`: ask S3 (HeadObject) whether a key holds an object before uploading to it. \
+              Uploads always carry `If-None-Match: *`, which AWS S3, MinIO, Cloudflare R2, \
+              Backblaze B2 and Google Cloud Storage honour, so that an object is never written \
+              over; turn this on for a server that ignores the header. It costs a request per \
+              object and needs `s3:GetObject`.",
     },
     Key {
         name: FILTER,

@@ -44,6 +44,9 @@ pub struct S3Config {
     pub object_tags: Option<String>,
     /// A checksum for every upload; None: only what requests require.
     pub checksum: Option<ChecksumAlgorithm>,
+    /// Whether to ask if a key is taken before uploading, for servers that ignore
+    /// `If-None-Match`.
+    pub check_existing: bool,
 }
 
 /// S3's smallest part (all but the last) of a multipart upload.
@@ -143,6 +146,9 @@ pub(super) fn parse(
     };
     let region = given(keys::REGION);
     let credentials = credentials::parse(lookup, value, region.as_deref())?;
+    let check_text = value(keys::S3_CHECK_EXISTING).unwrap_or_default();
+    let check_existing = parse::boolean(&check_text)
+        .map_err(|expected| invalid(keys::S3_CHECK_EXISTING, &check_text, expected))?;
     Ok(S3Config {
         bucket,
         region,
@@ -156,6 +162,7 @@ pub(super) fn parse(
         canned_acl,
         object_tags,
         checksum,
+        check_existing,
     })
 }
 

@@ -1,15 +1,23 @@
 //! `sink dir`: objects land under a local directory at their key.
 //!
-//! An object is copied to a temporary name beside its final place (`.<name>.tmp`), synced,
-//! and renamed, then the directory is synced: a reader sees the whole object or none. A
-//! crash leaves at most the temporary file, which the delivery of the same object after the
-//! restart overwrites and renames.
+//! An object is copied to a temporary name beside its final place (`.<name>.<token>.tmp`),
+//! synced, and linked to its name, then the directory is synced: a reader sees the whole
+//! object or none. Linking, unlike renaming, fails when the name is taken, so an object
+//! already there is never replaced. The object's token is kept in the extended attribute
+//! `user.rustsink.token`: a file at the key with this token is this object, delivered
+//! before a crash lost the record of it; any other file means the key is taken. Where the
+//! filesystem keeps no extended attributes, a file with the same bytes counts as this
+//! object. A crash leaves at most the temporary file, which the delivery of the same
+//! object after the restart writes again.
 
 use std::fs::{self, File};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use super::{DeliveryError, Destination, ProgressLog, SealedObject};
+
+/// The extended attribute that holds a delivered object's token.
+const TOKEN_ATTRIBUTE: &str = "user.rustsink.token";
 
 /// Writes objects under a directory.
 #[derive(Debug)]
@@ -63,18 +71,34 @@ impl Destination for DirDestination {
         let folder = target.parent().unwrap_or(&self.root);
         fs::create_dir_all(folder).map_err(io_error("creating the directory", folder))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy();
-        let temporary = folder.join(format!(".{name}.tmp"));
+        let temporary = folder.join(format!(".{name}.{}.tmp", object.token));
         let written = fs::copy(&object.path, &temporary)
-            .and_then(|_| File::open(&temporary)?.sync_all())
+            .and_then(|_| {
+                // Best effort: not every filesystem keeps extended attributes.
+                let _ = xattr::set(&temporary, TOKEN_ATTRIBUTE, object.token.as_bytes());
+                File::open(&temporary)?.sync_all()
+            })
             .map_err(io_error("writing", &temporary))
-            .and_then(|()| {
-                fs::rename(&temporary, &target).map_err(io_error("renaming to", &target))
+            .and_then(|()| match fs::hard_link(&temporary, &target) {
+                Ok(()) => Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                    let found = match xattr::get(&target, TOKEN_ATTRIBUTE) {
+                        Ok(Some(token)) => Ok(token == object.token.as_bytes()),
+                        _ => same_bytes(&target, &object.path),
+                    };
+                    match found {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(DeliveryError::KeyTaken {
+                            key: object.key.clone(),
+                        }),
+                        Err(error) => Err(io_error("reading", &target)(error)),
+                    }
+                }
+                Err(error) => Err(io_error("linking to", &target)(error)),
             });
-        if let Err(error) = written {
-            // Nothing may stay half-written under the root.
-            let _ = fs::remove_file(&temporary);
-            return Err(error);
-        }
+        // Nothing may stay half-written under the root.
+        let _ = fs::remove_file(&temporary);
+        written?;
         File::open(folder)
             .and_then(|dir| dir.sync_all())
             .map_err(io_error("syncing the directory", folder))
@@ -87,6 +111,26 @@ impl Destination for DirDestination {
 
     fn describe(&self) -> String {
         format!("directory {}", self.root.display())
+    }
+}
+
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (File::open(a)?, File::open(b)?);
+    if a.metadata()?.len() != b.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut left, mut right) = (vec![0; 64 << 10], vec![0; 64 << 10]);
+    loop {
+        let n = a.read(&mut left)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        b.read_exact(&mut right[..n])?;
+        if left[..n] != right[..n] {
+            return Ok(false);
+        }
     }
 }
 
@@ -104,7 +148,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn objects_land_at_their_key_and_replace_the_same_key() {
+    fn objects_land_at_their_key_and_never_replace_another() {
         let dir = tempfile::tempdir().unwrap();
         let destination = DirDestination::open(&dir.path().join("out")).unwrap();
         let source = dir.path().join("object");
@@ -112,13 +156,32 @@ mod tests {
         let object = SealedObject {
             id: 1,
             key: "/logs/year=2024/a.gz".into(),
+            token: "t1".into(),
+            tag: "app".into(),
+            window_start: 0,
             path: source.clone(),
             len: 5,
             progress: None,
         };
         assert!(!destination.exists(&object.key).unwrap());
         destination.put(&object, &mut None).unwrap();
+        // The same object again (a crash lost the record of its delivery): done.
         destination.put(&object, &mut None).unwrap();
+        // Another object at the same key, even with the same bytes: refused, and the first
+        // one stays.
+        let other = dir.path().join("other");
+        fs::write(&other, b"first").unwrap();
+        let error = destination
+            .put(
+                &SealedObject {
+                    path: other,
+                    token: "t2".into(),
+                    ..object.clone()
+                },
+                &mut None,
+            )
+            .unwrap_err();
+        assert!(matches!(error, DeliveryError::KeyTaken { .. }), "{error}");
         let landed = dir.path().join("out/logs/year=2024/a.gz");
         assert_eq!(fs::read(&landed).unwrap(), b"first");
         assert!(destination.exists(&object.key).unwrap());

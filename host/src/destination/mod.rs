@@ -17,16 +17,50 @@ use serde::{Deserialize, Serialize};
 /// A sealed object, ready to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedObject {
-    /// The object's id (its `$INDEX`).
+    /// The object's id in the store.
     pub id: u64,
     /// The key it is delivered at.
     pub key: String,
+    /// Drawn when it opened, and stored with it: a destination that finds an object at the
+    /// key tells by it whether that object is this one.
+    pub token: String,
+    /// The tag of its records and the start of their window, to give it another key of
+    /// its series if its key is taken.
+    pub tag: String,
+    /// See `tag`.
+    pub window_start: i64,
     /// Its file in `store_dir`.
     pub path: PathBuf,
     /// The file's length.
     pub len: u64,
     /// How far an earlier attempt at uploading it in parts came.
     pub progress: Option<UploadProgress>,
+}
+
+impl SealedObject {
+    /// The sealed object of what the journal says of it.
+    pub fn new(
+        opened: &crate::store::journal::Opened,
+        path: PathBuf,
+        len: u64,
+        progress: Option<UploadProgress>,
+    ) -> SealedObject {
+        SealedObject {
+            id: opened.id,
+            key: opened.key.clone(),
+            // Objects of a version 1 journal have none: the store's id stands in for it.
+            token: if opened.token.is_empty() {
+                format!("id-{}", opened.id)
+            } else {
+                opened.token.clone()
+            },
+            tag: opened.tag.clone(),
+            window_start: opened.window_start,
+            path,
+            len,
+            progress,
+        }
+    }
 }
 
 /// An upload in parts that has begun: what a destination needs to resume it.
@@ -81,8 +115,11 @@ impl ProgressLog for Option<UploadProgress> {
 
 /// A place objects are delivered to.
 pub trait Destination: Send + Sync + Debug {
-    /// Stores `object` at its key, complete or not at all. A destination that uploads in
-    /// parts records its progress in `progress` as it goes and resumes from it.
+    /// Stores `object` at its key, complete or not at all, and never over another object:
+    /// when the key holds an object with another token, nothing is written and the answer
+    /// is [`DeliveryError::KeyTaken`]; when it holds this object (delivered before a crash
+    /// lost the record of it), the answer is Ok. A destination that uploads in parts
+    /// records its progress in `progress` as it goes and resumes from it.
     ///
     /// # Errors
     ///
@@ -134,6 +171,12 @@ pub enum DeliveryError {
         /// credentials may succeed at once.
         credentials_refused: bool,
     },
+    /// Another object is already at the key; nothing was written over it.
+    #[error("the key '{key}' already holds another object")]
+    KeyTaken {
+        /// The key.
+        key: String,
+    },
     /// The key cannot name an object at this destination.
     #[error("the key '{key}' cannot be used: {reason}")]
     InvalidKey {
@@ -151,6 +194,8 @@ impl DeliveryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             DeliveryError::Io { .. } | DeliveryError::Request { .. } => true,
+            // The object goes to another key of its series.
+            DeliveryError::KeyTaken { .. } => true,
             DeliveryError::InvalidKey { .. } => false,
         }
     }
@@ -161,6 +206,7 @@ impl DeliveryError {
         match self {
             DeliveryError::Io { action, source, .. } => format!("{action}: {source}"),
             DeliveryError::Request { detail, .. } => detail.clone(),
+            DeliveryError::KeyTaken { .. } => "the key holds another object".to_owned(),
             DeliveryError::InvalidKey { reason, .. } => (*reason).to_owned(),
         }
     }

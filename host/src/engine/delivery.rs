@@ -3,7 +3,9 @@
 //!
 //! An object's file is removed only after its `Delivered` record is in the journal, so a
 //! crash at any point leaves the object to be delivered again on the next start, at the
-//! same key with the same bytes.
+//! same key with the same bytes. A destination never writes over another object: when an
+//! object's key is taken, the object gets the next key of its series, recorded in the
+//! journal, and is delivered there at once.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -11,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::keys::Keys;
 use crate::destination::{DeliveryError, Destination, ProgressLog, SealedObject, UploadProgress};
 use crate::log::Logger;
 use crate::store::Store;
@@ -20,6 +23,9 @@ use crate::store::journal::{Journal, Record};
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// No retry waits longer than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// An object whose key was taken this many times in a row is quarantined: something other
+/// than an ordinary collision is going on.
+const MAX_REKEYS: u32 = 1000;
 /// A failure with the cause of one logged less than this long ago is logged at debug
 /// level: one line per cause, not one per object and attempt.
 const QUIET_REPEATS_FOR: Duration = Duration::from_secs(600);
@@ -52,6 +58,8 @@ pub struct DeliveryContext {
     pub journal: Arc<Mutex<Journal>>,
     /// The store folder, for quarantine.
     pub store: Store,
+    /// Gives an object another key when its own is taken.
+    pub keys: Arc<Keys>,
     /// The instance's log.
     pub log: Logger,
     /// Attempts per object.
@@ -110,6 +118,8 @@ impl Drop for Delivery {
 struct Pending {
     object: SealedObject,
     attempts: u32,
+    /// How many keys were taken in a row.
+    rekeys: u32,
     next_at: Instant,
 }
 
@@ -162,6 +172,7 @@ impl Deliverer {
                 Ok(Message::Deliver(object)) => self.queue.push(Pending {
                     object,
                     attempts: 0,
+                    rekeys: 0,
                     next_at: Instant::now(),
                 }),
                 Ok(Message::Finish { deadline: at }) => deadline = Some(at),
@@ -236,6 +247,30 @@ impl Deliverer {
     fn settle(&mut self, mut pending: Pending, result: Result<(), DeliveryError>) {
         match result {
             Ok(()) => self.delivered(&pending),
+            Err(DeliveryError::KeyTaken { key }) if pending.rekeys < MAX_REKEYS => {
+                pending.next_at = match self.rekey(&mut pending.object) {
+                    Ok(()) => {
+                        self.context.log.warn(format_args!(
+                            "the key '{key}' already holds another object at {}; nothing was \
+                             written over it, and this object goes to '{}'",
+                            self.context.destination.describe(),
+                            pending.object.key
+                        ));
+                        // Finding a key taken is not a failed attempt.
+                        pending.attempts -= 1;
+                        pending.rekeys += 1;
+                        Instant::now()
+                    }
+                    Err(error) => {
+                        self.context.log.warn(format_args!(
+                            "the key '{key}' already holds another object, and recording a new \
+                             key in the journal failed ({error}); trying again in a second"
+                        ));
+                        Instant::now() + FIRST_BACKOFF
+                    }
+                };
+                self.queue.push(pending);
+            }
             Err(error) if error.is_retryable() && pending.attempts < self.context.retry_limit => {
                 let wait = backoff(pending.attempts);
                 self.report_retry(&pending, &error, wait);
@@ -244,6 +279,19 @@ impl Deliverer {
             }
             Err(error) => self.quarantine(&pending, &error),
         }
+    }
+
+    /// Gives an object the next key of its series, in the journal first.
+    fn rekey(&self, object: &mut SealedObject) -> std::io::Result<()> {
+        let new = self.context.keys.next(&object.tag, object.window_start);
+        self.journal_append(&Record::Rekeyed {
+            id: object.id,
+            key: new.key.clone(),
+            index: new.index,
+        })?;
+        object.key = new.key;
+        object.progress = None;
+        Ok(())
     }
 
     fn report_retry(&mut self, pending: &Pending, error: &DeliveryError, wait: Duration) {
@@ -275,7 +323,7 @@ impl Deliverer {
         let recorded = self.journal_append(&Record::Delivered { id: object.id });
         match recorded {
             Ok(()) => {
-                if let Err(error) = std::fs::remove_file(&object.path) {
+                if let Err(error) = self.context.store.remove_object(object.id) {
                     self.context.log.warn(format_args!(
                         "object '{}' is delivered but its file {} could not be removed: {error}",
                         object.key,

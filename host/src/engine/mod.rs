@@ -19,6 +19,7 @@
 //! [delivery] thread.
 
 pub mod delivery;
+pub mod keys;
 mod parallel;
 mod recovery;
 
@@ -27,7 +28,7 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::config::{Compression, JsonLines, ObjectConfig};
 use crate::destination::SealedObject;
@@ -35,16 +36,18 @@ use crate::event::{EventTime, Malformed, events};
 use crate::log::Logger;
 use crate::object::deflate::Deflater;
 use crate::object::encode::write_json_line;
-use crate::object::key::KeyContext;
 use crate::object::writer::{ObjectWriter, SLICE};
 use crate::store::Store;
 use crate::store::journal::{ChunkId, Journal, Opened, Record, fold};
 use delivery::Delivery;
+use keys::Keys;
 
 /// How long after a start after a crash a chunk of the last group accepted before it is
 /// recognised as Fluent Bit sending it again. Fluent Bit sends the chunks it holds within
 /// seconds of its start; later, an identical chunk is new data.
 const REPLAY_WINDOW: Duration = Duration::from_secs(600);
+/// How long the journal keeps counting a key series after its window started.
+const SERIES_KEPT: i64 = 3 * 86_400;
 /// The journal is compacted when it grows past this size.
 const COMPACT_AT: u64 = 4 << 20;
 /// After this long without a write, the compressors' memory is given back.
@@ -109,9 +112,9 @@ pub struct Engine {
     store: Store,
     journal: Arc<Mutex<Journal>>,
     delivery: Delivery,
-    hostname: String,
-    agent_id: String,
-    next_index: u64,
+    keys: Arc<Keys>,
+    /// The id of the next object (its file's name in the store).
+    next_id: u64,
     open: HashMap<Slot, OpenObject>,
     /// Objects that are closed but not yet sealed (a seal failed and is tried again).
     closing: Vec<OpenObject>,
@@ -398,7 +401,7 @@ impl Engine {
     fn roll_back(&mut self, slot: Option<Slot>, mut object: OpenObject, new: bool) {
         if new {
             // Its Open record never reached the journal: nothing refers to the file.
-            let _ = std::fs::remove_file(object.writer.path());
+            let _ = self.store.remove_object(object.opened.id);
             return;
         }
         let slot = match (object.writer.rollback(), slot) {
@@ -438,33 +441,36 @@ impl Engine {
         now: i64,
         records: &mut Vec<Record>,
     ) -> io::Result<OpenObject> {
-        let id = self.next_index;
-        self.next_index += 1;
         let window_start = match self.config.time_window {
             Some(_) => *window,
             None => now,
         };
-        let uuid = uuid::Uuid::new_v4().simple().to_string();
-        let key = self.config.key_format.render(&KeyContext {
-            window_start: DateTime::<Utc>::from_timestamp(window_start, 0).unwrap_or_default(),
-            tag,
-            index: id,
-            uuid: &uuid[..8],
-            hostname: &self.hostname,
-            agent_id: &self.agent_id,
-        });
-        let path = self.store.object_path(id);
-        // A file left by a crash before its Open record was journalled holds nothing.
-        let _ = std::fs::remove_file(&path);
-        let writer = ObjectWriter::create(&path, self.config.compression)?;
+        let (id, writer) = loop {
+            let id = self.next_id;
+            self.next_id += 1;
+            match ObjectWriter::create(&self.store.object_path(id), self.config.compression) {
+                // A file that is there already holds data the journal may not know: it is
+                // never replaced.
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+                created => break (id, created?),
+            }
+        };
+        let key = self.keys.next(tag, window_start);
         let opened = Opened {
             id,
-            key,
+            key: key.key,
             tag: tag.clone(),
             window_start,
             opened_at: now,
             gzip: matches!(self.config.compression, Compression::Gzip { .. }),
+            series: key.series,
+            index: Some(key.index),
+            token: uuid::Uuid::new_v4().simple().to_string(),
         };
+        if let Err(error) = self.store.write_opened(&opened) {
+            let _ = self.store.remove_object(id);
+            return Err(error);
+        }
         records.push(Record::Open(opened.clone()));
         Ok(OpenObject {
             closes_at: self.closes_at(&opened),
@@ -548,9 +554,11 @@ impl Engine {
         if journal.len() < COMPACT_AT {
             return;
         }
-        let compacted = journal
-            .records()
-            .and_then(|records| journal.compact(&fold(records)));
+        let compacted = journal.records().and_then(|records| {
+            let mut state = fold(records);
+            state.forget_series_before(unix_now() - SERIES_KEPT);
+            journal.compact(&state)
+        });
         if let Err(error) = compacted {
             self.log.warn(format_args!(
                 "compacting the journal in {} failed: {error}; it keeps growing until a later \
@@ -572,13 +580,12 @@ impl Engine {
                     .map(|()| len)
             });
             match sealed {
-                Ok(len) => self.delivery.deliver(SealedObject {
-                    id,
-                    key: object.opened.key.clone(),
-                    path: object.writer.path().to_owned(),
+                Ok(len) => self.delivery.deliver(SealedObject::new(
+                    &object.opened,
+                    object.writer.path().to_owned(),
                     len,
-                    progress: None,
-                }),
+                    None,
+                )),
                 Err(error) => {
                     self.log.warn(format_args!(
                         "closing object '{}' failed: {error}; trying again in a second",

@@ -1,21 +1,35 @@
 //! Starting an engine: reading the journal, finishing what a previous run left open, and
 //! queueing everything not yet delivered.
+//!
+//! Nothing found in the store is deleted because the journal is damaged or lost. Each
+//! object's file is checked against what the journal committed (its data's CRC-32 and
+//! length) before it is sealed and delivered. A file that fails the check, or that the
+//! journal no longer lists because its records were lost, is salvaged: the intact part up
+//! to its last whole block is sealed and delivered, under a new key when bytes were lost,
+//! and a copy of the damaged file is kept in `quarantine/<id>.damaged`. Every damage is
+//! logged at warn level or above, with the file and the bytes concerned.
+//!
+//! Only one kind of file is removed: an object whose Open record never reached an intact
+//! journal (the crash came before its first commit), which nobody was told OK about.
 
 use std::collections::HashMap;
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
 
-use super::Engine;
 use super::delivery::{Delivery, DeliveryContext};
+use super::keys::Keys;
+use super::{Engine, SERIES_KEPT, unix_now};
 use crate::config::{Compression, JsonLines, ObjectConfig};
 use crate::destination::{Destination, SealedObject};
 use crate::log::Logger;
+use crate::object::check;
 use crate::object::deflate::Deflater;
 use crate::object::writer::{Committed, ObjectWriter};
-use crate::store::journal::{Journal, LiveObject, Record, fold, unfold};
+use crate::store::journal::{Damage, Journal, LiveObject, Opened, Record, fold, unfold};
 use crate::store::{self, Store};
 
 impl Engine {
@@ -35,28 +49,51 @@ impl Engine {
             .with_context(|| format!("opening store_dir {}", config.store_dir.display()))?;
         let agent_id = store.agent_id().context("reading the agent id")?;
         let journal_path = store.journal_path();
-        let (mut journal, records, torn) = Journal::open(&journal_path)
+        let (mut journal, records, damage) = Journal::open(&journal_path, store.was_in_use())
             .with_context(|| format!("reading the journal {}", journal_path.display()))?;
-        if let Some(torn) = torn {
-            log.error(format_args!(
-                "the journal {} is damaged after byte {}: {} bytes there are a write torn by a \
-                 crash or damage to the disk. The records before are kept; the damaged bytes \
-                 are saved in {}",
-                journal_path.display(),
-                torn.offset,
-                torn.bytes,
-                torn.saved_to.display()
-            ));
+        if let Some(damage) = &damage {
+            report(&log, &journal_path, damage);
         }
-        let state = fold(records);
-        let mut finished = Vec::new();
-        let mut records = Vec::new();
+        let mut state = fold(records);
+        state.forget_series_before(unix_now() - SERIES_KEPT);
+        let keys = Arc::new(Keys::new(
+            config.key_format.clone(),
+            store::hostname(),
+            agent_id,
+            state.series.clone(),
+        ));
+        let mut recovery = Recovery {
+            store: &store,
+            keys: &keys,
+            destination: &*destination,
+            log: &log,
+            records: Vec::new(),
+            finished: Vec::new(),
+        };
         for object in state.objects.values() {
-            if let Some(sealed) = finish(&store, object, &*destination, &log, &mut records) {
-                finished.push(sealed);
+            recovery.finish(object);
+        }
+        // Files the journal does not list: lost records, or objects opened just before a
+        // crash that never committed.
+        let records_lost = damage.as_ref().is_some_and(Damage::lost_records);
+        let orphans = store.object_files().unwrap_or_default();
+        for id in orphans
+            .into_iter()
+            .filter(|id| !state.objects.contains_key(id))
+        {
+            if records_lost || id < state.next_index {
+                recovery.orphan(id);
+            } else {
+                log.debug(format_args!(
+                    "removing {}, an object that was never committed",
+                    store.object_path(id).display()
+                ));
+                let _ = store.remove_object(id);
             }
         }
-        remove_orphans(&store, &state.objects, &log);
+        let Recovery {
+            records, finished, ..
+        } = recovery;
         // One rename puts what was found and what was done in place of the old journal.
         let recovered = fold(unfold(&state).into_iter().chain(records));
         journal
@@ -75,6 +112,7 @@ impl Engine {
             destination: Arc::from(destination),
             journal: Arc::clone(&journal),
             store: store.clone(),
+            keys: Arc::clone(&keys),
             log: log.clone(),
             retry_limit: config.upload_retry_limit,
             concurrency: config.upload_concurrency,
@@ -90,17 +128,16 @@ impl Engine {
         Ok(Engine {
             deflater,
             last_write: Instant::now(),
+            next_id: recovered.next_index.max(store.next_free_id()),
             config,
             json,
             log,
             journal,
             delivery,
-            hostname: store::hostname(),
-            agent_id,
-            next_index: state.next_index,
+            keys,
             open: HashMap::new(),
             closing: Vec::new(),
-            accepted_before_crash: state.last_accepted,
+            accepted_before_crash: recovered.last_accepted,
             started: Instant::now(),
             at_limit: false,
             store,
@@ -108,113 +145,289 @@ impl Engine {
     }
 }
 
-/// Seals an object a previous run left open (or checks one it sealed) and returns it,
-/// ready to deliver; records what was done in `records`.
-fn finish(
-    store: &Store,
-    object: &LiveObject,
-    destination: &dyn Destination,
-    log: &Logger,
-    records: &mut Vec<Record>,
-) -> Option<SealedObject> {
-    let opened = &object.opened;
-    let id = opened.id;
-    let path = store.object_path(id);
-    let compression = if opened.gzip {
+/// Logs what is wrong with the journal.
+fn report(log: &Logger, path: &Path, damage: &Damage) {
+    match damage {
+        Damage::Lost { len: 0 } => log.error(format_args!(
+            "the journal {} is missing from a store folder in use: it was deleted. Every object \
+             file in the folder is checked and delivered; none is deleted",
+            path.display()
+        )),
+        Damage::Lost { len } => log.error(format_args!(
+            "the journal {} is cut to {len} bytes, shorter than its header: its records are \
+             lost. Every object file in the folder is checked and delivered; none is deleted",
+            path.display()
+        )),
+        Damage::Frames {
+            ranges, saved_to, ..
+        } if !damage.lost_records() => {
+            let (offset, bytes) = ranges[0];
+            log.warn(format_args!(
+                "the journal {} ends with {bytes} bytes at byte {offset} that are not a whole \
+                 record: a write torn by a crash (its chunks were never answered OK) or damage \
+                 to the disk. The records before are kept; the bytes are saved in {}",
+                path.display(),
+                saved_to.display()
+            ));
+        }
+        Damage::Frames {
+            ranges, saved_to, ..
+        } => {
+            let described: Vec<String> = ranges
+                .iter()
+                .map(|(offset, bytes)| format!("{bytes} bytes at byte {offset}"))
+                .collect();
+            log.error(format_args!(
+                "the journal {} is damaged: {}. The intact records around the damage are kept, \
+                 the damaged bytes are saved in {}, and every object file the journal no \
+                 longer lists is checked and delivered; none is deleted",
+                path.display(),
+                described.join(", "),
+                saved_to.display()
+            ));
+        }
+    }
+}
+
+/// What recovery works with, and what it found.
+struct Recovery<'a> {
+    store: &'a Store,
+    keys: &'a Keys,
+    destination: &'a dyn Destination,
+    log: &'a Logger,
+    /// What was done, for the journal.
+    records: Vec<Record>,
+    /// Objects ready to deliver.
+    finished: Vec<SealedObject>,
+}
+
+impl Recovery<'_> {
+    /// Checks an object the journal lists, seals it if it was open, and queues it.
+    fn finish(&mut self, object: &LiveObject) {
+        let opened = &object.opened;
+        let id = opened.id;
+        let path = self.store.object_path(id);
+        let compression = compression_of(opened);
+        if !path.exists() {
+            self.gone(opened, &path);
+            return;
+        }
+        let committed = object
+            .committed
+            .unwrap_or_else(|| Committed::empty(compression));
+        if object.sealed.is_none() && committed.raw == 0 {
+            // Opened, but nothing of it was ever committed.
+            let _ = self.store.remove_object(id);
+            self.records.push(Record::Delivered { id });
+            return;
+        }
+        let checked = check::verify(&path, opened.gzip, committed, object.sealed);
+        let sealed = match checked {
+            Ok(Ok(())) => match object.sealed {
+                Some(len) => cut_to(&path, len),
+                None => ObjectWriter::reopen(&path, compression, committed)
+                    .and_then(|mut writer| writer.seal())
+                    .inspect(|&len| self.records.push(Record::Sealed { id, len })),
+            },
+            Ok(Err(reason)) => {
+                self.salvage(opened, &reason, true);
+                return;
+            }
+            Err(error) => Err(error),
+        };
+        match sealed {
+            Ok(len) => self.finished.push(SealedObject::new(
+                opened,
+                path,
+                len,
+                object.progress.clone(),
+            )),
+            Err(error) => {
+                let moved = self.store.quarantine(id, &opened.key);
+                self.log.error(format_args!(
+                    "object '{}' cannot be finished ({error}); {}",
+                    opened.key,
+                    match &moved {
+                        Ok(to) => format!("it is kept in {} for inspection", to.display()),
+                        Err(e) => format!("it stays in {} ({e})", path.display()),
+                    }
+                ));
+                if moved.is_ok() {
+                    self.records.push(Record::Quarantined { id });
+                }
+            }
+        }
+    }
+
+    /// An object the journal lists whose file is gone.
+    fn gone(&mut self, opened: &Opened, path: &Path) {
+        let id = opened.id;
+        if self.destination.exists(&opened.key).unwrap_or(false) {
+            self.records.push(Record::Delivered { id });
+            return;
+        }
+        self.log.error(format_args!(
+            "object '{}' is in the journal but its file {} is gone and it is not at the \
+             destination; its records are lost (the file was removed outside rustsink)",
+            opened.key,
+            path.display()
+        ));
+        self.records.push(Record::Quarantined { id });
+    }
+
+    /// An object file the journal does not list, although it may have: its records were
+    /// lost. How it was opened is in the file beside it.
+    fn orphan(&mut self, id: u64) {
+        let path = self.store.object_path(id);
+        let Some(opened) = self.store.read_opened(id) else {
+            let key = self.keys.next("unknown", unix_now()).key;
+            let moved = self.store.quarantine(id, &key);
+            self.log.error(format_args!(
+                "{} is an object file that the journal does not list, and the file that says \
+                 how it was opened is missing: its tag and key are unknown. {}",
+                path.display(),
+                match &moved {
+                    Ok(to) => format!(
+                        "It is kept in {}, with the key '{key}' beside it",
+                        to.display()
+                    ),
+                    Err(e) => format!("It stays where it is ({e})"),
+                }
+            ));
+            return;
+        };
+        self.salvage(&opened, "the journal no longer lists it", false);
+    }
+
+    /// Seals the intact part of a damaged or unlisted object and queues it. The object
+    /// keeps its key and token when nothing was lost; otherwise it gets a new key, and a
+    /// copy of the file as found is kept in quarantine.
+    fn salvage(&mut self, opened: &Opened, reason: &str, listed: bool) {
+        let id = opened.id;
+        let path = self.store.object_path(id);
+        let compression = compression_of(opened);
+        let found_len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let prefix = check::intact_prefix(&path, opened.gzip);
+        let prefix = match prefix {
+            Ok(Some(prefix)) if prefix.raw > 0 => prefix,
+            result => {
+                let why = match result {
+                    Err(error) => format!("it cannot be read: {error}"),
+                    _ => "nothing in it is intact".to_owned(),
+                };
+                let moved = self.store.quarantine(id, &opened.key);
+                self.log.error(format_args!(
+                    "object '{}' ({}, {found_len} bytes) is damaged ({reason}) and {why}; {}",
+                    opened.key,
+                    path.display(),
+                    match &moved {
+                        Ok(to) => format!("it is kept in {}", to.display()),
+                        Err(e) => format!("it stays where it is ({e})"),
+                    }
+                ));
+                if listed && moved.is_ok() {
+                    self.records.push(Record::Quarantined { id });
+                }
+                return;
+            }
+        };
+        // The bytes the object would have if nothing was lost: its intact part, then the
+        // end that sealing writes.
+        let seal_len = match opened.gzip {
+            true => prefix.len + 10,
+            false => prefix.len,
+        };
+        // A listed object failed its check: its bytes are not what was committed, however
+        // well they read.
+        let whole = !listed && (found_len == prefix.len || found_len == seal_len);
+        let damaged_copy = self
+            .store
+            .root()
+            .join("quarantine")
+            .join(format!("{id}.damaged"));
+        if !whole && let Err(error) = std::fs::copy(&path, &damaged_copy) {
+            self.log.error(format_args!(
+                "object '{}' ({}) is damaged ({reason}) and a copy of it cannot be kept in {} \
+                 ({error}); it stays as it is, and is looked at again at the next start",
+                opened.key,
+                path.display(),
+                damaged_copy.display()
+            ));
+            return;
+        }
+        let sealed = ObjectWriter::reopen(&path, compression, prefix).and_then(|mut w| w.seal());
+        let len = match sealed {
+            Ok(len) => len,
+            Err(error) => {
+                self.log.error(format_args!(
+                    "object '{}' ({}) could not be sealed after damage ({reason}): {error}; it \
+                     is looked at again at the next start",
+                    opened.key,
+                    path.display()
+                ));
+                return;
+            }
+        };
+        let mut salvaged = opened.clone();
+        if !whole {
+            let key = self.keys.next(&opened.tag, opened.window_start);
+            salvaged.key = key.key;
+            salvaged.series = key.series;
+            salvaged.index = Some(key.index);
+            salvaged.token = uuid::Uuid::new_v4().simple().to_string();
+        }
+        if let Err(error) = self.store.write_opened(&salvaged) {
+            self.log.warn(format_args!(
+                "writing {} failed: {error}",
+                self.store.opened_path(id).display()
+            ));
+        }
+        self.records.extend([
+            Record::Open(salvaged.clone()),
+            Record::Commit { id, state: prefix },
+            Record::Sealed { id, len },
+        ]);
+        if whole {
+            self.log.warn(format_args!(
+                "object '{}' ({}): {reason}. Its {} bytes of lines are intact and are delivered \
+                 at its key",
+                opened.key,
+                path.display(),
+                prefix.raw
+            ));
+        } else {
+            self.log.error(format_args!(
+                "object '{}' ({}, {found_len} bytes) is damaged: {reason}. Its first {} bytes \
+                 are intact, holding {} bytes of whole lines, which are delivered as '{}'; what \
+                 follows them is lost, and the file as found is kept in {}",
+                opened.key,
+                path.display(),
+                prefix.len,
+                prefix.raw,
+                salvaged.key,
+                damaged_copy.display()
+            ));
+        }
+        self.finished
+            .push(SealedObject::new(&salvaged, path, len, None));
+    }
+}
+
+fn compression_of(opened: &Opened) -> Compression {
+    if opened.gzip {
         // The level does not matter: nothing more is compressed.
         Compression::Gzip { level: 6 }
     } else {
         Compression::None
-    };
-    let sealed = match object.sealed {
-        Some(len) => check_sealed(&path, len),
-        None => {
-            let committed = object
-                .committed
-                .unwrap_or_else(|| Committed::empty(compression));
-            if committed.raw == 0 {
-                // Opened, but nothing of it was ever committed.
-                let _ = std::fs::remove_file(&path);
-                records.push(Record::Delivered { id });
-                return None;
-            }
-            ObjectWriter::reopen(&path, compression, committed)
-                .and_then(|mut writer| writer.seal())
-                .inspect(|&len| records.push(Record::Sealed { id, len }))
-        }
-    };
-    match sealed {
-        Ok(len) => Some(SealedObject {
-            id,
-            key: opened.key.clone(),
-            path,
-            len,
-            progress: object.progress.clone(),
-        }),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            if destination.exists(&opened.key).unwrap_or(false) {
-                records.push(Record::Delivered { id });
-            } else {
-                log.error(format_args!(
-                    "object '{}' is in the journal but its file {} is gone and it is not at \
-                     the destination; its records are lost (the file was removed outside \
-                     rustsink)",
-                    opened.key,
-                    path.display()
-                ));
-                records.push(Record::Quarantined { id });
-            }
-            None
-        }
-        Err(error) => {
-            let moved = store.quarantine(id, &opened.key);
-            log.error(format_args!(
-                "object '{}' cannot be finished ({error}); {}",
-                opened.key,
-                match &moved {
-                    Ok(to) => format!("it is kept in {} for inspection", to.display()),
-                    Err(e) => format!("it stays in {} ({e})", path.display()),
-                }
-            ));
-            if moved.is_ok() {
-                records.push(Record::Quarantined { id });
-            }
-            None
-        }
     }
 }
 
-/// Checks a sealed object's file: bytes past the sealed length (never expected) are cut.
-fn check_sealed(path: &std::path::Path, len: u64) -> io::Result<u64> {
+/// A checked sealed object's file: bytes past the sealed length (never expected) are cut.
+fn cut_to(path: &Path, len: u64) -> io::Result<u64> {
     let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    let actual = file.metadata()?.len();
-    if actual < len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("the file holds {actual} bytes but {len} were sealed"),
-        ));
-    }
-    if actual > len {
+    if file.metadata()?.len() > len {
         file.set_len(len)?;
         file.sync_all()?;
     }
     Ok(len)
-}
-
-/// Removes object files the journal does not know: their Open record never became durable,
-/// so nothing in them was acknowledged.
-fn remove_orphans(
-    store: &Store,
-    known: &std::collections::BTreeMap<u64, LiveObject>,
-    log: &Logger,
-) {
-    for id in store.object_files().unwrap_or_default() {
-        if !known.contains_key(&id) {
-            log.debug(format_args!(
-                "removing {}, an object that was never committed",
-                store.object_path(id).display()
-            ));
-            let _ = std::fs::remove_file(store.object_path(id));
-        }
-    }
 }

@@ -10,7 +10,7 @@
 //! | `%Y`, `%m`, `%d`, `%H`, `%M`, `%S`, ... | strftime of the window start, in UTC |
 //! | `$TAG` | the whole tag |
 //! | `$TAG[n]` | part `n` (from 0) of the tag split on the delimiter characters; empty if the tag has fewer parts |
-//! | `$INDEX` | the object's sequence number, kept in `store_dir`, never reused |
+//! | `$INDEX` | the object's number in its series (the keys that differ only in `$INDEX` and `$UUID`), from 0, kept in `store_dir` |
 //! | `$UUID` | 8 random characters, drawn when the object opens |
 //! | `$HOSTNAME` | the host name |
 //! | `$AGENT_ID` | an id drawn once per `store_dir`, so two agents on one host differ |
@@ -153,6 +153,16 @@ impl KeyTemplate {
 
     /// The key of an object.
     pub fn render(&self, context: &KeyContext<'_>) -> String {
+        self.write(context, Some(context.index), context.uuid)
+    }
+
+    /// The series of an object's key: the key with `$INDEX` and `$UUID` left as they are.
+    /// `$INDEX` counts the objects of one series.
+    pub fn series(&self, context: &KeyContext<'_>) -> String {
+        self.write(context, None, "$UUID")
+    }
+
+    fn write(&self, context: &KeyContext<'_>, index: Option<u64>, uuid: &str) -> String {
         let mut key = String::new();
         for part in &self.parts {
             match part {
@@ -168,10 +178,13 @@ impl KeyTemplate {
                         .nth(*n)
                         .unwrap_or(""),
                 ),
-                Piece::Index => {
-                    let _ = write!(key, "{}", context.index);
-                }
-                Piece::Uuid => key.push_str(context.uuid),
+                Piece::Index => match index {
+                    Some(index) => {
+                        let _ = write!(key, "{index}");
+                    }
+                    None => key.push_str("$INDEX"),
+                },
+                Piece::Uuid => key.push_str(uuid),
                 Piece::Hostname => key.push_str(context.hostname),
                 Piece::AgentId => key.push_str(context.agent_id),
             }

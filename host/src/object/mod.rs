@@ -1,5 +1,6 @@
-//! Turning events into the bytes of an object.
+//! Turning events into the bytes of an object, and reading them back after a restart.
 
+pub mod check;
 pub mod deflate;
 pub mod encode;
 pub mod key;

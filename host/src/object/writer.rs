@@ -28,9 +28,9 @@ use crate::config::Compression;
 
 /// The gzip member header: deflate, no name, modification time 0 (so the bytes do not
 /// depend on when the object was written), unknown OS.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// An empty final deflate block with fixed codes.
-const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
+pub(super) const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 /// Input is compressed in blocks of about this size (whole lines), so a size cut falls
 /// between lines near it.
 pub const SLICE: usize = 128 * 1024;

@@ -7,7 +7,10 @@
 //! | `journal` | the [journal] of objects and commits |
 //! | `agent-id` | the id that `$AGENT_ID` renders, drawn once |
 //! | `objects/<id>` | the file of an object not yet delivered |
+//! | `objects/<id>.open` | how object `id` was opened (its key, tag and window), so that it can be delivered even if the journal is lost |
 //! | `quarantine/<id>` and `<id>.key` | an object that could not be delivered, and its key |
+//! | `quarantine/<id>.damaged` | a damaged object file as it was found, kept after its intact part was salvaged |
+//! | `journal.torn-<time>` | bytes of the journal that were not whole records, kept for inspection |
 
 pub mod journal;
 
@@ -21,6 +24,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Whether the folder held data before this start.
+    was_in_use: bool,
     _lock: Arc<fs::File>,
 }
 
@@ -33,6 +38,7 @@ impl Store {
     /// When a folder cannot be created, or another process holds the folder.
     pub fn open(store_dir: &Path, instance: &str) -> io::Result<Store> {
         let root = store_dir.join(folder_name(instance));
+        let was_in_use = root.join("agent-id").exists();
         for folder in [root.join("objects"), root.join("quarantine")] {
             fs::create_dir_all(&folder)
                 .map_err(|e| with_path(e, "creating the folder", &folder))?;
@@ -56,8 +62,72 @@ impl Store {
         }
         Ok(Store {
             root,
+            was_in_use,
             _lock: Arc::new(lock),
         })
+    }
+
+    /// Whether the folder held data before this start: a missing journal is then damage.
+    pub fn was_in_use(&self) -> bool {
+        self.was_in_use
+    }
+
+    /// The file beside object `id` that says how it was opened.
+    pub fn opened_path(&self, id: u64) -> PathBuf {
+        self.root.join("objects").join(format!("{id}.open"))
+    }
+
+    /// Writes, and syncs, how object `id` was opened.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be written.
+    pub fn write_opened(&self, opened: &journal::Opened) -> io::Result<()> {
+        let path = self.opened_path(opened.id);
+        let bytes = serde_json::to_vec(opened).map_err(io::Error::other)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        io::Write::write_all(&mut file, &bytes)?;
+        file.sync_all()
+    }
+
+    /// How object `id` was opened, if its file beside it is there and whole.
+    pub fn read_opened(&self, id: u64) -> Option<journal::Opened> {
+        let bytes = fs::read(self.opened_path(id)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Removes object `id`'s file and the file beside it.
+    ///
+    /// # Errors
+    ///
+    /// When the object's file exists but cannot be removed.
+    pub fn remove_object(&self, id: u64) -> io::Result<()> {
+        let _ = fs::remove_file(self.opened_path(id));
+        match fs::remove_file(self.object_path(id)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// One more than the highest object id with a file in `objects/` or `quarantine/`: no
+    /// new object may take an id below it, whatever the journal says.
+    pub fn next_free_id(&self) -> u64 {
+        ["objects", "quarantine"]
+            .iter()
+            .flat_map(|folder| fs::read_dir(self.root.join(folder)).into_iter().flatten())
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                let name = name.to_str()?;
+                name.split('.').next()?.parse::<u64>().ok()
+            })
+            .map(|id| id + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The instance's folder.
@@ -99,8 +169,15 @@ impl Store {
     /// When the move or the key file fails.
     pub fn quarantine(&self, id: u64, key: &str) -> io::Result<PathBuf> {
         let target = self.root.join("quarantine").join(id.to_string());
+        if target.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is taken", target.display()),
+            ));
+        }
         fs::write(target.with_extension("key"), key)?;
         fs::rename(self.object_path(id), &target)?;
+        let _ = fs::remove_file(self.opened_path(id));
         journal::sync_parent(&target)?;
         Ok(target)
     }

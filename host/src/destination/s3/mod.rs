@@ -1,10 +1,17 @@
 //! `sink s3`: objects are uploaded to a bucket at their key, in one request when they are
 //! small and in parts (multipart upload) when they are larger than `upload_chunk_size`.
 //!
+//! Nothing is written over an object: PutObject and CompleteMultipartUpload carry
+//! `If-None-Match: *`, and every object carries its token in the metadata
+//! `x-amz-meta-rustsink-token`. When S3 answers 412 (the key holds an object), the object
+//! there is this one if it has this token (delivered before a crash lost the record of it);
+//! otherwise the key is taken. For servers that ignore the header, `s3_check_existing`
+//! asks with HeadObject first.
+//!
 //! A multipart upload records its id and every stored part through the
 //! [`ProgressLog`], which the delivery thread keeps in the journal: an attempt after a
 //! failure or a restart uploads only the parts still missing. If it was completed just
-//! before a crash, the object at the key is recognised by its size. If S3 no longer knows
+//! before a crash, the object at the key is recognised by its token. If S3 no longer knows
 //! the upload (it was aborted, or expired under a lifecycle rule), the upload starts over;
 //! that is asked with ListParts after a failure, since S3-compatible servers do not all
 //! answer a request for an unknown upload with `NoSuchUpload`.
@@ -34,10 +41,13 @@ use crate::config::{Encryption, S3Config};
 use credentials::SessionCredentials;
 use error::request_error;
 
+/// The metadata (`x-amz-meta-` name) that holds an object's token.
+const TOKEN_METADATA: &str = "rustsink-token";
+
 /// Sets what every new object carries. PutObject and CreateMultipartUpload have the same
 /// setters on builders of different types, hence a macro.
 macro_rules! with_object_options {
-    ($request:expr, $config:expr) => {{
+    ($request:expr, $config:expr, $token:expr) => {{
         let config: &S3Config = $config;
         let (encryption, kms_key_id) = encryption_headers(config.encryption.as_ref());
         $request
@@ -48,6 +58,7 @@ macro_rules! with_object_options {
             .set_checksum_algorithm(config.checksum.clone())
             .set_server_side_encryption(encryption)
             .set_ssekms_key_id(kms_key_id)
+            .metadata(TOKEN_METADATA, $token)
     }};
 }
 
@@ -87,6 +98,13 @@ impl S3Destination {
         object: &SealedObject,
         progress: &mut dyn ProgressLog,
     ) -> Result<(), DeliveryError> {
+        if self.config.check_existing && progress.resume().is_none() {
+            match self.head(&object.key).await {
+                Ok(head) => return self.ours_or_taken(object, &head),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {}
+                Err(error) => return Err(self.failed("HeadObject", &object.key, error)),
+            }
+        }
         if object.len <= self.config.upload_chunk_size {
             self.put_whole(object).await
         } else {
@@ -103,11 +121,38 @@ impl S3Destination {
             .key(&object.key)
             .body(body)
             .content_length(object.len as i64);
-        with_object_options!(request, &self.config)
+        let sent = with_object_options!(request, &self.config, &object.token)
+            .if_none_match("*")
             .send()
-            .await
-            .map_err(|e| self.failed("PutObject", &object.key, e))?;
-        Ok(())
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(error) if precondition_failed(&error) => self.found_at_key(object).await,
+            Err(error) => Err(self.failed("PutObject", &object.key, error)),
+        }
+    }
+
+    /// After a 412: whether the object at the key is this one (Ok) or another.
+    async fn found_at_key(&self, object: &SealedObject) -> Result<(), DeliveryError> {
+        match self.head(&object.key).await {
+            Ok(head) => self.ours_or_taken(object, &head),
+            Err(error) => Err(self.failed("HeadObject", &object.key, error)),
+        }
+    }
+
+    fn ours_or_taken(
+        &self,
+        object: &SealedObject,
+        head: &HeadObjectOutput,
+    ) -> Result<(), DeliveryError> {
+        let token = head.metadata().and_then(|m| m.get(TOKEN_METADATA));
+        if token.is_some_and(|token| *token == object.token) {
+            Ok(())
+        } else {
+            Err(DeliveryError::KeyTaken {
+                key: object.key.clone(),
+            })
+        }
     }
 
     async fn put_in_parts(
@@ -130,7 +175,7 @@ impl S3Destination {
             Some(state) => state,
             None => {
                 let state = UploadProgress {
-                    upload_id: self.create_upload(&object.key).await?,
+                    upload_id: self.create_upload(object).await?,
                     part_size,
                     parts: Vec::new(),
                 };
@@ -176,14 +221,25 @@ impl S3Destination {
             .key(&object.key)
             .upload_id(&state.upload_id)
             .multipart_upload(self.completed_parts(&state))
+            .if_none_match("*")
             .send()
             .await;
         match completed {
             Ok(_) => Ok(()),
+            Err(error) if precondition_failed(&error) => {
+                let found = self.found_at_key(object).await;
+                if let Err(DeliveryError::KeyTaken { .. }) = &found {
+                    // This upload can never complete at this key: its parts go, and the
+                    // object starts over at its next key.
+                    self.abort(&object.key, &state.upload_id).await;
+                    record(progress, None, &object.key)?;
+                }
+                found
+            }
             Err(error) => {
                 let error = self.failed("CompleteMultipartUpload", &object.key, error);
-                if self.holds(&object.key, object.len).await {
-                    // Completed before a crash (keys are never reused): it is delivered.
+                if self.holds(object).await {
+                    // Completed before a crash: it is delivered.
                     return Ok(());
                 }
                 Err(self.forget_if_gone(error, progress, &object.key).await)
@@ -191,13 +247,14 @@ impl S3Destination {
         }
     }
 
-    async fn create_upload(&self, key: &str) -> Result<String, DeliveryError> {
+    async fn create_upload(&self, object: &SealedObject) -> Result<String, DeliveryError> {
+        let key = &object.key;
         let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.config.bucket)
             .key(key);
-        let output = with_object_options!(request, &self.config)
+        let output = with_object_options!(request, &self.config, &object.token)
             .send()
             .await
             .map_err(|e| self.failed("CreateMultipartUpload", key, e))?;
@@ -258,10 +315,10 @@ impl S3Destination {
         error
     }
 
-    /// Whether an object of `len` bytes is at `key`.
-    async fn holds(&self, key: &str, len: u64) -> bool {
-        let head = self.head(key).await;
-        head.is_ok_and(|head| head.content_length() == Some(len as i64))
+    /// Whether this object is at its key.
+    async fn holds(&self, object: &SealedObject) -> bool {
+        let head = self.head(&object.key).await;
+        head.is_ok_and(|head| self.ours_or_taken(object, &head).is_ok())
     }
 
     async fn head(&self, key: &str) -> Result<HeadObjectOutput, SdkError<HeadObjectError>> {
@@ -382,6 +439,14 @@ async fn build_client(config: &S3Config) -> (Client, SessionCredentials) {
         )
         .build();
     (Client::from_conf(s3), credentials)
+}
+
+/// Whether S3 refused a conditional write because the key holds an object.
+fn precondition_failed<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    error.code() == Some("PreconditionFailed")
 }
 
 /// Bytes `offset..offset + length` of an object's file, streamed.

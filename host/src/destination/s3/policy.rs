@@ -82,7 +82,9 @@ pub fn grants(s3: &S3Config, objects: &ObjectConfig) -> Vec<Grant> {
 /// What the uploading identity needs on the bucket (and KMS).
 fn upload_policy(s3: &S3Config, objects: &ObjectConfig, partition: &str) -> Value {
     let multipart = objects.total_file_size > s3.upload_chunk_size;
-    let mut actions = vec!["s3:PutObject"];
+    // GetObject, for HeadObject: when a key turns out to be taken (412), or is looked at
+    // after a restart, whether the object there is this one.
+    let mut actions = vec!["s3:PutObject", "s3:GetObject"];
     if s3.canned_acl.is_some() {
         actions.push("s3:PutObjectAcl");
     }
@@ -197,7 +199,7 @@ mod tests {
             json!([{
                 "Sid": "WriteLogObjects",
                 "Effect": "Allow",
-                "Action": ["s3:PutObject"],
+                "Action": ["s3:PutObject", "s3:GetObject"],
                 "Resource": "arn:aws:s3:::logs/dev/*",
             }])
         );
@@ -218,6 +220,7 @@ mod tests {
             statements[0]["Action"],
             json!([
                 "s3:PutObject",
+                "s3:GetObject",
                 "s3:PutObjectAcl",
                 "s3:PutObjectTagging",
                 "s3:ListMultipartUploadParts",

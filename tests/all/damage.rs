@@ -1,0 +1,250 @@
+//! Damage to `store_dir` between two runs, done for real: the journal deleted, cut below
+//! its header or with bytes flipped in its middle, and object files with flipped bytes.
+//! Nothing acknowledged is lost, and no object already delivered is written over.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustsink::cli::harness::{HostVersion, take_log_lines};
+use rustsink::event::chunk::EventFormat;
+
+use crate::support::*;
+
+const CHILD: &str = "RUSTSINK_DAMAGE_CHILD_DIR";
+const TAGS: [&str; 2] = ["a", "b"];
+const CHUNKS: u64 = 20;
+const PER_CHUNK: u64 = 190;
+/// Records per tag: the chunks, then three small ones that leave the last object open,
+/// with a block from each.
+const RECORDS: u64 = CHUNKS * PER_CHUNK + 300;
+
+/// The keys of the instance: small objects, cut by size (or at exit).
+fn keys() -> [(&'static str, &'static str); 4] {
+    [
+        ("Alias", "dmg"),
+        ("total_file_size", "4K"),
+        ("time_window", "off"),
+        ("shutdown_timeout", "30s"),
+    ]
+}
+
+/// In a child process: feeds every chunk, says so, and waits to be killed.
+fn feed_and_wait(dir: &Path) {
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit.add_output(&dir_output(dir, &keys())).unwrap();
+    for tag in TAGS {
+        for chunk in 0..CHUNKS {
+            let bytes = numbered_chunk(EventFormat::V2, chunk * PER_CHUNK, PER_CHUNK);
+            assert_eq!(fluent_bit.flusher(out).flush(&bytes, tag), FLB_OK);
+        }
+        for first in (CHUNKS * PER_CHUNK..RECORDS).step_by(100) {
+            let tail = numbered_chunk(EventFormat::V2, first, 100);
+            assert_eq!(fluent_bit.flusher(out).flush(&tail, tag), FLB_OK);
+        }
+    }
+    println!("fed");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Every file under `dir` but the store, with its bytes.
+fn delivered(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == ".store") {
+                continue;
+            }
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.insert(path.clone(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Runs the child until some objects are delivered and others are open, then kills it with
+/// `kill -9`; returns what was delivered by then.
+fn store_with_delivered_and_open_objects(dir: &Path, test: &str) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|line| line.is_ok_and(|line| line.contains("fed"))),
+        "the child did not feed"
+    );
+    let start = Instant::now();
+    while delivered(dir).len() < 6 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing delivered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the delivery thread settle, so that the objects still in the store are the open ones.
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    delivered(dir)
+}
+
+/// Starts and stops the instance on `dir`; returns its log lines at warn level and above.
+fn restart(dir: &Path) -> Vec<String> {
+    let mut fluent_bit = load(HostVersion::V5);
+    take_log_lines();
+    fluent_bit.add_output(&dir_output(dir, &keys())).unwrap();
+    fluent_bit.shutdown().unwrap();
+    take_log_lines()
+        .into_iter()
+        .filter(|line| line.level <= 2)
+        .map(|line| line.message)
+        .collect()
+}
+
+/// Every record of every tag is delivered at least once, and what was delivered before the
+/// damage is unchanged.
+fn assert_nothing_lost_or_overwritten(dir: &Path, before: &BTreeMap<PathBuf, Vec<u8>>) {
+    let after = delivered(dir);
+    for (path, bytes) in before {
+        assert_eq!(
+            after.get(path),
+            Some(bytes),
+            "{} was written over",
+            path.display()
+        );
+    }
+    for tag in TAGS {
+        let mut seen = numbers(dir, tag);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, (0..RECORDS).collect::<Vec<_>>(), "tag {tag}");
+    }
+}
+
+#[test]
+fn a_deleted_cut_or_flipped_journal_loses_and_overwrites_nothing() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return feed_and_wait(Path::new(&dir));
+    }
+    let test = "damage::a_deleted_cut_or_flipped_journal_loses_and_overwrites_nothing";
+    // A process of its own: the log lines it reads are its own.
+    in_own_process(test, || journal_damage(test));
+}
+
+fn journal_damage(test: &str) {
+    for damage in ["delete", "cut below the header", "flip in the middle"] {
+        let dir = tempfile::tempdir().unwrap();
+        let before = store_with_delivered_and_open_objects(dir.path(), test);
+        let journal = dir.path().join(".store/dmg/journal");
+        match damage {
+            "delete" => fs::remove_file(&journal).unwrap(),
+            "cut below the header" => {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&journal)
+                    .unwrap()
+                    .set_len(5)
+                    .unwrap();
+            }
+            _ => {
+                let mut bytes = fs::read(&journal).unwrap();
+                let middle = bytes.len() / 2;
+                for byte in &mut bytes[middle..middle + 8] {
+                    *byte ^= 0xa5;
+                }
+                fs::write(&journal, bytes).unwrap();
+            }
+        }
+        let warnings = restart(dir.path());
+        assert!(
+            warnings
+                .iter()
+                .any(|line| line.contains("the journal") && line.contains(".store/dmg/journal")),
+            "{damage}: the damage is not reported: {warnings:#?}"
+        );
+        assert_nothing_lost_or_overwritten(dir.path(), &before);
+        let left: Vec<_> = fs::read_dir(dir.path().join(".store/dmg/objects"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{damage}: left in the store: {left:?}");
+    }
+}
+
+#[test]
+fn a_damaged_object_file_is_salvaged_up_to_the_damage_and_kept() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return feed_and_wait(Path::new(&dir));
+    }
+    let test = "damage::a_damaged_object_file_is_salvaged_up_to_the_damage_and_kept";
+    in_own_process(test, || object_damage(test));
+}
+
+fn object_damage(test: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let before = store_with_delivered_and_open_objects(dir.path(), test);
+    // Flip bytes in the middle of the largest object left in the store.
+    let objects = dir.path().join(".store/dmg/objects");
+    let (damaged, len) = fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_none())
+        .map(|p| {
+            let len = fs::metadata(&p).unwrap().len();
+            (p, len)
+        })
+        .max_by_key(|(_, len)| *len)
+        .unwrap_or_else(|| {
+            let names: Vec<_> = fs::read_dir(&objects)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            panic!("no object left open in {}: {names:?}", objects.display())
+        });
+    let mut bytes = fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 16].fill(0x5a);
+    fs::write(&damaged, &bytes).unwrap();
+
+    let warnings = restart(dir.path());
+    let id = damaged.file_name().unwrap().to_string_lossy().into_owned();
+    let report = warnings
+        .iter()
+        .find(|line| line.contains(&format!("objects/{id}")) && line.contains("is damaged"))
+        .unwrap_or_else(|| panic!("no report of {id} ({len} bytes): {warnings:#?}"));
+    assert!(
+        report.contains("are intact") && report.contains(&format!("quarantine/{id}.damaged")),
+        "{report}"
+    );
+    let kept = dir
+        .path()
+        .join(format!(".store/dmg/quarantine/{id}.damaged"));
+    assert_eq!(fs::read(&kept).unwrap(), bytes, "the file as found is kept");
+    // Everything else arrives, and every object delivered reads back whole.
+    let after = delivered(dir.path());
+    for (path, bytes) in &before {
+        assert_eq!(
+            after.get(path),
+            Some(bytes),
+            "{} was written over",
+            path.display()
+        );
+    }
+    for path in after.keys() {
+        object_text(path);
+    }
+}
