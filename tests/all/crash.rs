@@ -132,12 +132,7 @@ fn kill_and_restart(
 
 fn start_child(dir: &Path, test: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -9,6 +9,7 @@ mod ffi;
 mod filters;
 mod objects;
 mod process;
+mod quarantine;
 mod s3;
 mod setup;
 mod sinks;

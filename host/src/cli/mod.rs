@@ -43,6 +43,13 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Try the quarantined objects of every rustsink output of a Fluent Bit configuration
+    /// file again: a running Fluent Bit does it within a second, else its next start does.
+    Redrive {
+        /// The configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Print the configuration keys with their defaults (Markdown).
     Keys,
     /// Print what a filter component is and the options it accepts.
@@ -61,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Check { config } => check(&config),
         Command::Policy { config } => policy(&config),
+        Command::Redrive { config } => redrive(&config),
         Command::Describe { component } => component::describe(&component),
         Command::Filter(args) => component::filter(&args),
         Command::Keys => {
@@ -154,6 +162,50 @@ fn policy(path: &std::path::Path) -> Result<bool> {
     }
     println!("{}", serde_json::to_string_pretty(&outputs)?);
     Ok(true)
+}
+
+/// Asks every rustsink output of a file to try its quarantined objects again.
+fn redrive(path: &std::path::Path) -> Result<bool> {
+    let sections = fluent_conf::read(path)?;
+    let mut count = 0;
+    for (number, section) in fluent_conf::outputs_named(&sections, PLUGIN_NAME).enumerate() {
+        count += 1;
+        let config = Config::from_lookup(|key| section.entries.get(key).map(str::to_owned))
+            .with_context(|| format!("{}: the configuration is not valid", section.origin))?;
+        if let SinkConfig::Component(_) = config.sink {
+            println!("{}: a sink component keeps no objects", section.origin);
+            continue;
+        }
+        // The instance's name, as Fluent Bit gives it.
+        let instance = section
+            .entries
+            .get("alias")
+            .map_or_else(|| format!("{PLUGIN_NAME}.{number}"), str::to_owned);
+        let folder = crate::store::Store::folder(&config.objects.store_dir, &instance);
+        let found = crate::store::Store::request_redrive(&folder)
+            .with_context(|| format!("{}: store folder {}", section.origin, folder.display()))?;
+        let when = if found.objects == 0 {
+            "nothing to do"
+        } else if found.running {
+            "the running instance tries them again within a second"
+        } else {
+            "they are tried again when Fluent Bit starts"
+        };
+        println!(
+            "{}: {} objects ({} bytes) in {}; {when}",
+            section.origin,
+            found.objects,
+            found.bytes,
+            folder.join("quarantine").display()
+        );
+    }
+    if count == 0 {
+        println!(
+            "{}: no [OUTPUT] section with Name {PLUGIN_NAME}",
+            path.display()
+        );
+    }
+    Ok(count > 0)
 }
 
 /// The documented key closest to `key`, if it is a likely misspelling.

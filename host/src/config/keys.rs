@@ -95,6 +95,8 @@ pub const STORE_DIR: &str = "store_dir";
 pub const STORE_DIR_LIMIT_SIZE: &str = "store_dir_limit_size";
 /// `upload_retry_limit`: delivery attempts before an object is quarantined.
 pub const UPLOAD_RETRY_LIMIT: &str = "upload_retry_limit";
+/// `retry_exhausted_action`: what happens to an object after its last attempt.
+pub const RETRY_EXHAUSTED_ACTION: &str = "retry_exhausted_action";
 /// `upload_concurrency`: how many objects are delivered at once.
 pub const UPLOAD_CONCURRENCY: &str = "upload_concurrency";
 /// `shutdown_timeout`: how long exit may spend delivering.
@@ -419,9 +421,17 @@ pub const ALL: &[Key] = &[
     Key {
         name: UPLOAD_RETRY_LIMIT,
         default: Some("10"),
-        doc: "Delivery attempts per object, with exponential backoff (1 s doubling to 60 s, \
-              with jitter). After the last, the object moves to `quarantine/` in the \
-              instance's store folder and the log names its key; it is never deleted.",
+        doc: "Delivery attempts per object in a row, with exponential backoff (1 s doubling \
+              to 60 s, with jitter), from 1 to 1000; `no_limits` never gives up. After the \
+              last, `retry_exhausted_action` decides.",
+    },
+    Key {
+        name: RETRY_EXHAUSTED_ACTION,
+        default: Some("quarantine"),
+        doc: "What happens to an object after its last attempt: `quarantine` moves it to \
+              `quarantine/` in the instance's store folder, names its key in the log, and \
+              tries it again at every start and every 30 minutes until it is delivered; \
+              `delete` deletes it, with an error line that names it.",
     },
     Key {
         name: UPLOAD_CONCURRENCY,

@@ -114,12 +114,24 @@ pub struct ObjectConfig {
     pub store_dir: PathBuf,
     /// The most bytes the instance's store folder may hold; None: no limit.
     pub store_dir_limit_size: Option<u64>,
-    /// Delivery attempts per object before it is quarantined; at least 1.
+    /// Delivery attempts per object before it is quarantined; at least 1 (`u32::MAX`:
+    /// `no_limits`).
     pub upload_retry_limit: u32,
+    /// What happens to an object after its last attempt.
+    pub retry_exhausted_action: RetryExhaustedAction,
     /// How many objects are delivered at the same time; at least 1.
     pub upload_concurrency: usize,
     /// How long exit may spend delivering.
     pub shutdown_timeout: Duration,
+}
+
+/// What happens to an object after `upload_retry_limit` failed attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryExhaustedAction {
+    /// It moves to quarantine and is tried again at every start and every half hour.
+    Quarantine,
+    /// It is deleted, with an error line.
+    Delete,
 }
 
 /// A validated instance configuration.
@@ -275,6 +287,36 @@ fn parse_objects(
             "a duration above 0, such as 10m",
         ));
     }
+    // Fluent Bit's words for no limit, as its Retry_Limit takes them.
+    let upload_retry_limit = match text(keys::UPLOAD_RETRY_LIMIT)
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "no_limits" | "false" | "off" => u32::MAX,
+        _ => whole(keys::UPLOAD_RETRY_LIMIT, 1..=1000).map_err(|_| {
+            invalid(
+                keys::UPLOAD_RETRY_LIMIT,
+                &text(keys::UPLOAD_RETRY_LIMIT),
+                "a whole number from 1 to 1000, or no_limits",
+            )
+        })? as u32,
+    };
+    let retry_exhausted_action = match text(keys::RETRY_EXHAUSTED_ACTION)
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "quarantine" => RetryExhaustedAction::Quarantine,
+        "delete" => RetryExhaustedAction::Delete,
+        _ => {
+            return Err(invalid(
+                keys::RETRY_EXHAUSTED_ACTION,
+                &text(keys::RETRY_EXHAUSTED_ACTION),
+                "quarantine or delete",
+            ));
+        }
+    };
     Ok(ObjectConfig {
         time_window,
         window_wait: duration(keys::WINDOW_WAIT)?,
@@ -285,7 +327,8 @@ fn parse_objects(
         key_format,
         store_dir: PathBuf::from(store_dir.trim()),
         store_dir_limit_size: Some(size(keys::STORE_DIR_LIMIT_SIZE)?).filter(|&n| n > 0),
-        upload_retry_limit: whole(keys::UPLOAD_RETRY_LIMIT, 1..=1000)? as u32,
+        upload_retry_limit,
+        retry_exhausted_action,
         upload_concurrency: whole(keys::UPLOAD_CONCURRENCY, 1..=64)? as usize,
         shutdown_timeout: duration(keys::SHUTDOWN_TIMEOUT)?,
     })
@@ -500,7 +543,8 @@ mod tests {
             ("total_file_size", "0", "above 0"),
             ("compression", "zstd", "gzip or none"),
             ("compression_level", "10", "from 1 to 9"),
-            ("upload_retry_limit", "0", "from 1 to 1000"),
+            ("upload_retry_limit", "0", "from 1 to 1000, or no_limits"),
+            ("retry_exhausted_action", "drop", "quarantine or delete"),
             ("upload_concurrency", "0", "from 1 to 64"),
             ("s3_key_format", "logs/%Y/$TAG.gz", "$INDEX or $UUID"),
             ("s3_key_format", "logs/%Q-$INDEX", "%Q"),

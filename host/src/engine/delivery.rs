@@ -6,14 +6,19 @@
 //! same key with the same bytes. A destination never writes over another object: when an
 //! object's key is taken, the object gets the next key of its series, recorded in the
 //! journal, and is delivered there at once.
+//!
+//! An object that fails `upload_retry_limit` times in a row moves to quarantine (or is
+//! deleted, with `retry_exhausted_action delete`). Quarantined objects are handed to this
+//! thread again at every start and every half hour, and leave quarantine once delivered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::keys::Keys;
+use crate::config::RetryExhaustedAction;
 use crate::destination::{DeliveryError, Destination, ProgressLog, SealedObject, UploadProgress};
 use crate::log::Logger;
 use crate::store::Store;
@@ -23,6 +28,8 @@ use crate::store::journal::{Journal, Record};
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// No retry waits longer than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often objects in quarantine are tried again (and at every start).
+pub const QUARANTINE_RETRY: Duration = Duration::from_secs(1800);
 /// An object whose key was taken this many times in a row is quarantined: something other
 /// than an ordinary collision is going on.
 const MAX_REKEYS: u32 = 1000;
@@ -62,8 +69,10 @@ pub struct DeliveryContext {
     pub keys: Arc<Keys>,
     /// The instance's log.
     pub log: Logger,
-    /// Attempts per object.
+    /// Attempts per object before it is quarantined.
     pub retry_limit: u32,
+    /// What happens to an object after its last attempt.
+    pub exhausted: RetryExhaustedAction,
     /// How many objects are delivered at the same time; at least 1.
     pub concurrency: usize,
 }
@@ -132,6 +141,9 @@ struct Deliverer {
     in_flight: usize,
     /// When each cause of failure was last logged as a warning.
     reported: HashMap<String, Instant>,
+    /// The objects queued or being delivered, so that one handed over twice (from
+    /// quarantine) is delivered once.
+    known: HashSet<u64>,
 }
 
 impl Deliverer {
@@ -142,6 +154,7 @@ impl Deliverer {
             queue: Vec::new(),
             in_flight: 0,
             reported: HashMap::new(),
+            known: HashSet::new(),
         }
     }
 
@@ -169,12 +182,16 @@ impl Deliverer {
                 None => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match message {
-                Ok(Message::Deliver(object)) => self.queue.push(Pending {
-                    object,
-                    attempts: 0,
-                    rekeys: 0,
-                    next_at: Instant::now(),
-                }),
+                Ok(Message::Deliver(object)) => {
+                    if self.known.insert(object.id) {
+                        self.queue.push(Pending {
+                            object,
+                            attempts: 0,
+                            rekeys: 0,
+                            next_at: Instant::now(),
+                        });
+                    }
+                }
                 Ok(Message::Finish { deadline: at }) => deadline = Some(at),
                 Ok(Message::Attempted(attempt)) => {
                     self.in_flight -= 1;
@@ -246,7 +263,10 @@ impl Deliverer {
     /// Acts on the outcome of an attempt: done, again later, or quarantined.
     fn settle(&mut self, mut pending: Pending, result: Result<(), DeliveryError>) {
         match result {
-            Ok(()) => self.delivered(&pending),
+            Ok(()) => {
+                self.known.remove(&pending.object.id);
+                self.delivered(&pending);
+            }
             Err(DeliveryError::KeyTaken { key }) if pending.rekeys < MAX_REKEYS => {
                 pending.next_at = match self.rekey(&mut pending.object) {
                     Ok(()) => {
@@ -277,31 +297,42 @@ impl Deliverer {
                 pending.next_at = Instant::now() + wait;
                 self.queue.push(pending);
             }
-            Err(error) => self.quarantine(&pending, &error),
+            Err(error) => {
+                self.known.remove(&pending.object.id);
+                self.give_up(&pending, &error);
+            }
         }
     }
 
-    /// Gives an object the next key of its series, in the journal first.
+    /// Gives an object the next key of its series, in the journal first (or beside it in
+    /// quarantine).
     fn rekey(&self, object: &mut SealedObject) -> std::io::Result<()> {
         let new = self.context.keys.next(&object.tag, object.window_start);
-        self.journal_append(&Record::Rekeyed {
-            id: object.id,
-            key: new.key.clone(),
-            index: new.index,
-        })?;
+        if self.context.store.is_quarantined(&object.path) {
+            self.context.store.rekey_quarantined(object.id, &new.key)?;
+        } else {
+            self.journal_append(&Record::Rekeyed {
+                id: object.id,
+                key: new.key.clone(),
+                index: new.index,
+            })?;
+        }
         object.key = new.key;
         object.progress = None;
         Ok(())
     }
 
     fn report_retry(&mut self, pending: &Pending, error: &DeliveryError, wait: Duration) {
+        let limit = match self.context.retry_limit {
+            u32::MAX => "no limit".to_owned(),
+            limit => format!("of {limit}"),
+        };
         let line = format_args!(
-            "delivering object '{}' to {} failed (attempt {} of {}): {error}; retrying in \
+            "delivering object '{}' to {} failed (attempt {} {limit}): {error}; retrying in \
              {:.1}s",
             pending.object.key,
             self.context.destination.describe(),
             pending.attempts,
-            self.context.retry_limit,
             wait.as_secs_f64()
         );
         let now = Instant::now();
@@ -320,6 +351,22 @@ impl Deliverer {
 
     fn delivered(&self, pending: &Pending) {
         let object = &pending.object;
+        if self.context.store.is_quarantined(&object.path) {
+            if let Err(error) = self.context.store.remove_quarantined(object.id) {
+                self.context.log.warn(format_args!(
+                    "object '{}' is delivered but its file {} could not be removed: {error}",
+                    object.key,
+                    object.path.display()
+                ));
+            }
+            self.context.log.info(format_args!(
+                "delivered object '{}' ({} bytes) from quarantine to {}",
+                object.key,
+                object.len,
+                self.context.destination.describe()
+            ));
+            return;
+        }
         let recorded = self.journal_append(&Record::Delivered { id: object.id });
         match recorded {
             Ok(()) => {
@@ -353,28 +400,58 @@ impl Deliverer {
         }
     }
 
-    fn quarantine(&self, pending: &Pending, error: &DeliveryError) {
+    /// After the last attempt: the object moves to quarantine, stays there, or is deleted.
+    fn give_up(&self, pending: &Pending, error: &DeliveryError) {
         let object = &pending.object;
+        let store = &self.context.store;
+        let destination = self.context.destination.describe();
         // Parts of an unfinished upload would cost storage until a lifecycle rule ends them.
         self.context.destination.abandon(object);
-        let moved = self
-            .context
-            .store
-            .quarantine(object.id, &object.key)
-            .and_then(|path| {
-                self.journal_append(&Record::Quarantined { id: object.id })?;
-                Ok(path)
-            });
+        let quarantined = store.is_quarantined(&object.path);
+        if self.context.exhausted == RetryExhaustedAction::Delete && error.is_retryable() {
+            let removed = match quarantined {
+                true => store.remove_quarantined(object.id),
+                false => store
+                    .remove_object(object.id)
+                    .and_then(|()| self.journal_append(&Record::Quarantined { id: object.id })),
+            };
+            self.context.log.error(format_args!(
+                "object '{}' ({} bytes) was not delivered to {destination} after {} attempts \
+                 ({error}); {}",
+                object.key,
+                object.len,
+                pending.attempts,
+                match removed {
+                    Ok(()) => "it is deleted, as retry_exhausted_action delete says".to_owned(),
+                    Err(e) => format!("deleting it failed ({e}); it is tried again later"),
+                }
+            ));
+            return;
+        }
+        if quarantined {
+            self.context.log.debug(format_args!(
+                "object '{}' in quarantine was not delivered to {destination} after {} attempts \
+                 ({error}); it stays there and is tried again in {} minutes",
+                object.key,
+                pending.attempts,
+                QUARANTINE_RETRY.as_secs() / 60
+            ));
+            return;
+        }
+        let moved = store.quarantine(object.id, &object.key).and_then(|path| {
+            self.journal_append(&Record::Quarantined { id: object.id })?;
+            Ok(path)
+        });
         match moved {
             Ok(path) => self.context.log.error(format_args!(
-                "object '{}' was not delivered to {} after {} attempts ({error}); it is kept, \
-                 complete, in {} with its key in {}. Fix the cause, then copy it to its key by \
-                 hand (rustsink does not pick it up again)",
+                "object '{}' was not delivered to {destination} after {} attempts ({error}); it \
+                 is kept, complete, in {} with its key in {}, and tried again at every start \
+                 and every {} minutes until it is delivered",
                 object.key,
-                self.context.destination.describe(),
                 pending.attempts,
                 path.display(),
-                path.with_extension("key").display()
+                path.with_extension("key").display(),
+                QUARANTINE_RETRY.as_secs() / 60
             )),
             Err(move_error) => self.context.log.error(format_args!(
                 "object '{}' was not delivered ({error}) and could not be moved to quarantine \
@@ -387,14 +464,20 @@ impl Deliverer {
 
     /// Says at the end what stays in `store_dir` for the next start.
     fn report_undelivered(&self) {
-        let Some(oldest) = self.queue.iter().min_by_key(|p| p.object.id) else {
+        let store = &self.context.store;
+        let waiting: Vec<&Pending> = self
+            .queue
+            .iter()
+            .filter(|p| !store.is_quarantined(&p.object.path))
+            .collect();
+        let Some(oldest) = waiting.iter().min_by_key(|p| p.object.id) else {
             return;
         };
-        let bytes: u64 = self.queue.iter().map(|p| p.object.len).sum();
+        let bytes: u64 = waiting.iter().map(|p| p.object.len).sum();
         self.context.log.warn(format_args!(
             "{} objects ({bytes} bytes) were not delivered to {} before shutdown_timeout; they \
              stay in {} and are delivered at the next start. The oldest is '{}'",
-            self.queue.len(),
+            waiting.len(),
             self.context.destination.describe(),
             self.context.store.root().display(),
             oldest.object.key

@@ -123,6 +123,8 @@ pub struct Engine {
     accepted_before_crash: Vec<ChunkId>,
     /// When the engine started.
     started: Instant,
+    /// When quarantined objects were last handed to the delivery thread.
+    quarantine_round: Instant,
     /// Whether the log said that the store limit is reached.
     at_limit: bool,
 }
@@ -541,12 +543,39 @@ impl Engine {
             }
         }
         self.seal_closing();
+        if self.quarantine_round.elapsed() >= delivery::QUARANTINE_RETRY
+            || self.store.take_redrive_request()
+        {
+            self.retry_quarantine();
+        }
         if let Some(deflater) = &self.deflater
             && self.last_write.elapsed() >= IDLE_COMPRESSOR
         {
             deflater.release();
         }
         self.compact_if_large();
+    }
+
+    /// Hands the objects in quarantine to the delivery thread again, with a line that says
+    /// how many wait there.
+    fn retry_quarantine(&mut self) {
+        self.quarantine_round = Instant::now();
+        let quarantined = self.store.quarantined();
+        let Some(oldest) = quarantined.first() else {
+            return;
+        };
+        let bytes: u64 = quarantined.iter().map(|object| object.len).sum();
+        self.log.warn(format_args!(
+            "{} objects ({bytes} bytes) wait in quarantine in {}, the oldest '{}'; they are \
+             tried again now and every {} minutes",
+            quarantined.len(),
+            self.store.root().join("quarantine").display(),
+            oldest.key,
+            delivery::QUARANTINE_RETRY.as_secs() / 60
+        ));
+        for object in quarantined {
+            self.delivery.deliver(object);
+        }
     }
 
     fn compact_if_large(&self) {

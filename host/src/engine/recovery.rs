@@ -115,12 +115,14 @@ impl Engine {
             keys: Arc::clone(&keys),
             log: log.clone(),
             retry_limit: config.upload_retry_limit,
+            exhausted: config.retry_exhausted_action,
             concurrency: config.upload_concurrency,
         })
         .context("starting the delivery thread")?;
         for object in finished {
             delivery.deliver(object);
         }
+        let quarantine_round = Instant::now();
         let deflater = match config.compression {
             Compression::Gzip { level } => Some(Deflater::new(level)),
             Compression::None => None,
@@ -138,10 +140,18 @@ impl Engine {
             open: HashMap::new(),
             closing: Vec::new(),
             accepted_before_crash: recovered.last_accepted,
+            quarantine_round,
             started: Instant::now(),
             at_limit: false,
             store,
-        })
+        }
+        .with_quarantine_retried())
+    }
+
+    /// Hands every quarantined object to the delivery thread again, and says how many wait.
+    fn with_quarantine_retried(mut self) -> Engine {
+        self.retry_quarantine();
+        self
     }
 }
 

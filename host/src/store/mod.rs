@@ -8,8 +8,9 @@
 //! | `agent-id` | the id that `$AGENT_ID` renders, drawn once |
 //! | `objects/<id>` | the file of an object not yet delivered |
 //! | `objects/<id>.open` | how object `id` was opened (its key, tag and window), so that it can be delivered even if the journal is lost |
-//! | `quarantine/<id>` and `<id>.key` | an object that could not be delivered, and its key |
+//! | `quarantine/<id>`, `<id>.key` and `<id>.open` | an object whose delivery failed `upload_retry_limit` times in a row, its key, and how it was opened; retried at every start and every half hour |
 //! | `quarantine/<id>.damaged` | a damaged object file as it was found, kept after its intact part was salvaged |
+//! | `redrive` | left by `rustsink redrive`: the running instance tries the quarantined objects at once |
 //! | `journal.torn-<time>` | bytes of the journal that were not whole records, kept for inspection |
 
 pub mod journal;
@@ -18,6 +19,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::destination::SealedObject;
 
 /// An instance's store folder, locked against other processes for as long as any clone of
 /// it lives.
@@ -37,7 +40,7 @@ impl Store {
     ///
     /// When a folder cannot be created, or another process holds the folder.
     pub fn open(store_dir: &Path, instance: &str) -> io::Result<Store> {
-        let root = store_dir.join(folder_name(instance));
+        let root = Store::folder(store_dir, instance);
         let was_in_use = root.join("agent-id").exists();
         for folder in [root.join("objects"), root.join("quarantine")] {
             fs::create_dir_all(&folder)
@@ -65,6 +68,50 @@ impl Store {
             was_in_use,
             _lock: Arc::new(lock),
         })
+    }
+
+    /// The folder of `instance` under `store_dir`.
+    pub fn folder(store_dir: &Path, instance: &str) -> PathBuf {
+        store_dir.join(folder_name(instance))
+    }
+
+    /// Asks for the objects in quarantine in `folder` to be tried again: the instance that
+    /// holds the folder does it within a second, and any instance does it at its start.
+    ///
+    /// # Errors
+    ///
+    /// When the folder cannot be read or written.
+    pub fn request_redrive(folder: &Path) -> io::Result<Redrive> {
+        let mut redrive = Redrive::default();
+        let quarantine = folder.join("quarantine");
+        for entry in fs::read_dir(&quarantine).map_err(|e| with_path(e, "listing", &quarantine))? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+            {
+                redrive.objects += 1;
+                redrive.bytes += entry.metadata()?.len();
+            }
+        }
+        let lock = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(folder.join("lock"))?;
+        redrive.running = lock.try_lock().is_err();
+        drop(lock);
+        if redrive.objects > 0 {
+            fs::write(folder.join(REDRIVE), b"")?;
+        }
+        Ok(redrive)
+    }
+
+    /// Whether `rustsink redrive` asked for the quarantined objects to be tried again; the
+    /// request is taken.
+    pub fn take_redrive_request(&self) -> bool {
+        fs::remove_file(self.root.join(REDRIVE)).is_ok()
     }
 
     /// Whether the folder held data before this start: a missing journal is then damage.
@@ -161,14 +208,14 @@ impl Store {
         Ok(ids)
     }
 
-    /// Moves object `id` to quarantine, with its key in a file beside it, and returns
-    /// where it went.
+    /// Moves object `id` to quarantine, with its key in a file beside it (and the file
+    /// that says how it was opened), and returns where it went.
     ///
     /// # Errors
     ///
     /// When the move or the key file fails.
     pub fn quarantine(&self, id: u64, key: &str) -> io::Result<PathBuf> {
-        let target = self.root.join("quarantine").join(id.to_string());
+        let target = self.quarantined_path(id);
         if target.exists() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -177,9 +224,98 @@ impl Store {
         }
         fs::write(target.with_extension("key"), key)?;
         fs::rename(self.object_path(id), &target)?;
-        let _ = fs::remove_file(self.opened_path(id));
+        let _ = fs::rename(self.opened_path(id), target.with_extension("open"));
         journal::sync_parent(&target)?;
         Ok(target)
+    }
+
+    /// The file of quarantined object `id`.
+    pub fn quarantined_path(&self, id: u64) -> PathBuf {
+        self.root.join("quarantine").join(id.to_string())
+    }
+
+    /// Whether `path` is a file in quarantine.
+    pub fn is_quarantined(&self, path: &Path) -> bool {
+        path.parent() == Some(&self.root.join("quarantine"))
+    }
+
+    /// The objects in quarantine, sealed and ready to be tried again, oldest first.
+    pub fn quarantined(&self) -> Vec<SealedObject> {
+        let folder = self.root.join("quarantine");
+        let mut ids: Vec<u64> = fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| {
+                let path = self.quarantined_path(id);
+                let len = fs::metadata(&path).ok()?.len();
+                let opened = fs::read(path.with_extension("open"))
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice::<journal::Opened>(&bytes).ok());
+                let key = fs::read_to_string(path.with_extension("key")).ok();
+                let opened = match (opened, key) {
+                    (Some(mut opened), key) => {
+                        // The key file is what an operator sees, and may have edited.
+                        if let Some(key) = key.filter(|k| !k.trim().is_empty()) {
+                            opened.key = key.trim().to_owned();
+                        }
+                        opened
+                    }
+                    // Quarantined by an earlier release: the key alone.
+                    (None, Some(key)) => journal::Opened {
+                        id,
+                        key: key.trim().to_owned(),
+                        tag: String::new(),
+                        window_start: 0,
+                        opened_at: 0,
+                        gzip: key.trim().ends_with(".gz"),
+                        series: String::new(),
+                        index: None,
+                        token: String::new(),
+                    },
+                    (None, None) => return None,
+                };
+                Some(SealedObject::new(&opened, path, len, None))
+            })
+            .collect()
+    }
+
+    /// Records a new key for quarantined object `id`.
+    ///
+    /// # Errors
+    ///
+    /// When the files cannot be written.
+    pub fn rekey_quarantined(&self, id: u64, key: &str) -> io::Result<()> {
+        let path = self.quarantined_path(id);
+        fs::write(path.with_extension("key"), key)?;
+        let opened_path = path.with_extension("open");
+        if let Some(mut opened) = fs::read(&opened_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<journal::Opened>(&bytes).ok())
+        {
+            opened.key = key.to_owned();
+            fs::write(
+                &opened_path,
+                serde_json::to_vec(&opened).map_err(io::Error::other)?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Removes quarantined object `id` and the files beside it.
+    ///
+    /// # Errors
+    ///
+    /// When the object's file cannot be removed.
+    pub fn remove_quarantined(&self, id: u64) -> io::Result<()> {
+        let path = self.quarantined_path(id);
+        let _ = fs::remove_file(path.with_extension("key"));
+        let _ = fs::remove_file(path.with_extension("open"));
+        fs::remove_file(path)
     }
 
     /// The agent id: read from `agent-id`, or drawn and saved on first use.
@@ -217,6 +353,20 @@ impl Store {
         let journal = fs::metadata(self.journal_path()).map_or(0, |m| m.len());
         objects + journal
     }
+}
+
+/// The file that asks the running instance to try its quarantined objects again.
+const REDRIVE: &str = "redrive";
+
+/// What `rustsink redrive` found in a store folder.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Redrive {
+    /// Objects in quarantine.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Whether a running instance holds the folder.
+    pub running: bool,
 }
 
 /// The host name, for `$HOSTNAME`.
