@@ -548,3 +548,42 @@ fn a_fresh_store_never_overwrites_and_the_fluentd_layout_counts_from_0_each_hour
         ]
     );
 }
+
+#[test]
+fn at_the_descriptor_limit_many_tags_are_all_accepted() {
+    in_own_process(
+        "objects::at_the_descriptor_limit_many_tags_are_all_accepted",
+        || {
+            // As `ulimit -n 256` would leave it: max_open_objects defaults to 64.
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            // SAFETY: setrlimit reads the struct given, which lives for the call.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+            let dir = tempfile::tempdir().unwrap();
+            let mut fluent_bit = load(HostVersion::V5);
+            let out = fluent_bit
+                .add_output(&dir_output(dir.path(), &[("shutdown_timeout", "60s")]))
+                .unwrap();
+            take_log_lines();
+            for tag in 0..400u64 {
+                let chunk = numbered_chunk(EventFormat::V2, tag * 3, 3);
+                let status = fluent_bit.flusher(out).flush(&chunk, &format!("tag{tag}"));
+                assert_eq!(status, FLB_OK, "tag{tag}");
+            }
+            let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+            assert!(
+                lines
+                    .iter()
+                    .any(|line| line.contains("at max_open_objects (64)")),
+                "{lines:#?}"
+            );
+            fluent_bit.shutdown().unwrap();
+            for tag in 0..400u64 {
+                let expected: Vec<u64> = (tag * 3..tag * 3 + 3).collect();
+                assert_eq!(numbers(dir.path(), &format!("tag{tag}")), expected);
+            }
+        },
+    );
+}

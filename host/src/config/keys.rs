@@ -83,6 +83,8 @@ pub const TOTAL_FILE_SIZE: &str = "total_file_size";
 pub const COMPRESSION: &str = "compression";
 /// `compression_level`: the gzip level.
 pub const COMPRESSION_LEVEL: &str = "compression_level";
+/// `max_open_objects`: how many objects may be open at once.
+pub const MAX_OPEN_OBJECTS: &str = "max_open_objects";
 /// `compression_threads`: how many threads compress (and encode) at once.
 pub const COMPRESSION_THREADS: &str = "compression_threads";
 /// `s3_key_format`: the key template.
@@ -390,6 +392,16 @@ pub const ALL: &[Key] = &[
               blocks of about 128 KiB, so one object uses them all, as do several objects at \
               once; chunks of concurrent flushes are also encoded at once. `0`: one per CPU \
               core.",
+    },
+    Key {
+        name: MAX_OPEN_OBJECTS,
+        default: Some("0"),
+        doc: "The most objects open at once (one per tag and window being written). Each holds \
+              a file descriptor and about 40 KiB of memory (the compressor's 32 KiB \
+              dictionary). At the bound, the least recently written object is closed early and \
+              delivered, and a later record of its tag and window opens a new object: no flush \
+              is refused for it. `0`: a quarter of the descriptor limit (`ulimit -n`), from 8 to \
+              8192.",
     },
     Key {
         name: S3_KEY_FORMAT,

@@ -108,6 +108,8 @@ pub struct ObjectConfig {
     pub compression: Compression,
     /// How many objects are compressed at once; at least 1.
     pub compression_threads: usize,
+    /// The most objects open at once; at least 1.
+    pub max_open_objects: usize,
     /// The key template.
     pub key_format: KeyTemplate,
     /// The store folder of all instances; each instance uses a folder inside it.
@@ -261,6 +263,10 @@ fn parse_objects(
             "a template with $INDEX or $UUID, so that no object overwrites another",
         ));
     }
+    let max_open_objects = match whole(keys::MAX_OPEN_OBJECTS, 0..=1_000_000)? as usize {
+        0 => default_max_open_objects(),
+        bound => bound,
+    };
     let threads = whole(keys::COMPRESSION_THREADS, 0..=256)? as usize;
     let compression_threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -324,6 +330,7 @@ fn parse_objects(
         total_file_size,
         compression,
         compression_threads,
+        max_open_objects,
         key_format,
         store_dir: PathBuf::from(store_dir.trim()),
         store_dir_limit_size: Some(size(keys::STORE_DIR_LIMIT_SIZE)?).filter(|&n| n > 0),
@@ -410,6 +417,15 @@ fn parse_date_format(format: &str) -> Result<DateFormat, ConfigError> {
             ));
         }
     })
+}
+
+/// A quarter of the soft descriptor limit, from 8 to 8192: the rest is for Fluent Bit, its
+/// inputs and the delivery threads.
+fn default_max_open_objects() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20);
+    usize::try_from(limit / 4).unwrap_or(8192).clamp(8, 8192)
 }
 
 /// Whether windows of `seconds` tile each UTC day from midnight.

@@ -97,6 +97,9 @@ struct OpenObject {
     writer: ObjectWriter,
     /// Unix second at which the object closes.
     closes_at: i64,
+    /// The number of the last group that wrote to it, to close the least recently written
+    /// first at `max_open_objects`.
+    last_group: u64,
 }
 
 /// An instance's object engine.
@@ -127,6 +130,10 @@ pub struct Engine {
     quarantine_round: Instant,
     /// Whether the log said that the store limit is reached.
     at_limit: bool,
+    /// Groups written so far.
+    groups: u64,
+    /// When the log last said that `max_open_objects` closed objects early.
+    bound_reported: Option<Instant>,
 }
 
 /// An object and the lines of its slot still to be written.
@@ -236,11 +243,16 @@ impl Engine {
         let mut work = Vec::with_capacity(buffers.len());
         let mut cut = Vec::new();
         let mut failure = None;
-        let slots = buffers.iter().flat_map(|(tag, windows)| {
-            windows
-                .iter()
-                .map(|(window, lines)| ((tag.to_string(), *window), lines))
-        });
+        self.groups += 1;
+        let slots: Vec<(Slot, &Vec<u8>)> = buffers
+            .iter()
+            .flat_map(|(tag, windows)| {
+                windows
+                    .iter()
+                    .map(|(window, lines)| ((tag.to_string(), *window), lines))
+            })
+            .collect();
+        self.make_room(&slots);
         for (slot, lines) in slots {
             match self.take_or_open(&slot, now, &mut records) {
                 Ok(object) => work.push(Work {
@@ -327,6 +339,7 @@ impl Engine {
             None => {
                 for (slot, mut object) in objects {
                     object.writer.commit();
+                    object.last_group = self.groups;
                     let full = object.writer.stored_len() >= self.config.total_file_size;
                     match slot {
                         Some(slot) if !full => {
@@ -423,6 +436,49 @@ impl Engine {
         self.open.insert(slot, object);
     }
 
+    /// Closes the least recently written objects that this group does not write to, so
+    /// that the objects it opens stay within `max_open_objects`.
+    fn make_room(&mut self, slots: &[(Slot, &Vec<u8>)]) {
+        let new = slots
+            .iter()
+            .filter(|(slot, _)| !self.open.contains_key(slot))
+            .count();
+        let bound = self.config.max_open_objects;
+        let excess = (self.open.len() + new).saturating_sub(bound);
+        if excess == 0 {
+            return;
+        }
+        let in_group: std::collections::HashSet<&Slot> = slots.iter().map(|(s, _)| s).collect();
+        let mut idle: Vec<(u64, Slot)> = self
+            .open
+            .iter()
+            .filter(|(slot, _)| !in_group.contains(slot))
+            .map(|(slot, object)| (object.last_group, slot.clone()))
+            .collect();
+        idle.sort_unstable();
+        let closed = idle.len().min(excess);
+        for (_, slot) in idle.into_iter().take(closed) {
+            if let Some(object) = self.open.remove(&slot) {
+                self.closing.push(object);
+            }
+        }
+        // Sealed now, so that their descriptors are free before new objects open.
+        self.seal_closing();
+        let quiet = self
+            .bound_reported
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(600));
+        if closed > 0 && !quiet {
+            self.bound_reported = Some(Instant::now());
+            self.log.info(format_args!(
+                "{} objects are open, at max_open_objects ({bound}): the least recently written \
+                 are closed early and delivered, and their tags' next records open new objects. \
+                 Raise max_open_objects (or the descriptor limit) for fewer, larger objects \
+                 (said at most every 10 minutes)",
+                self.open.len() + closed
+            ));
+        }
+    }
+
     /// The open object of a slot, or a new one.
     fn take_or_open(
         &mut self,
@@ -478,6 +534,7 @@ impl Engine {
             closes_at: self.closes_at(&opened),
             opened,
             writer,
+            last_group: self.groups,
         })
     }
 

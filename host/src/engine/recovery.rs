@@ -143,6 +143,8 @@ impl Engine {
             quarantine_round,
             started: Instant::now(),
             at_limit: false,
+            groups: 0,
+            bound_reported: None,
             store,
         }
         .with_quarantine_retried())
