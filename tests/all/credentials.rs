@@ -403,6 +403,7 @@ fn irsa_from_a_token_file_with_no_other_credentials() {
 /// sets, and counts how often it was asked.
 struct CredentialsEndpoint {
     url: String,
+    /// The session it serves; null: it answers 500.
     session: Arc<Mutex<Value>>,
     served: Arc<AtomicUsize>,
 }
@@ -422,11 +423,15 @@ impl CredentialsEndpoint {
                 while reader.read_line(&mut line).unwrap() > 2 {
                     line.clear();
                 }
-                let body = session_ref.lock().unwrap().to_string();
+                let session = session_ref.lock().unwrap().clone();
                 served_ref.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = match session {
+                    Value::Null => ("500 Internal Server Error", "{}".to_owned()),
+                    session => ("200 OK", session.to_string()),
+                };
                 write!(
                     stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
                      Connection: close\r\n\r\n{body}",
                     body.len()
                 )
@@ -449,6 +454,11 @@ impl CredentialsEndpoint {
             "Token": credentials["SessionToken"],
             "Expiration": expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         });
+    }
+
+    /// Answers 500 from now on.
+    fn fail(&self) {
+        *self.session.lock().unwrap() = Value::Null;
     }
 
     fn served(&self) -> usize {
@@ -555,4 +565,144 @@ fn refused_credentials_are_renewed_at_once_and_expiring_ones_before_they_expire(
             assert_eq!(bucket.keys(), ["one", "three", "two"]);
         },
     );
+}
+
+/// A renewal that fails before the credentials expire leaves them in use until they do.
+#[test]
+fn a_failed_early_renewal_keeps_the_valid_credentials_until_they_expire() {
+    in_own_process(
+        "credentials::a_failed_early_renewal_keeps_the_valid_credentials_until_they_expire",
+        || {
+            let moto = Moto::start_on(free_port());
+            let endpoint = moto.endpoint();
+            let writer_policy = json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::logs/*"}
+            ]});
+            let trust = trusting(&format!("arn:aws:iam::{ACCOUNT_A}:user/admin"));
+            let mut steps =
+                vec![json!({"service": "s3", "call": "create_bucket", "args": {"Bucket": "logs"}})];
+            steps.extend(user_with_key("admin", &allow_all()));
+            steps.extend(role("writer", &trust, &writer_policy));
+            steps.push(json!({"auth_after": 0}));
+            let admin = key_of(&aws(&endpoint, json!(steps))[3]);
+            let session = aws(
+                &endpoint,
+                json!([{
+                    "service": "sts", "call": "assume_role", "key": admin.0, "secret": admin.1,
+                    "args": {"RoleArn": format!("arn:aws:iam::{ACCOUNT_A}:role/writer"),
+                             "RoleSessionName": "ecs-task"}
+                }]),
+            )[0]["Credentials"]
+                .clone();
+            let credentials = CredentialsEndpoint::start();
+            credentials.serve(&session, Duration::from_secs(12));
+            // SAFETY: this process runs only this test, and no other thread reads the
+            // environment yet.
+            unsafe {
+                std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", &credentials.url);
+                std::env::remove_var("AWS_ACCESS_KEY_ID");
+                std::env::remove_var("AWS_SECRET_ACCESS_KEY");
+                std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+                std::env::set_var("AWS_CONFIG_FILE", "/nonexistent");
+                std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+            }
+            let pairs = [
+                ("sink", "s3"),
+                ("bucket", "logs"),
+                ("endpoint", endpoint.as_str()),
+                ("region", "us-east-1"),
+            ];
+            let config = Config::from_pairs(&pairs).unwrap();
+            let SinkConfig::S3(s3) = config.sink else {
+                panic!("sink s3")
+            };
+            let destination = S3Destination::open(*s3).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let put = |key: &str| {
+                let path = dir.path().join(key);
+                std::fs::write(&path, key).unwrap();
+                let object = SealedObject {
+                    id: 1,
+                    key: key.to_owned(),
+                    token: format!("token-{key}"),
+                    tag: "t".into(),
+                    window_start: 0,
+                    path,
+                    len: key.len() as u64,
+                    progress: None,
+                };
+                destination.put(&object, &mut None)
+            };
+            put("one").unwrap();
+            assert_eq!(credentials.served(), 1);
+
+            // Past half of the 12 s life, the renewal is due, and the endpoint fails.
+            std::thread::sleep(Duration::from_secs(7));
+            credentials.fail();
+            put("two").expect("the valid credentials still serve");
+            let tried = credentials.served();
+            assert!(tried >= 2, "the renewal was tried");
+            put("three").expect("and go on serving");
+
+            // Once they expire, the failure shows.
+            std::thread::sleep(Duration::from_secs(6));
+            let error = put("four").unwrap_err().to_string();
+            assert!(error.contains("credentials"), "{error}");
+
+            let bucket = Bucket::open(&endpoint, "logs", (&admin.0, &admin.1));
+            assert_eq!(bucket.keys(), ["one", "three", "two"]);
+        },
+    );
+}
+
+#[test]
+fn irsa_from_the_environment_uses_sts_endpoint_and_role_session_name() {
+    let moto = Moto::start_on(free_port());
+    let endpoint = moto.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let irsa = format!("arn:aws:iam::{ACCOUNT_A}:role/irsa");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.test.token\n").unwrap();
+    // Only sts_endpoint (in conf_in) points at the local STS: without it, the token would
+    // be sent to AWS's STS, which this machine cannot reach.
+    let conf = conf_in(
+        dir.path(),
+        "irsa",
+        &endpoint,
+        "    role_session_name pod-9\n",
+    );
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+         "Resource": "arn:aws:s3:::logs/*"}
+    ]});
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": format!("arn:aws:iam::{ACCOUNT_A}:oidc-provider/oidc.eks")},
+        "Action": "sts:AssumeRoleWithWebIdentity"
+    }]});
+    let mut steps =
+        vec![json!({"service": "s3", "call": "create_bucket", "args": {"Bucket": "logs"}})];
+    steps.extend(user_with_key("admin", &allow_all()));
+    steps.extend(role("irsa", &trust, &policy));
+    steps.push(json!({"auth_after": 1}));
+    let answers = aws(&endpoint, json!(steps));
+    let admin = key_of(&answers[3]);
+
+    let input = dir.path().join("app.log");
+    write_log(&input, LINES);
+    let log = succeeded(
+        &run_command(&conf, &input)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+            .env("AWS_ROLE_ARN", &irsa)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        !log.contains("[ warn]") && !log.contains("[error]"),
+        "{log}"
+    );
+    let bucket = Bucket::open(&endpoint, "logs", (&admin.0, &admin.1));
+    assert_eq!(bucket.numbers(), (0..LINES).collect::<Vec<_>>());
 }

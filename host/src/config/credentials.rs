@@ -165,11 +165,13 @@ pub(super) fn parse(
     if (sts_endpoint.is_some() || given(keys::STS_REGION).is_some())
         && web_identity.is_none()
         && roles.is_empty()
+        && web_identity_from_environment().is_none()
     {
         return Err(missing(
             keys::ROLE_ARN,
             "'sts_endpoint' and 'sts_region' are used only to assume a role \
-                     ('role_arn' or 'web_identity_role_arn')",
+                     ('role_arn', 'web_identity_role_arn', or IRSA from AWS_ROLE_ARN and \
+                     AWS_WEB_IDENTITY_TOKEN_FILE)",
         ));
     }
     Ok(CredentialsConfig {
@@ -236,6 +238,25 @@ fn external_id_of(key: &str, id: String) -> Result<String, ConfigError> {
             "2 to 1224 characters of letters, digits and _+=,.@:/-",
         ))
     }
+}
+
+/// IRSA as EKS sets it up in the environment (`AWS_WEB_IDENTITY_TOKEN_FILE` and
+/// `AWS_ROLE_ARN`), unless a static key in the environment comes first in the AWS default
+/// chain. rustsink takes it itself rather than leaving it to the default chain, so that
+/// `sts_endpoint`, `sts_region` and `role_session_name` apply to it as to every other hop.
+pub fn web_identity_from_environment() -> Option<WebIdentity> {
+    let set = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    if set("AWS_ACCESS_KEY_ID").is_some() {
+        return None;
+    }
+    Some(WebIdentity {
+        token_file: set("AWS_WEB_IDENTITY_TOKEN_FILE")?.into(),
+        role_arn: set("AWS_ROLE_ARN")?,
+    })
 }
 
 #[cfg(test)]

@@ -302,8 +302,8 @@ pub const ALL: &[Key] = &[
     Key {
         name: ROLE_SESSION_NAME,
         default: None,
-        doc: "The session name of every assumed role, as CloudTrail and the assumed-role ARN \
-              show it. Default: `rustsink-<hostname>`.",
+        doc: "The session name of every assumed role (IRSA from the environment's included), \
+              as CloudTrail and the assumed-role ARN show it. Default: `rustsink-<hostname>`.",
     },
     Key {
         name: ROLE_SESSION_DURATION,
@@ -314,8 +314,9 @@ pub const ALL: &[Key] = &[
     Key {
         name: STS_ENDPOINT,
         default: None,
-        doc: "The URL of STS for assuming roles (a VPC endpoint, or a local test server). \
-              Default: the regional STS endpoint of `sts_region`.",
+        doc: "The URL of STS for assuming roles, and for IRSA, explicit or from the environment \
+              (a VPC endpoint, or a local test server). Default: the regional STS endpoint of \
+              `sts_region`.",
     },
     Key {
         name: STS_REGION,

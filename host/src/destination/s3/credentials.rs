@@ -25,11 +25,14 @@ use aws_sdk_sts::config::{IdentityCache, SharedCredentialsProvider};
 use aws_sdk_sts::types::AssumedRoleUser;
 
 use super::error::chain;
-use crate::config::{CredentialsConfig, RoleHop, WebIdentity};
+use crate::config::{CredentialsConfig, RoleHop, WebIdentity, web_identity_from_environment};
 
 /// Credentials are renewed when this little of their life is left (or half their life,
 /// for short-lived ones).
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
+/// After a failed renewal, the next is tried this much later (the valid credentials serve
+/// meanwhile).
+const RENEW_RETRY: Duration = Duration::from_secs(15);
 /// Credentials without an expiry time are fetched again this often.
 const UNDATED_LIFETIME: Duration = Duration::from_secs(900);
 /// A refusal renews credentials only when they are older than this, so that the refusals
@@ -65,9 +68,16 @@ enum Base {
 struct Current {
     credentials: Credentials,
     fetched: SystemTime,
+    /// When a renewal last failed while these were still valid.
+    renewal_failed: Option<SystemTime>,
 }
 
 impl Current {
+    /// Whether they may still sign requests: not expired (and not refused).
+    fn is_valid(&self, now: SystemTime) -> bool {
+        self.credentials.expiry().is_none_or(|expiry| now < expiry)
+    }
+
     fn is_fresh(&self, now: SystemTime) -> bool {
         match self.credentials.expiry() {
             Some(expiry) => {
@@ -108,8 +118,12 @@ impl SessionCredentials {
                     .build(),
             )
             .build();
-        let base = match &config.web_identity {
-            Some(web_identity) => Base::WebIdentity(web_identity.clone()),
+        let base = match config
+            .web_identity
+            .clone()
+            .or_else(web_identity_from_environment)
+        {
+            Some(web_identity) => Base::WebIdentity(web_identity),
             None => Base::DefaultChain(Box::new(
                 DefaultCredentialsChain::builder()
                     .region(region)
@@ -161,7 +175,28 @@ impl SessionCredentials {
         if let Some(fresh) = current.as_ref().filter(|c| c.is_fresh(now)) {
             return Ok(fresh.credentials.clone());
         }
-        let (credentials, identity) = self.inner.load().await?;
+        // After a failed renewal, valid credentials serve until the next try is due.
+        if let Some(kept) = current.as_ref().filter(|c| {
+            c.is_valid(now)
+                && c.renewal_failed
+                    .is_some_and(|at| now.duration_since(at).unwrap_or_default() < RENEW_RETRY)
+        }) {
+            return Ok(kept.credentials.clone());
+        }
+        let (credentials, identity) = match self.inner.load().await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                // Credentials that are still valid are kept until they expire, whatever
+                // the renewal did; only then does its failure stop uploads.
+                return match current.as_mut().filter(|c| c.is_valid(now)) {
+                    Some(kept) => {
+                        kept.renewal_failed = Some(now);
+                        Ok(kept.credentials.clone())
+                    }
+                    None => Err(error),
+                };
+            }
+        };
         *self
             .inner
             .identity
@@ -170,6 +205,7 @@ impl SessionCredentials {
         *current = Some(Current {
             credentials: credentials.clone(),
             fetched: now,
+            renewal_failed: None,
         });
         Ok(credentials)
     }
