@@ -73,7 +73,14 @@ impl Destination for DirDestination {
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         let temporary = folder.join(format!(".{name}.{}.tmp", object.token));
         let written = fs::copy(&object.path, &temporary)
-            .and_then(|_| {
+            .and_then(|copied| {
+                if copied != object.len {
+                    return Err(io::Error::other(format!(
+                        "{} holds {copied} bytes, not the {} it was sealed with",
+                        object.path.display(),
+                        object.len
+                    )));
+                }
                 // Best effort: not every filesystem keeps extended attributes.
                 let _ = xattr::set(&temporary, TOKEN_ATTRIBUTE, object.token.as_bytes());
                 File::open(&temporary)?.sync_all()

@@ -62,7 +62,9 @@ impl Engine {
             agent_id,
             state.series.clone(),
         ));
+        let records_lost = damage.as_ref().is_some_and(Damage::lost_records);
         let mut recovery = Recovery {
+            damaged: damage.is_some(),
             store: &store,
             keys: &keys,
             destination: &*destination,
@@ -75,7 +77,6 @@ impl Engine {
         }
         // Files the journal does not list: lost records, or objects opened just before a
         // crash that never committed.
-        let records_lost = damage.as_ref().is_some_and(Damage::lost_records);
         let orphans = store.object_files().unwrap_or_default();
         for id in orphans
             .into_iter()
@@ -91,6 +92,7 @@ impl Engine {
                 let _ = store.remove_object(id);
             }
         }
+        store.remove_lone_opened_files();
         let Recovery {
             records, finished, ..
         } = recovery;
@@ -203,6 +205,9 @@ fn report(log: &Logger, path: &Path, damage: &Damage) {
 
 /// What recovery works with, and what it found.
 struct Recovery<'a> {
+    /// Whether the journal was damaged at all, a torn end included: what it lacks is then
+    /// no proof that nothing was committed.
+    damaged: bool,
     store: &'a Store,
     keys: &'a Keys,
     destination: &'a dyn Destination,
@@ -228,6 +233,12 @@ impl Recovery<'_> {
             .committed
             .unwrap_or_else(|| Committed::empty(compression));
         if object.sealed.is_none() && committed.raw == 0 {
+            let holds_data = std::fs::metadata(&path).is_ok_and(|m| m.len() > committed.len);
+            if self.damaged && holds_data {
+                // Its commits may be among the damaged records.
+                self.salvage(opened, "the journal lost its commits", true);
+                return;
+            }
             // Opened, but nothing of it was ever committed.
             let _ = self.store.remove_object(id);
             self.records.push(Record::Delivered { id });
@@ -237,9 +248,17 @@ impl Recovery<'_> {
         let sealed = match checked {
             Ok(Ok(())) => match object.sealed {
                 Some(len) => cut_to(&path, len),
-                None => ObjectWriter::reopen(&path, compression, committed)
-                    .and_then(|mut writer| writer.seal())
-                    .inspect(|&len| self.records.push(Record::Sealed { id, len })),
+                None => {
+                    let end = self.end_of_data(&path, opened.gzip, committed);
+                    ObjectWriter::reopen(&path, compression, end)
+                        .and_then(|mut writer| writer.seal())
+                        .inspect(|&len| {
+                            if end != committed {
+                                self.records.push(Record::Commit { id, state: end });
+                            }
+                            self.records.push(Record::Sealed { id, len });
+                        })
+                }
             },
             Ok(Err(reason)) => {
                 self.salvage(opened, &reason, true);
@@ -255,7 +274,7 @@ impl Recovery<'_> {
                 object.progress.clone(),
             )),
             Err(error) => {
-                let moved = self.store.quarantine(id, &opened.key);
+                let moved = self.store.keep_damaged(id);
                 self.log.error(format_args!(
                     "object '{}' cannot be finished ({error}); {}",
                     opened.key,
@@ -268,6 +287,20 @@ impl Recovery<'_> {
                     self.records.push(Record::Quarantined { id });
                 }
             }
+        }
+    }
+
+    /// Where an open object's data ends: its last commit, or, when the journal is damaged
+    /// and may have lost later commits, the end of the file's intact part past it. (Data
+    /// past the last commit that was never answered OK may then be delivered too: at least
+    /// once.)
+    fn end_of_data(&self, path: &Path, gzip: bool, committed: Committed) -> Committed {
+        if !self.damaged || std::fs::metadata(path).map_or(0, |m| m.len()) <= committed.len {
+            return committed;
+        }
+        match check::intact_prefix(path, gzip) {
+            Ok(Some(prefix)) if prefix.len > committed.len => prefix,
+            _ => committed,
         }
     }
 
@@ -290,25 +323,44 @@ impl Recovery<'_> {
     /// An object file the journal does not list, although it may have: its records were
     /// lost. How it was opened is in the file beside it.
     fn orphan(&mut self, id: u64) {
-        let path = self.store.object_path(id);
-        let Some(opened) = self.store.read_opened(id) else {
-            let key = self.keys.next("unknown", unix_now()).key;
-            let moved = self.store.quarantine(id, &key);
-            self.log.error(format_args!(
-                "{} is an object file that the journal does not list, and the file that says \
-                 how it was opened is missing: its tag and key are unknown. {}",
-                path.display(),
-                match &moved {
-                    Ok(to) => format!(
-                        "It is kept in {}, with the key '{key}' beside it",
-                        to.display()
-                    ),
-                    Err(e) => format!("It stays where it is ({e})"),
-                }
-            ));
+        if let Some(opened) = self.store.read_opened(id) {
+            self.salvage(&opened, "the journal no longer lists it", false);
             return;
+        }
+        // Without the file beside it, its tag and key are unknown; what it holds is kept,
+        // sealed, in quarantine, under a key of tag `unknown`.
+        let path = self.store.object_path(id);
+        let gzip = std::fs::read(&path).is_ok_and(|bytes| check::is_gzip(&bytes));
+        let compression = match gzip {
+            true => Compression::Gzip { level: 6 },
+            false => Compression::None,
         };
-        self.salvage(&opened, "the journal no longer lists it", false);
+        let prefix = match check::intact_prefix(&path, gzip) {
+            Ok(Some(prefix)) if prefix.raw > 0 => prefix,
+            _ => {
+                // Created just before a crash, before anything was written to it.
+                log_removed_empty(self.log, &path);
+                let _ = self.store.remove_object(id);
+                return;
+            }
+        };
+        let key = self.keys.next("unknown", unix_now()).key;
+        let sealed = ObjectWriter::reopen(&path, compression, prefix).and_then(|mut w| w.seal());
+        let moved = sealed.and_then(|_| self.store.quarantine(id, &key));
+        self.log.error(format_args!(
+            "{} is an object file that the journal does not list, and the file that says how \
+             it was opened is missing: its tag and key are unknown. {}",
+            path.display(),
+            match &moved {
+                Ok(to) => format!(
+                    "Its {} bytes of whole lines are kept in {}, sealed, with the key '{key}' \
+                     beside it, and delivered from there",
+                    prefix.raw,
+                    to.display()
+                ),
+                Err(e) => format!("It stays where it is ({e})"),
+            }
+        ));
     }
 
     /// Seals the intact part of a damaged or unlisted object and queues it. The object
@@ -322,12 +374,18 @@ impl Recovery<'_> {
         let prefix = check::intact_prefix(&path, opened.gzip);
         let prefix = match prefix {
             Ok(Some(prefix)) if prefix.raw > 0 => prefix,
+            // Opened just before a crash, with nothing written yet.
+            Ok(Some(_)) if !listed && found_len <= 10 => {
+                log_removed_empty(self.log, &path);
+                let _ = self.store.remove_object(id);
+                return;
+            }
             result => {
                 let why = match result {
                     Err(error) => format!("it cannot be read: {error}"),
                     _ => "nothing in it is intact".to_owned(),
                 };
-                let moved = self.store.quarantine(id, &opened.key);
+                let moved = self.store.keep_damaged(id);
                 self.log.error(format_args!(
                     "object '{}' ({}, {found_len} bytes) is damaged ({reason}) and {why}; {}",
                     opened.key,
@@ -388,7 +446,7 @@ impl Recovery<'_> {
             salvaged.index = Some(key.index);
             salvaged.token = uuid::Uuid::new_v4().simple().to_string();
         }
-        if let Err(error) = self.store.write_opened(&salvaged) {
+        if !whole && let Err(error) = self.store.write_opened(&salvaged) {
             self.log.warn(format_args!(
                 "writing {} failed: {error}",
                 self.store.opened_path(id).display()
@@ -423,6 +481,13 @@ impl Recovery<'_> {
         self.finished
             .push(SealedObject::new(&salvaged, path, len, None));
     }
+}
+
+fn log_removed_empty(log: &Logger, path: &Path) {
+    log.debug(format_args!(
+        "removing {}, an object created just before a crash that holds no record",
+        path.display()
+    ));
 }
 
 fn compression_of(opened: &Opened) -> Compression {

@@ -194,6 +194,11 @@ fn is_json(line: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
 }
 
+/// Whether an object file's bytes begin as rustsink's gzip objects do.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&GZIP_HEADER)
+}
+
 /// Up to `len` bytes from the start of the file.
 fn read_prefix(path: &Path, len: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();

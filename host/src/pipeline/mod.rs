@@ -37,7 +37,7 @@ use crate::destination::dir::DirDestination;
 use crate::destination::s3::S3Destination;
 use crate::destination::{DeliveryError, Destination};
 use crate::engine::{AcceptError, Engine};
-use crate::event::Malformed;
+use crate::event::{DecodeError, Malformed};
 use crate::log::Logger;
 use crate::wasm::chain::{Chain, Filtered, normalize};
 use crate::wasm::sandbox::ComponentFailure;
@@ -49,6 +49,106 @@ const TICK: Duration = Duration::from_secs(1);
 const GROUP_CHUNKS: usize = 64;
 /// ... and at most about this many bytes of chunks.
 const GROUP_BYTES: usize = 32 << 20;
+
+/// Why a chunk was not taken whole. This, and nothing else, decides Fluent Bit's answer:
+/// see [`decide`].
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkFailure {
+    /// `store_dir` cannot take the chunk now (its limit, a failed write). Logged where it
+    /// happened, once for the group of chunks it befell.
+    #[error("store_dir cannot take it now")]
+    Store,
+    /// A filter failed and its `on_error` is `retry`. Logged by the filter chain.
+    #[error("a filter failed, and its on_error is retry")]
+    FilterRetry,
+    /// The sink component did not take the chunk.
+    #[error("sink '{name}' did not take it: {failure}")]
+    Sink {
+        /// The component's name.
+        name: String,
+        /// What it said or did.
+        failure: ComponentFailure,
+    },
+    /// The chunk stops being msgpack at some byte; the events before it were taken.
+    #[error(transparent)]
+    Unframed(DecodeError),
+    /// The instance is stopping.
+    #[error("the instance is stopping")]
+    Stopping,
+    /// A panic inside rustsink, caught.
+    #[error("internal error while {0}")]
+    Internal(&'static str),
+}
+
+impl ChunkFailure {
+    /// Whether trying the chunk again may succeed, so that Fluent Bit should keep it.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ChunkFailure::Unframed(_) => false,
+            ChunkFailure::Sink { failure, .. } => failure.is_retryable(),
+            ChunkFailure::Store
+            | ChunkFailure::FilterRetry
+            | ChunkFailure::Stopping
+            | ChunkFailure::Internal(_) => true,
+        }
+    }
+}
+
+/// Fluent Bit's answer for a chunk of `tag` whose `records` good events were taken: the
+/// one place it is decided. Logs what was malformed, and each failure that was not
+/// logged where it happened.
+pub fn decide(
+    log: &Logger,
+    tag: &str,
+    records: usize,
+    malformed: &Malformed,
+    outcome: Result<(), ChunkFailure>,
+) -> FlushStatus {
+    if let Some(first) = &malformed.first_skipped {
+        log.warn(format_args!(
+            "tag '{tag}': {} malformed events skipped, the first {first}; the chunk's {records} \
+             other events were accepted",
+            malformed.skipped
+        ));
+    }
+    let outcome = match (&malformed.unframed, outcome) {
+        (Some(error), Ok(())) => Err(ChunkFailure::Unframed(error.clone())),
+        (_, outcome) => outcome,
+    };
+    let Err(failure) = outcome else {
+        return FlushStatus::Ok;
+    };
+    let retryable = failure.is_retryable();
+    match &failure {
+        ChunkFailure::Store | ChunkFailure::FilterRetry => {}
+        ChunkFailure::Unframed(error) => log.error(format_args!(
+            "tag '{tag}': {error}; the {records} events before it were accepted, the {} bytes \
+             from there on are not msgpack and are dropped",
+            error.chunk_len - error.offset
+        )),
+        ChunkFailure::Sink { name, failure } if !retryable => log.error(format_args!(
+            "sink '{name}' refused a chunk of tag '{tag}' ({records} records) for good: \
+             {}; Fluent Bit drops the chunk",
+            failure.message()
+        )),
+        ChunkFailure::Sink { name, failure } => log.warn(format_args!(
+            "sink '{name}' did not take a chunk of tag '{tag}' ({records} records): {failure}; \
+             Fluent Bit keeps the chunk and retries"
+        )),
+        ChunkFailure::Stopping => log.warn(format_args!(
+            "a flush of tag '{tag}' came after shutdown began; Fluent Bit keeps the chunk and \
+             retries"
+        )),
+        ChunkFailure::Internal(what) => log.error(format_args!(
+            "internal error while {what}; Fluent Bit keeps the chunk of tag '{tag}' and retries"
+        )),
+    }
+    if retryable {
+        FlushStatus::Retry
+    } else {
+        FlushStatus::Error
+    }
+}
 
 /// What a flush tells Fluent Bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,22 +268,22 @@ impl Instance {
     /// worker has answered.
     pub fn flush(&self, chunk: Vec<u8>, tag: String) -> FlushStatus {
         let (reply, answer) = mpsc::sync_channel(1);
-        let sent = {
-            let jobs = self.jobs.read().unwrap_or_else(PoisonError::into_inner);
-            jobs.as_ref().is_some_and(|jobs| {
-                jobs.send(Job {
-                    chunk,
-                    tag,
-                    malformed: Malformed::default(),
-                    reply,
-                })
-                .is_ok()
-            })
+        let job = Job {
+            chunk,
+            tag,
+            malformed: Malformed::default(),
+            reply,
         };
-        if !sent {
-            self.log
-                .warn("flush after shutdown began; Fluent Bit keeps the chunk and retries");
-            return FlushStatus::Retry;
+        let refused = {
+            let jobs = self.jobs.read().unwrap_or_else(PoisonError::into_inner);
+            match jobs.as_ref() {
+                Some(jobs) => jobs.send(job).err().map(|returned| returned.0),
+                None => Some(job),
+            }
+        };
+        if let Some(job) = refused {
+            let none = Malformed::default();
+            return decide(&self.log, &job.tag, 0, &none, Err(ChunkFailure::Stopping));
         }
         answer.recv().unwrap_or(FlushStatus::Retry)
     }
@@ -250,7 +350,10 @@ impl Worker {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
-                self.guarded("closing objects", |engine| engine.tick());
+                if self.guarded(|engine| engine.tick()).is_none() {
+                    self.log
+                        .error("internal error while closing objects; trying again in a second");
+                }
             }
         }
         let Worker {
@@ -274,17 +377,22 @@ impl Worker {
         }
     }
 
-    /// Runs `work` on the object engine, logging a panic instead of ending the thread.
-    /// None without an engine.
-    fn guarded<T>(&mut self, what: &str, work: impl FnOnce(&mut Engine) -> T) -> Option<T> {
+    /// Runs `work` on the object engine, catching a panic (None) instead of ending the
+    /// thread. None without an engine.
+    fn guarded<T>(&mut self, work: impl FnOnce(&mut Engine) -> T) -> Option<T> {
         let Outlet::Objects(engine) = &mut self.outlet else {
             return None;
         };
-        let result = catch_unwind(AssertUnwindSafe(|| work(engine)));
-        if result.is_err() {
-            self.log.error(format_args!("internal error while {what}"));
-        }
-        result.ok()
+        catch_unwind(AssertUnwindSafe(|| work(engine))).ok()
+    }
+
+    /// The answer for every job of a group that failed as one.
+    fn decide_all(&self, group: &[Job], failure: impl Fn() -> ChunkFailure) -> Vec<FlushStatus> {
+        let none = Malformed::default();
+        group
+            .iter()
+            .map(|job| decide(&self.log, &job.tag, 0, &none, Err(failure())))
+            .collect()
     }
 
     fn accept(&mut self, mut group: Vec<Job>) {
@@ -298,7 +406,14 @@ impl Worker {
             .iter()
             .map(|job| (job.chunk.as_slice(), job.tag.as_str()))
             .collect();
-        let statuses = match self.guarded("accepting chunks", |engine| engine.accept(&chunks)) {
+        let accepted = self.guarded(|engine| engine.accept(&chunks));
+        if let Some(Err(error @ AcceptError::Io { .. })) = &accepted {
+            self.log.error(format_args!(
+                "{error}; Fluent Bit keeps the {} chunks and retries",
+                group.len()
+            ));
+        }
+        let statuses: Vec<FlushStatus> = match accepted {
             Some(Ok(outcomes)) => outcomes
                 .into_iter()
                 .zip(&mut group)
@@ -307,18 +422,11 @@ impl Worker {
                     // not decode of Fluent Bit's chunk is in the job.
                     let mut malformed = std::mem::take(&mut job.malformed);
                     malformed.merge(outcome.malformed);
-                    answer(&self.log, &job.tag, outcome.records, &malformed)
+                    decide(&self.log, &job.tag, outcome.records, &malformed, Ok(()))
                 })
                 .collect(),
-            Some(Err(AcceptError::LimitReached { .. })) => vec![FlushStatus::Retry; group.len()],
-            Some(Err(error)) => {
-                self.log.error(format_args!(
-                    "{error}; Fluent Bit keeps the {} chunks and retries",
-                    group.len()
-                ));
-                vec![FlushStatus::Retry; group.len()]
-            }
-            None => vec![FlushStatus::Retry; group.len()],
+            Some(Err(_)) => self.decide_all(&group, || ChunkFailure::Store),
+            None => self.decide_all(&group, || ChunkFailure::Internal("accepting chunks")),
         };
         for (job, status) in group.into_iter().zip(statuses) {
             // The flush call stops waiting only if Fluent Bit is gone.
@@ -341,15 +449,8 @@ impl Worker {
                     job.malformed = malformed;
                     passed.push(job);
                 }
-                Ok(Filtered::Retry) => {
-                    let _ = job.reply.send(FlushStatus::Retry);
-                }
-                Err(_) => {
-                    self.log.error(
-                        "internal error while filtering; Fluent Bit keeps the chunk and retries",
-                    );
-                    let _ = job.reply.send(FlushStatus::Retry);
-                }
+                Ok(Filtered::Retry) => self.answer(job, Err(ChunkFailure::FilterRetry)),
+                Err(_) => self.answer(job, Err(ChunkFailure::Internal("filtering"))),
             }
         }
         passed
@@ -357,17 +458,22 @@ impl Worker {
 }
 
 impl Worker {
+    /// Answers a job that ends before the engine or the sink.
+    fn answer(&self, job: Job, outcome: Result<(), ChunkFailure>) {
+        let status = decide(&self.log, &job.tag, 0, &job.malformed, outcome);
+        // The flush call stops waiting only if Fluent Bit is gone.
+        let _ = job.reply.send(status);
+    }
+
     /// Hands each chunk to the sink component, after the filters, and answers with what
     /// the sink said.
     fn hand_over(&mut self, group: Vec<Job>) {
         for job in group {
             let outcome = catch_unwind(AssertUnwindSafe(|| self.hand_over_one(&job)));
             let status = outcome.unwrap_or_else(|_| {
-                self.log.error(
-                    "internal error while handing a chunk to the sink; Fluent Bit keeps the \
-                     chunk and retries",
-                );
-                FlushStatus::Retry
+                let none = Malformed::default();
+                let failure = ChunkFailure::Internal("handing a chunk to the sink");
+                decide(&self.log, &job.tag, 0, &none, Err(failure))
             });
             let _ = job.reply.send(status);
         }
@@ -379,59 +485,26 @@ impl Worker {
         };
         let normalized = normalize(&job.chunk);
         let records = normalized.records;
+        let malformed = &normalized.malformed;
         let Some(batch) = self.filters.run(normalized.batch, records, &job.tag) else {
-            return FlushStatus::Retry;
+            return decide(
+                &self.log,
+                &job.tag,
+                0,
+                malformed,
+                Err(ChunkFailure::FilterRetry),
+            );
         };
-        if !batch.is_empty() {
-            let delivered = sink.deliver(&job.tag, &batch);
-            let name = sink.component().name();
-            match delivered {
-                Ok(()) => {}
-                Err(ComponentFailure::Failed {
-                    message,
-                    retryable: false,
-                }) => {
-                    self.log.error(format_args!(
-                        "sink '{name}' refused a chunk of tag '{}' ({records} records) for \
-                         good: {message}; Fluent Bit drops the chunk",
-                        job.tag
-                    ));
-                    return FlushStatus::Error;
-                }
-                Err(failure) => {
-                    self.log.warn(format_args!(
-                        "sink '{name}' did not take a chunk of tag '{}' ({records} records): \
-                         {failure}; Fluent Bit keeps the chunk and retries",
-                        job.tag
-                    ));
-                    return FlushStatus::Retry;
-                }
-            }
-        }
-        answer(&self.log, &job.tag, records, &normalized.malformed)
-    }
-}
-
-/// Fluent Bit's answer for a chunk whose `records` good events were taken, and logs what
-/// was malformed: `Ok` unless the chunk stopped being msgpack, whose rest is dropped.
-fn answer(log: &Logger, tag: &str, records: usize, malformed: &Malformed) -> FlushStatus {
-    if let Some(first) = &malformed.first_skipped {
-        log.warn(format_args!(
-            "tag '{tag}': {} malformed events skipped, the first {first}; the chunk's {records} \
-             other events were accepted",
-            malformed.skipped
-        ));
-    }
-    match &malformed.unframed {
-        None => FlushStatus::Ok,
-        Some(error) => {
-            log.error(format_args!(
-                "tag '{tag}': {error}; the {records} events before it were accepted, the {} \
-                 bytes from there on are not msgpack and are dropped",
-                error.chunk_len - error.offset
-            ));
-            FlushStatus::Error
-        }
+        let delivered = match batch.is_empty() {
+            true => Ok(()),
+            false => sink
+                .deliver(&job.tag, &batch)
+                .map_err(|failure| ChunkFailure::Sink {
+                    name: sink.component().name().to_owned(),
+                    failure,
+                }),
+        };
+        decide(&self.log, &job.tag, records, malformed, delivered)
     }
 }
 

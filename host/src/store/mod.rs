@@ -124,21 +124,24 @@ impl Store {
         self.root.join("objects").join(format!("{id}.open"))
     }
 
-    /// Writes, and syncs, how object `id` was opened.
+    /// Writes, and syncs, how object `id` was opened: whole or not at all (a new file
+    /// renamed into place), since a crash may come at any moment.
     ///
     /// # Errors
     ///
     /// When the file cannot be written.
     pub fn write_opened(&self, opened: &journal::Opened) -> io::Result<()> {
         let path = self.opened_path(opened.id);
+        let fresh = path.with_extension("open-new");
         let bytes = serde_json::to_vec(opened).map_err(io::Error::other)?;
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)?;
+            .open(&fresh)?;
         io::Write::write_all(&mut file, &bytes)?;
-        file.sync_all()
+        file.sync_all()?;
+        fs::rename(&fresh, &path)
     }
 
     /// How object `id` was opened, if its file beside it is there and whole.
@@ -153,10 +156,31 @@ impl Store {
     ///
     /// When the object's file exists but cannot be removed.
     pub fn remove_object(&self, id: u64) -> io::Result<()> {
-        let _ = fs::remove_file(self.opened_path(id));
+        // The object first: a file beside no object is nothing, an object file without the
+        // file beside it is one whose key is unknown.
         match fs::remove_file(self.object_path(id)) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        let _ = fs::remove_file(self.opened_path(id));
+        Ok(())
+    }
+
+    /// Removes the files that say how an object was opened whose object is gone (a crash
+    /// came between the removal of the two).
+    pub fn remove_lone_opened_files(&self) {
+        let objects = self.root.join("objects");
+        for entry in fs::read_dir(&objects).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| {
+                n.strip_suffix(".open")
+                    .or_else(|| n.strip_suffix(".open-new"))
+            }) else {
+                continue;
+            };
+            if !objects.join(id).exists() {
+                let _ = fs::remove_file(entry.path());
+            }
         }
     }
 
@@ -225,6 +249,26 @@ impl Store {
         fs::write(target.with_extension("key"), key)?;
         fs::rename(self.object_path(id), &target)?;
         let _ = fs::rename(self.opened_path(id), target.with_extension("open"));
+        journal::sync_parent(&target)?;
+        Ok(target)
+    }
+
+    /// Moves the file of object `id`, which cannot be delivered as it is, to
+    /// `quarantine/<id>.damaged`, where nothing tries it again; returns where it went.
+    ///
+    /// # Errors
+    ///
+    /// When the move fails.
+    pub fn keep_damaged(&self, id: u64) -> io::Result<PathBuf> {
+        let target = self.root.join("quarantine").join(format!("{id}.damaged"));
+        if target.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is taken", target.display()),
+            ));
+        }
+        fs::rename(self.object_path(id), &target)?;
+        let _ = fs::remove_file(self.opened_path(id));
         journal::sync_parent(&target)?;
         Ok(target)
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::error::{Context, Result, bail};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p2::{DynPollable, Pollable};
@@ -70,6 +70,27 @@ pub enum ComponentFailure {
         /// Whether it says a retry may succeed.
         retryable: bool,
     },
+}
+
+impl ComponentFailure {
+    /// Whether trying again may succeed: all but an error the component says is final.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            ComponentFailure::Failed {
+                retryable: false,
+                ..
+            }
+        )
+    }
+
+    /// What went wrong, without the words around it.
+    pub fn message(&self) -> String {
+        match self {
+            ComponentFailure::Failed { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl From<types::Error> for ComponentFailure {
@@ -188,10 +209,9 @@ impl Sandbox {
                 .http
                 .clone()
                 .unwrap_or_else(|| HttpGrant::none(&self.log)),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryCap {
+                bytes: self.limits.memory,
+            },
             log: self.log.clone(),
             name: self.name.clone(),
             stdout,
@@ -215,7 +235,7 @@ impl Sandbox {
     pub(super) fn failure(&self, error: wasmtime::Error) -> ComponentFailure {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             ComponentFailure::Timeout(self.limits.timeout)
-        } else if grew_too_much(&error) {
+        } else if error.downcast_ref::<MemoryCapReached>().is_some() {
             ComponentFailure::OutOfMemory(self.limits.memory)
         } else {
             let cause = match error.downcast_ref::<Trap>() {
@@ -259,12 +279,45 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-fn grew_too_much(error: &wasmtime::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .to_string()
-            .contains("forcing trap when growing memory")
-    })
+/// The memory cap of a component's store: a growth past it traps with
+/// [`MemoryCapReached`], which a failed call is then recognised by.
+#[derive(Debug)]
+struct MemoryCap {
+    bytes: usize,
+}
+
+/// A component asked for more memory than its cap.
+#[derive(Debug, thiserror::Error)]
+#[error("a memory of {desired} bytes is over the cap of {cap} bytes")]
+struct MemoryCapReached {
+    desired: usize,
+    cap: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
+        if desired > self.bytes {
+            return Err(wasmtime::Error::new(MemoryCapReached {
+                desired,
+                cap: self.bytes,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 /// The world a component exports, by the function only that world has.
@@ -371,7 +424,7 @@ pub(super) struct HostState {
     table: ResourceTable,
     http: WasiHttpCtx,
     grant: HttpGrant,
-    limits: StoreLimits,
+    limits: MemoryCap,
     log: Logger,
     name: String,
     stdout: MemoryOutputPipe,
