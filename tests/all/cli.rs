@@ -339,3 +339,27 @@ fn the_cross_account_example_checks_and_gets_a_policy_per_role() {
         "team-a-shipper"
     );
 }
+
+#[test]
+fn check_refuses_a_time_window_that_does_not_divide_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("fluent-bit.conf");
+    for (window, ok) in [("7m", false), ("0", false), ("15m", true), ("off", true)] {
+        let out = rustsink_check(
+            &conf,
+            &format!(
+                "[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path /tmp/x\n    \
+                 time_window {window}\n"
+            ),
+        );
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.success(), ok, "{window}: {stdout}");
+        if !ok {
+            assert!(
+                stdout.contains(&format!("invalid value '{window}' for key 'time_window'"))
+                    && stdout.contains("divide a day"),
+                "{stdout}"
+            );
+        }
+    }
+}

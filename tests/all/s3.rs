@@ -93,6 +93,13 @@ impl Bucket {
         bucket
     }
 
+    /// Creates this client's bucket while moto's authentication is off.
+    pub(crate) fn create_named(&self) {
+        self.runtime
+            .block_on(self.client.create_bucket().bucket(&self.name).send())
+            .expect("creating the bucket");
+    }
+
     /// A client of bucket `name`, signing with `key` (id and secret).
     pub(crate) fn open(endpoint: &str, name: &str, key: (&str, &str)) -> Bucket {
         Bucket::with_credentials(

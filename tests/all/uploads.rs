@@ -26,6 +26,8 @@ struct ProxyState {
     /// Requests whose first line contains this are cut.
     refuse: Mutex<Option<String>>,
     down: Mutex<bool>,
+    /// Whether `If-None-Match` headers are taken out, as a server that ignores them would.
+    strip_conditions: Mutex<bool>,
     /// The first line of every request seen.
     requests: Mutex<Vec<String>>,
     /// Both ends of every forwarded connection, to cut them.
@@ -68,6 +70,10 @@ impl Proxy {
         }
     }
 
+    fn strip_conditions(&self) {
+        *self.state.strip_conditions.lock().unwrap() = true;
+    }
+
     fn requests(&self) -> Vec<String> {
         self.state.requests.lock().unwrap().clone()
     }
@@ -93,6 +99,20 @@ impl Proxy {
     }
 }
 
+/// `head` (a request's header and what came with it) without the header lines that start
+/// with `name` (lowercase, with its colon).
+fn strip_header(head: &[u8], name: &[u8]) -> Vec<u8> {
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut out = Vec::with_capacity(head.len());
+    for line in head[..end].split_inclusive(|&b| b == b'\n') {
+        if !line.to_ascii_lowercase().starts_with(name) {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(&head[end..]);
+    out
+}
+
 fn forward(mut client: TcpStream, target: u16, state: &ProxyState) {
     let is_down = || *state.down.lock().unwrap();
     if is_down() {
@@ -111,6 +131,9 @@ fn forward(mut client: TcpStream, target: u16, state: &ProxyState) {
         .next()
         .unwrap_or_default()
         .to_owned();
+    if *state.strip_conditions.lock().unwrap() {
+        head = strip_header(&head, b"if-none-match:");
+    }
     state.requests.lock().unwrap().push(line.clone());
     let refused = state
         .refuse
@@ -302,4 +325,45 @@ fn a_quarantined_multipart_object_leaves_no_upload_behind() {
     assert!(scene.bucket.keys().is_empty());
     let quarantined = scene.dir.path().join("store/rustsink.0/quarantine/0");
     assert!(quarantined.exists(), "{log}");
+}
+
+/// A server that ignores `If-None-Match` (played by the proxy taking the header out) lets
+/// a second agent write over an object, unless `s3_check_existing` asks first.
+#[test]
+fn s3_check_existing_keeps_a_server_that_ignores_if_none_match_from_overwriting() {
+    let moto = Moto::start_on(free_port());
+    let proxy = Proxy::start(moto.port());
+    proxy.strip_conditions();
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("app.log");
+    let lines = 2_000;
+    write_log(&input, lines);
+    for (check, objects) in [("off", 1), ("on", 2)] {
+        let bucket_name = format!("logs-check-{check}");
+        Bucket::open(&moto.endpoint(), &bucket_name, ("test", "test")).create_named();
+        let keys = format!(
+            "    s3_key_format dev/%Y%m%d%H_$INDEX.gz\n    time_window off\n    \
+             s3_check_existing {check}\n"
+        );
+        for run in ["first", "fresh"] {
+            let dir = work.path().join(format!("{check}-{run}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let conf = s3_conf(&dir, &proxy.endpoint(), &keys);
+            let text = std::fs::read_to_string(&conf).unwrap();
+            std::fs::write(
+                &conf,
+                text.replace("bucket logs\n", &format!("bucket {bucket_name}\n")),
+            )
+            .unwrap();
+            succeeded(&run_command(&conf, &input).output().unwrap());
+        }
+        let bucket = Bucket::open(&moto.endpoint(), &bucket_name, ("test", "test"));
+        assert_eq!(bucket.keys().len(), objects, "s3_check_existing {check}");
+        let expected: Vec<u64> = match check {
+            // The second run's object replaced the first's.
+            "off" => (0..lines).collect(),
+            _ => (0..lines).flat_map(|n| [n, n]).collect(),
+        };
+        assert_eq!(bucket.numbers(), expected, "s3_check_existing {check}");
+    }
 }

@@ -58,6 +58,20 @@ impl Keys {
         &self.agent_id
     }
 
+    /// Notes that `index` of `series` is taken (by an object found in the store), so that
+    /// the series goes on after it.
+    pub fn note(&self, series: &str, index: u64, window_start: i64) {
+        if series.is_empty() {
+            return;
+        }
+        let mut counters = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = counters.entry(series.to_owned()).or_insert(SeriesState {
+            next: 0,
+            window_start,
+        });
+        state.next = state.next.max(index + 1);
+    }
+
     /// The next free key of the series of (`tag`, `window_start`).
     pub fn next(&self, tag: &str, window_start: i64) -> NewKey {
         let uuid = uuid::Uuid::new_v4().simple().to_string();

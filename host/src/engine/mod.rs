@@ -88,6 +88,32 @@ pub enum AcceptError {
     },
 }
 
+/// Why an engine did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The instance's store folder cannot be used.
+    #[error("opening store_dir {}: {source}", .dir.display())]
+    Store {
+        /// `store_dir`.
+        dir: std::path::PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The journal cannot be read or written.
+    #[error("{action} the journal {}: {source}", .path.display())]
+    Journal {
+        /// Reading or writing.
+        action: &'static str,
+        /// The journal.
+        path: std::path::PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The delivery thread cannot start.
+    #[error("starting the delivery thread: {0}")]
+    Thread(io::Error),
+}
+
 /// The (tag, window start) an object holds records of.
 type Slot = (String, i64);
 

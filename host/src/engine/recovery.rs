@@ -18,11 +18,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::Context as _;
-
 use super::delivery::{Delivery, DeliveryContext};
 use super::keys::Keys;
-use super::{Engine, SERIES_KEPT, unix_now};
+use super::{Engine, SERIES_KEPT, StartError, unix_now};
 use crate::config::{Compression, JsonLines, ObjectConfig};
 use crate::destination::{Destination, SealedObject};
 use crate::log::Logger;
@@ -44,13 +42,24 @@ impl Engine {
         json: JsonLines,
         destination: Box<dyn Destination>,
         log: Logger,
-    ) -> anyhow::Result<Engine> {
-        let store = Store::open(&config.store_dir, log.instance())
-            .with_context(|| format!("opening store_dir {}", config.store_dir.display()))?;
-        let agent_id = store.agent_id().context("reading the agent id")?;
+    ) -> Result<Engine, StartError> {
+        let store_error = |source| StartError::Store {
+            dir: config.store_dir.clone(),
+            source,
+        };
+        let store = Store::open(&config.store_dir, log.instance()).map_err(store_error)?;
+        let agent_id = store.agent_id().map_err(store_error)?;
         let journal_path = store.journal_path();
-        let (mut journal, records, damage) = Journal::open(&journal_path, store.was_in_use())
-            .with_context(|| format!("reading the journal {}", journal_path.display()))?;
+        let journal_error = |action| {
+            let path = journal_path.clone();
+            move |source| StartError::Journal {
+                action,
+                path,
+                source,
+            }
+        };
+        let (mut journal, records, damage) =
+            Journal::open(&journal_path, store.was_in_use()).map_err(journal_error("reading"))?;
         if let Some(damage) = &damage {
             report(&log, &journal_path, damage);
         }
@@ -100,7 +109,7 @@ impl Engine {
         let recovered = fold(unfold(&state).into_iter().chain(records));
         journal
             .compact(&recovered)
-            .with_context(|| format!("writing the journal {}", journal_path.display()))?;
+            .map_err(journal_error("writing"))?;
         if !finished.is_empty() {
             log.info(format_args!(
                 "{} objects from before the restart are complete in {}; delivering them to {}",
@@ -120,7 +129,7 @@ impl Engine {
             exhausted: config.retry_exhausted_action,
             concurrency: config.upload_concurrency,
         })
-        .context("starting the delivery thread")?;
+        .map_err(StartError::Thread)?;
         for object in finished {
             delivery.deliver(object);
         }
@@ -439,6 +448,10 @@ impl Recovery<'_> {
             }
         };
         let mut salvaged = opened.clone();
+        if let Some(index) = opened.index {
+            // The store remembers this key when the journal does not.
+            self.keys.note(&opened.series, index, opened.window_start);
+        }
         if !whole {
             let key = self.keys.next(&opened.tag, opened.window_start);
             salvaged.key = key.key;

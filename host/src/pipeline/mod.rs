@@ -168,17 +168,17 @@ pub enum StartError {
     #[error("cannot open the destination: {0}")]
     Destination(#[from] DeliveryError),
     /// The object engine could not start (store_dir, journal).
-    #[error("{0:#}")]
-    Engine(anyhow::Error),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::StartError),
     /// The worker thread could not be started.
     #[error("cannot start the worker thread: {0}")]
     Thread(#[source] std::io::Error),
     /// A filter component could not be loaded or refused its options.
-    #[error("{0:#}")]
-    Filter(anyhow::Error),
+    #[error(transparent)]
+    Filter(crate::wasm::StartError),
     /// The sink component could not be loaded or refused its options.
-    #[error("{0:#}")]
-    Sink(anyhow::Error),
+    #[error(transparent)]
+    Sink(crate::wasm::StartError),
 }
 
 struct Job {

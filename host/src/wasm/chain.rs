@@ -10,9 +10,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use rmpv::Value;
 
+use super::StartError;
 use super::engine::TickerGuard;
 use super::filter::{FilterComponent, FilterInstance};
 use crate::config::{FilterConfig, OnError};
@@ -64,11 +64,13 @@ impl Chain {
         lookup: &dyn Fn(&str) -> Option<String>,
         cache_dir: &Path,
         log: &Logger,
-    ) -> Result<Chain> {
+    ) -> Result<Chain, StartError> {
         let ticker = if filters.is_empty() {
             None
         } else {
-            Some(TickerGuard::acquire().context("starting the wasm ticker thread")?)
+            let ticker = TickerGuard::acquire()
+                .map_err(|e| StartError::new(format!("starting the wasm ticker thread: {e:#}")))?;
+            Some(ticker)
         };
         let mut stages = Vec::new();
         for filter in filters {
@@ -77,15 +79,16 @@ impl Chain {
             let component =
                 FilterComponent::load(&filter.path, cache_dir, filter.limits.clone(), log)
                     .and_then(|mut component| component.configure(&option).map(|()| component))
-                    .map_err(anyhow::Error::from)
-                    .with_context(|| format!("'{key}' ({})", filter.path.display()))?;
+                    .map_err(|e| {
+                        StartError::new(format!("'{key}' ({}): {e:#}", filter.path.display()))
+                    })?;
             let component = Arc::new(component);
             let instance = component.start().map_err(|failure| {
-                anyhow::anyhow!(
+                StartError::new(format_args!(
                     "'{key}' ({}): component '{}' refused its options: {failure}",
                     filter.path.display(),
                     component.name()
-                )
+                ))
             })?;
             log.info(format_args!(
                 "{key}: component '{}' ({})",

@@ -20,5 +20,17 @@ mod http;
 pub mod sandbox;
 pub mod sink;
 
+/// A component that could not be started: the key it is configured under, the file, and
+/// the cause, in one message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(String);
+
+impl StartError {
+    fn new(text: impl std::fmt::Display) -> StartError {
+        StartError(text.to_string())
+    }
+}
+
 /// The version of the contract this host speaks.
 pub const CONTRACT: &str = "rustsink:plugin@0.1.0";

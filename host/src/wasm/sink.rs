@@ -147,7 +147,7 @@ pub fn start_sink(
     lookup: &dyn Fn(&str) -> Option<String>,
     cache_dir: &Path,
     log: &Logger,
-) -> anyhow::Result<SinkInstance> {
+) -> std::result::Result<SinkInstance, super::StartError> {
     let option = |name: &str| lookup(&format!("sink.{name}"));
     let component = SinkComponent::load(
         &sink.path,
@@ -157,14 +157,16 @@ pub fn start_sink(
         log,
     )
     .and_then(|mut component| component.configure(&option).map(|()| component))
-    .map_err(|error| anyhow::anyhow!("'sink' ({}): {error:#}", sink.path.display()))?;
+    .map_err(|error| {
+        super::StartError::new(format_args!("'sink' ({}): {error:#}", sink.path.display()))
+    })?;
     let component = Arc::new(component);
     component.start().map_err(|failure| {
-        anyhow::anyhow!(
+        super::StartError::new(format_args!(
             "'sink' ({}): component '{}' refused its options: {failure}",
             sink.path.display(),
             component.name()
-        )
+        ))
     })
 }
 
