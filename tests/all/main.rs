@@ -7,6 +7,7 @@ mod credentials;
 mod damage;
 mod ffi;
 mod filters;
+mod hardening;
 mod objects;
 mod process;
 mod quarantine;

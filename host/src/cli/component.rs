@@ -112,9 +112,11 @@ pub fn filter(args: &FilterArgs) -> Result<bool> {
     Ok(true)
 }
 
-/// Where the command keeps compiled components.
-fn cache_dir() -> PathBuf {
-    std::env::temp_dir().join("rustsink-components")
+/// Where the command keeps compiled components: a folder of this user's under the
+/// temporary folder, which anyone may write in (the cache checks the folder is its own).
+pub(super) fn cache_dir() -> PathBuf {
+    let uid = rustix::process::geteuid().as_raw();
+    std::env::temp_dir().join(format!("rustsink-components-{uid}"))
 }
 
 fn logger() -> Logger {

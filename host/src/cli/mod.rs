@@ -129,7 +129,7 @@ fn check(path: &std::path::Path) -> Result<bool> {
 /// start does.
 fn check_components(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<()> {
     let log = crate::log::Logger::stderr("check", crate::log::Threshold::from_env());
-    let cache = std::env::temp_dir().join("rustsink-components");
+    let cache = component::cache_dir();
     crate::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log)?;
     if let crate::config::SinkConfig::Component(sink) = &config.sink {
         crate::wasm::sink::start_sink(sink, lookup, &cache, &log)?;

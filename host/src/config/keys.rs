@@ -7,6 +7,8 @@
 pub const SINK: &str = "sink";
 /// `path`: the directory of `sink dir`.
 pub const PATH: &str = "path";
+/// `file_mode`: the mode of objects `sink dir` delivers.
+pub const FILE_MODE: &str = "file_mode";
 /// `bucket`: the S3 bucket of `sink s3`.
 pub const BUCKET: &str = "bucket";
 /// `region`: the bucket's AWS region.
@@ -164,6 +166,12 @@ pub const ALL: &[Key] = &[
         doc: "With `sink dir`: the directory that receives the objects, each at `<path>/<key>`. \
               An object appears there complete or not at all (written under a temporary \
               name, synced, then renamed). Created if missing. Required with `sink dir`.",
+    },
+    Key {
+        name: FILE_MODE,
+        default: Some("0640"),
+        doc: "With `sink dir`: the mode of delivered objects, in octal. Folders under `path` \
+              are created 0750. The owner must be able to read and write them.",
     },
     Key {
         name: BUCKET,

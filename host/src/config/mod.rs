@@ -52,6 +52,8 @@ pub enum SinkConfig {
     Dir {
         /// The directory (`path`).
         path: PathBuf,
+        /// The mode of delivered objects (`file_mode`).
+        file_mode: u32,
     },
     /// A WebAssembly sink component (`sink <path>.wasm`).
     Component(ComponentSinkConfig),
@@ -383,9 +385,24 @@ fn parse_sink(
             Ok(SinkConfig::S3(Box::new(s3::parse(lookup, value)?)))
         }
         s if s.eq_ignore_ascii_case("dir") => match path.filter(|p| !p.trim().is_empty()) {
-            Some(path) => Ok(SinkConfig::Dir {
-                path: PathBuf::from(path.trim()),
-            }),
+            Some(path) => {
+                let text = value(keys::FILE_MODE).unwrap_or_default();
+                let file_mode = u32::from_str_radix(text.trim(), 8)
+                    .ok()
+                    .filter(|mode| mode & !0o777 == 0 && mode & 0o600 == 0o600)
+                    .ok_or_else(|| {
+                        invalid(
+                            keys::FILE_MODE,
+                            &text,
+                            "an octal mode such as 0640 or 0600, readable and writable by its \
+                             owner",
+                        )
+                    })?;
+                Ok(SinkConfig::Dir {
+                    path: PathBuf::from(path.trim()),
+                    file_mode,
+                })
+            }
             None => Err(missing(
                 keys::PATH,
                 "'sink dir' writes under the directory that 'path' names",
@@ -470,9 +487,20 @@ mod tests {
                 .unwrap()
                 .sink,
             SinkConfig::Dir {
-                path: "/var/log/out".into()
+                path: "/var/log/out".into(),
+                file_mode: 0o640,
             }
         );
+        for (mode, ok) in [
+            ("0600", true),
+            ("644", true),
+            ("0400", false),
+            ("rw", false),
+            ("01777", false),
+        ] {
+            let parsed = config(&[("sink", "dir"), ("path", "/x"), ("file_mode", mode)]);
+            assert_eq!(parsed.is_ok(), ok, "{mode}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::{DeliveryError, Destination, ProgressLog, SealedObject};
@@ -23,18 +24,20 @@ const TOKEN_ATTRIBUTE: &str = "user.rustsink.token";
 #[derive(Debug)]
 pub struct DirDestination {
     root: PathBuf,
+    file_mode: u32,
 }
 
 impl DirDestination {
-    /// Uses `root`, creating it if needed.
+    /// Uses `root`, creating it if needed; objects get `file_mode`.
     ///
     /// # Errors
     ///
     /// When the directory cannot be created.
-    pub fn open(root: &Path) -> Result<DirDestination, DeliveryError> {
-        fs::create_dir_all(root).map_err(io_error("creating the directory", root))?;
+    pub fn open(root: &Path, file_mode: u32) -> Result<DirDestination, DeliveryError> {
+        create_folders(root).map_err(io_error("creating the directory", root))?;
         Ok(DirDestination {
             root: root.to_owned(),
+            file_mode,
         })
     }
 
@@ -69,7 +72,7 @@ impl Destination for DirDestination {
     fn put(&self, object: &SealedObject, _: &mut dyn ProgressLog) -> Result<(), DeliveryError> {
         let target = self.path_of(&object.key)?;
         let folder = target.parent().unwrap_or(&self.root);
-        fs::create_dir_all(folder).map_err(io_error("creating the directory", folder))?;
+        create_folders(folder).map_err(io_error("creating the directory", folder))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         let temporary = folder.join(format!(".{name}.{}.tmp", object.token));
         let written = fs::copy(&object.path, &temporary)
@@ -81,6 +84,7 @@ impl Destination for DirDestination {
                         object.len
                     )));
                 }
+                fs::set_permissions(&temporary, fs::Permissions::from_mode(self.file_mode))?;
                 // Best effort: not every filesystem keeps extended attributes.
                 let _ = xattr::set(&temporary, TOKEN_ATTRIBUTE, object.token.as_bytes());
                 File::open(&temporary)?.sync_all()
@@ -121,6 +125,17 @@ impl Destination for DirDestination {
     }
 }
 
+/// The mode of folders created under `path`.
+const FOLDER_MODE: u32 = 0o750;
+
+fn create_folders(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(FOLDER_MODE)
+        .create(path)
+}
+
 /// Whether two files hold the same bytes.
 fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
     use std::io::Read;
@@ -157,7 +172,7 @@ mod tests {
     #[test]
     fn objects_land_at_their_key_and_never_replace_another() {
         let dir = tempfile::tempdir().unwrap();
-        let destination = DirDestination::open(&dir.path().join("out")).unwrap();
+        let destination = DirDestination::open(&dir.path().join("out"), 0o640).unwrap();
         let source = dir.path().join("object");
         fs::write(&source, b"first").unwrap();
         let object = SealedObject {
@@ -202,7 +217,7 @@ mod tests {
     #[test]
     fn keys_that_leave_the_root_are_refused_for_good() {
         let dir = tempfile::tempdir().unwrap();
-        let destination = DirDestination::open(dir.path()).unwrap();
+        let destination = DirDestination::open(dir.path(), 0o640).unwrap();
         for key in ["../x.gz", "a/../../x.gz", "a//b.gz", "a/"] {
             let error = destination.path_of(key).unwrap_err();
             assert!(!error.is_retryable(), "{key}: {error}");

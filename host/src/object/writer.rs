@@ -94,11 +94,7 @@ impl ObjectWriter {
     ///
     /// When the file cannot be created or written.
     pub fn create(path: &Path, compression: Compression) -> io::Result<ObjectWriter> {
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .read(true)
-            .write(true)
-            .open(path)?;
+        let mut file = crate::store::private::create_new(path)?;
         let level = match compression {
             Compression::Gzip { level } => Some(level),
             Compression::None => None,

@@ -225,7 +225,9 @@ impl Instance {
                 .map_err(StartError::Engine)
         };
         let (outlet, described) = match &config.sink {
-            SinkConfig::Dir { path } => objects("dir", Box::new(DirDestination::open(path)?))?,
+            SinkConfig::Dir { path, file_mode } => {
+                objects("dir", Box::new(DirDestination::open(path, *file_mode)?))?
+            }
             SinkConfig::S3(s3) => objects(
                 "s3",
                 Box::new(S3Destination::open((**s3).clone()).map_err(StartError::Thread)?),

@@ -434,7 +434,7 @@ impl Journal {
             for &(start, len) in &ranges {
                 saved.extend_from_slice(&bytes[start as usize..(start + len) as usize]);
             }
-            fs::write(&saved_to, &saved)?;
+            super::private::write(&saved_to, &saved)?;
             damage = Some(Damage::Frames {
                 ranges,
                 len: bytes.len() as u64,
@@ -459,7 +459,11 @@ impl Journal {
         for record in records {
             frame(&mut bytes, record);
         }
-        let mut file = File::create(&fresh)?;
+        let mut file = super::private::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&fresh)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         fs::rename(&fresh, path)?;

@@ -14,6 +14,7 @@
 //! | `journal.torn-<time>` | bytes of the journal that were not whole records, kept for inspection |
 
 pub mod journal;
+pub mod private;
 
 use std::fs;
 use std::io;
@@ -40,14 +41,29 @@ impl Store {
     ///
     /// When a folder cannot be created, or another process holds the folder.
     pub fn open(store_dir: &Path, instance: &str) -> io::Result<Store> {
+        let name = folder_name(instance);
+        if matches!(name.as_str(), "" | "." | "..") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the instance name '{instance}' (its Alias) cannot name a folder inside \
+                     store_dir; give the output another Alias"
+                ),
+            ));
+        }
         let root = Store::folder(store_dir, instance);
         let was_in_use = root.join("agent-id").exists();
+        for folder in [store_dir, &root] {
+            private::create_dir(folder).map_err(|e| with_path(e, "creating the folder", folder))?;
+            private::check_folder(folder)?;
+        }
         for folder in [root.join("objects"), root.join("quarantine")] {
-            fs::create_dir_all(&folder)
+            private::create_dir(&folder)
                 .map_err(|e| with_path(e, "creating the folder", &folder))?;
+            private::check_folder(&folder)?;
         }
         let lock_path = root.join("lock");
-        let lock = fs::OpenOptions::new()
+        let lock = private::options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -103,7 +119,7 @@ impl Store {
         redrive.running = lock.try_lock().is_err();
         drop(lock);
         if redrive.objects > 0 {
-            fs::write(folder.join(REDRIVE), b"")?;
+            private::write(&folder.join(REDRIVE), b"")?;
         }
         Ok(redrive)
     }
@@ -134,7 +150,7 @@ impl Store {
         let path = self.opened_path(opened.id);
         let fresh = path.with_extension("open-new");
         let bytes = serde_json::to_vec(opened).map_err(io::Error::other)?;
-        let mut file = fs::OpenOptions::new()
+        let mut file = private::options()
             .write(true)
             .create(true)
             .truncate(true)
@@ -246,7 +262,7 @@ impl Store {
                 format!("{} is taken", target.display()),
             ));
         }
-        fs::write(target.with_extension("key"), key)?;
+        private::write(&target.with_extension("key"), key.as_bytes())?;
         fs::rename(self.object_path(id), &target)?;
         let _ = fs::rename(self.opened_path(id), target.with_extension("open"));
         journal::sync_parent(&target)?;
@@ -335,7 +351,7 @@ impl Store {
     /// When the files cannot be written.
     pub fn rekey_quarantined(&self, id: u64, key: &str) -> io::Result<()> {
         let path = self.quarantined_path(id);
-        fs::write(path.with_extension("key"), key)?;
+        private::write(&path.with_extension("key"), key.as_bytes())?;
         let opened_path = path.with_extension("open");
         if let Some(mut opened) = fs::read(&opened_path)
             .ok()
@@ -377,7 +393,7 @@ impl Store {
         }
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let fresh = path.with_extension("new");
-        fs::write(&fresh, &id).map_err(|e| with_path(e, "writing", &fresh))?;
+        private::write(&fresh, id.as_bytes()).map_err(|e| with_path(e, "writing", &fresh))?;
         fs::File::open(&fresh)?.sync_all()?;
         fs::rename(&fresh, &path)?;
         journal::sync_parent(&path)?;
