@@ -272,3 +272,142 @@ fn a_tampered_or_swapped_compile_cache_entry_is_never_run() {
         "untrusted key: grep still filters"
     );
 }
+
+/// The key and token of the one object waiting in an instance's store.
+fn waiting_object(instance: &Path) -> (String, String) {
+    let objects = instance.join("objects");
+    let opened = fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "open"))
+        .expect("an object waits");
+    let opened: serde_json::Value = serde_json::from_slice(&fs::read(opened).unwrap()).unwrap();
+    (
+        opened["key"].as_str().unwrap().to_owned(),
+        opened["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn planted_symbolic_links_under_path_are_never_followed() {
+    in_own_process(
+        "hardening::planted_symbolic_links_under_path_are_never_followed",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("out");
+            let victim_dir = dir.path().join("victim");
+            fs::create_dir_all(&victim_dir).unwrap();
+            let victim = victim_dir.join("passwd");
+            fs::write(&victim, "root:x:0:0").unwrap();
+            let store = dir.path().join("store");
+            let keys = [
+                ("Alias", "links"),
+                ("store_dir", store.to_str().unwrap()),
+                ("shutdown_timeout", "2s"),
+            ];
+            // A link where the key's first folder goes: delivery is refused, and nothing
+            // lands in the folder it points to.
+            fs::create_dir_all(&out).unwrap();
+            std::os::unix::fs::symlink(&victim_dir, out.join("rustsink")).unwrap();
+            let mut fluent_bit = load(HostVersion::V5);
+            let output = fluent_bit.add_output(&dir_output(&out, &keys)).unwrap();
+            take_log_lines();
+            let chunk = numbered_chunk(EventFormat::V2, 0, 5);
+            assert_eq!(fluent_bit.flusher(output).flush(&chunk, "t"), FLB_OK);
+            fluent_bit.shutdown().unwrap();
+            let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("refusing the symbolic link")
+                        && l.contains("rustsink follows no link under path")),
+                "{lines:#?}"
+            );
+            let planted: Vec<_> = fs::read_dir(&victim_dir).unwrap().collect();
+            assert_eq!(planted.len(), 1, "only the victim's own file is there");
+
+            // The folder link goes; links wait at the object's temporary name and at its key.
+            fs::remove_file(out.join("rustsink")).unwrap();
+            let (key, token) = waiting_object(&dir.path().join("store/links"));
+            let target = out.join(&key);
+            fs::create_dir_all(target.parent().unwrap()).unwrap();
+            let name = target.file_name().unwrap().to_string_lossy().into_owned();
+            let temporary = target.with_file_name(format!(".{name}.{token}.tmp"));
+            std::os::unix::fs::symlink(&victim, &temporary).unwrap();
+            std::os::unix::fs::symlink(&victim, &target).unwrap();
+            let mut fluent_bit = load(HostVersion::V5);
+            fluent_bit.add_output(&dir_output(&out, &keys)).unwrap();
+            fluent_bit.shutdown().unwrap();
+            assert_eq!(fs::read_to_string(&victim).unwrap(), "root:x:0:0");
+            assert!(
+                fs::symlink_metadata(&target)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+            // The object went to the next key of its series, whole.
+            let delivered: Vec<_> = objects(&out.join("rustsink/t"))
+                .into_iter()
+                .filter(|p| !fs::symlink_metadata(p).unwrap().file_type().is_symlink())
+                .collect();
+            assert_eq!(delivered.len(), 1, "{delivered:?}");
+            assert_ne!(delivered[0], target);
+            assert_eq!(numbers_of_file(&delivered[0]), (0..5).collect::<Vec<_>>());
+        },
+    );
+}
+
+fn numbers_of_file(path: &Path) -> Vec<u64> {
+    object_text(path)
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn planted_symbolic_links_in_store_dir_are_refused() {
+    in_own_process(
+        "hardening::planted_symbolic_links_in_store_dir_are_refused",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let elsewhere = dir.path().join("elsewhere");
+            fs::create_dir_all(&elsewhere).unwrap();
+            for planted in ["objects", "journal"] {
+                let store = dir.path().join(format!("store-{planted}"));
+                let instance = store.join("s");
+                fs::create_dir_all(&instance).unwrap();
+                std::os::unix::fs::symlink(elsewhere.join(planted), instance.join(planted))
+                    .unwrap();
+                if planted == "journal" {
+                    fs::write(elsewhere.join("journal"), "not rustsink's").unwrap();
+                } else {
+                    fs::create_dir_all(elsewhere.join("objects")).unwrap();
+                }
+                let keys = [("Alias", "s"), ("store_dir", store.to_str().unwrap())];
+                let mut fluent_bit = load(HostVersion::V5);
+                take_log_lines();
+                assert!(
+                    fluent_bit
+                        .add_output(&dir_output(dir.path(), &keys))
+                        .is_err(),
+                    "{planted}"
+                );
+                let lines: Vec<String> = take_log_lines().into_iter().map(|l| l.message).collect();
+                assert!(
+                    lines.iter().any(|l| l.contains("symbolic link")),
+                    "{planted}: {lines:#?}"
+                );
+                fluent_bit.shutdown().unwrap();
+            }
+            assert_eq!(
+                fs::read_to_string(elsewhere.join("journal")).unwrap(),
+                "not rustsink's"
+            );
+            assert_eq!(fs::read_dir(elsewhere.join("objects")).unwrap().count(), 0);
+        },
+    );
+}

@@ -12,8 +12,13 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, fsync, linkat, mkdirat, open, openat, unlinkat};
+use rustix::io::Errno;
+use xattr::FileExt;
 
 use super::{DeliveryError, Destination, ProgressLog, SealedObject};
 
@@ -71,58 +76,162 @@ impl Destination for DirDestination {
     /// A local copy is quick to redo, so it is done whole, without progress.
     fn put(&self, object: &SealedObject, _: &mut dyn ProgressLog) -> Result<(), DeliveryError> {
         let target = self.path_of(&object.key)?;
-        let folder = target.parent().unwrap_or(&self.root);
-        create_folders(folder).map_err(io_error("creating the directory", folder))?;
-        let name = target.file_name().unwrap_or_default().to_string_lossy();
-        let temporary = folder.join(format!(".{name}.{}.tmp", object.token));
-        let written = fs::copy(&object.path, &temporary)
-            .and_then(|copied| {
-                if copied != object.len {
-                    return Err(io::Error::other(format!(
-                        "{} holds {copied} bytes, not the {} it was sealed with",
-                        object.path.display(),
-                        object.len
-                    )));
+        let folder_path = target.parent().unwrap_or(&self.root).to_owned();
+        let folder = self.open_folder(&object.key)?;
+        let name = target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let temporary = format!(".{name}.{}.tmp", object.token);
+        let temporary_path = folder_path.join(&temporary);
+        // A leftover of a crash, or anything planted at the name: unlinking never follows.
+        let _ = unlinkat(&folder, temporary.as_str(), AtFlags::empty());
+        let written = self
+            .write_temporary(&folder, &temporary, object)
+            .map_err(io_error("writing", &temporary_path))
+            .and_then(|()| {
+                match linkat(
+                    &folder,
+                    temporary.as_str(),
+                    &folder,
+                    name.as_str(),
+                    AtFlags::empty(),
+                ) {
+                    Ok(()) => Ok(()),
+                    Err(Errno::EXIST) => self.found_at_key(&folder, &name, object, &target),
+                    Err(error) => Err(io_error("linking to", &target)(error.into())),
                 }
-                fs::set_permissions(&temporary, fs::Permissions::from_mode(self.file_mode))?;
-                // Best effort: not every filesystem keeps extended attributes.
-                let _ = xattr::set(&temporary, TOKEN_ATTRIBUTE, object.token.as_bytes());
-                File::open(&temporary)?.sync_all()
-            })
-            .map_err(io_error("writing", &temporary))
-            .and_then(|()| match fs::hard_link(&temporary, &target) {
-                Ok(()) => Ok(()),
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                    let found = match xattr::get(&target, TOKEN_ATTRIBUTE) {
-                        Ok(Some(token)) => Ok(token == object.token.as_bytes()),
-                        _ => same_bytes(&target, &object.path),
-                    };
-                    match found {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err(DeliveryError::KeyTaken {
-                            key: object.key.clone(),
-                        }),
-                        Err(error) => Err(io_error("reading", &target)(error)),
-                    }
-                }
-                Err(error) => Err(io_error("linking to", &target)(error)),
             });
         // Nothing may stay half-written under the root.
-        let _ = fs::remove_file(&temporary);
+        let _ = unlinkat(&folder, temporary.as_str(), AtFlags::empty());
         written?;
-        File::open(folder)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error("syncing the directory", folder))
+        fsync(&folder).map_err(|e| io_error("syncing the directory", &folder_path)(e.into()))
     }
 
     fn exists(&self, key: &str) -> Result<bool, DeliveryError> {
         let path = self.path_of(key)?;
-        path.try_exists().map_err(io_error("looking for", &path))
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(io_error("looking for", &path)(error)),
+        }
     }
 
     fn describe(&self) -> String {
         format!("directory {}", self.root.display())
     }
+}
+
+impl DirDestination {
+    /// The folder of `key`'s object, opened without following a symbolic link under the
+    /// root, and created (0750) where missing.
+    fn open_folder(&self, key: &str) -> Result<OwnedFd, DeliveryError> {
+        let relative = Path::new(key.trim_start_matches('/'));
+        let parts: Vec<&std::ffi::OsStr> = relative.iter().collect();
+        let folders = &parts[..parts.len().saturating_sub(1)];
+        let mut at = self.root.clone();
+        let mut folder = open(&self.root, DIRECTORY_FLAGS, Mode::empty())
+            .map_err(|e| io_error("opening the directory", &self.root)(e.into()))?;
+        for part in folders {
+            at.push(part);
+            match mkdirat(&folder, *part, Mode::from_raw_mode(FOLDER_MODE)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(error) => return Err(io_error("creating the directory", &at)(error.into())),
+            }
+            folder = match openat(
+                &folder,
+                *part,
+                DIRECTORY_FLAGS | OFlags::NOFOLLOW,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::LOOP | Errno::NOTDIR) if is_link(&at) => {
+                    return Err(DeliveryError::Io {
+                        action: "refusing the symbolic link",
+                        path: at,
+                        source: io::Error::other(
+                            "rustsink follows no link under path: remove it, or make it a folder",
+                        ),
+                    });
+                }
+                Err(error) => return Err(io_error("opening the directory", &at)(error.into())),
+            };
+        }
+        Ok(folder)
+    }
+
+    /// Copies the object into a new file `name` of `folder`, with the mode and token of a
+    /// delivered object, and syncs it.
+    fn write_temporary(
+        &self,
+        folder: &OwnedFd,
+        name: &str,
+        object: &SealedObject,
+    ) -> io::Result<()> {
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC;
+        let mut file = File::from(openat(
+            folder,
+            name,
+            flags,
+            Mode::from_raw_mode(self.file_mode),
+        )?);
+        let copied = io::copy(&mut File::open(&object.path)?, &mut file)?;
+        if copied != object.len {
+            return Err(io::Error::other(format!(
+                "{} holds {copied} bytes, not the {} it was sealed with",
+                object.path.display(),
+                object.len
+            )));
+        }
+        // The umask may have narrowed the mode.
+        file.set_permissions(fs::Permissions::from_mode(self.file_mode))?;
+        // Best effort: not every filesystem keeps extended attributes.
+        let _ = file.set_xattr(TOKEN_ATTRIBUTE, object.token.as_bytes());
+        file.sync_all()
+    }
+
+    /// After the key's name turned out to be taken: Ok if the file there is this object,
+    /// else the key is taken (a symbolic link there is never this object).
+    fn found_at_key(
+        &self,
+        folder: &OwnedFd,
+        name: &str,
+        object: &SealedObject,
+        target: &Path,
+    ) -> Result<(), DeliveryError> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = match openat(folder, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::LOOP) => {
+                return Err(DeliveryError::KeyTaken {
+                    key: object.key.clone(),
+                });
+            }
+            Err(error) => return Err(io_error("reading", target)(error.into())),
+        };
+        let ours = match file.get_xattr(TOKEN_ATTRIBUTE) {
+            Ok(Some(token)) => Ok(token == object.token.as_bytes()),
+            _ => same_bytes(file, &object.path),
+        };
+        match ours {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DeliveryError::KeyTaken {
+                key: object.key.clone(),
+            }),
+            Err(error) => Err(io_error("reading", target)(error)),
+        }
+    }
+}
+
+/// How folders under the root are opened.
+const DIRECTORY_FLAGS: OFlags = OFlags::DIRECTORY
+    .union(OFlags::RDONLY)
+    .union(OFlags::CLOEXEC);
+
+fn is_link(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// The mode of folders created under `path`.
@@ -136,10 +245,10 @@ fn create_folders(path: &Path) -> io::Result<()> {
         .create(path)
 }
 
-/// Whether two files hold the same bytes.
-fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+/// Whether a file holds the same bytes as the file at `b`.
+fn same_bytes(mut a: File, b: &Path) -> io::Result<bool> {
     use std::io::Read;
-    let (mut a, mut b) = (File::open(a)?, File::open(b)?);
+    let mut b = File::open(b)?;
     if a.metadata()?.len() != b.metadata()?.len() {
         return Ok(false);
     }

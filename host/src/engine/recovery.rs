@@ -514,7 +514,7 @@ fn compression_of(opened: &Opened) -> Compression {
 
 /// A checked sealed object's file: bytes past the sealed length (never expected) are cut.
 fn cut_to(path: &Path, len: u64) -> io::Result<u64> {
-    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let file = crate::store::private::options().write(true).open(path)?;
     if file.metadata()?.len() > len {
         file.set_len(len)?;
         file.sync_all()?;

@@ -17,7 +17,7 @@
 //! exactly where its last commit ended.
 
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -117,7 +117,10 @@ impl ObjectWriter {
         compression: Compression,
         committed: Committed,
     ) -> io::Result<ObjectWriter> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = crate::store::private::options()
+            .read(true)
+            .write(true)
+            .open(path)?;
         let actual = file.metadata()?.len();
         if actual < committed.len {
             return Err(io::Error::new(

@@ -15,7 +15,7 @@
 //! writing that state as a new journal, which replaces the old one with a rename.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -375,7 +375,7 @@ impl Journal {
     /// build reads.
     pub fn open(path: &Path, in_use: bool) -> io::Result<(Journal, Vec<Record>, Option<Damage>)> {
         let mut bytes = Vec::new();
-        match File::open(path) {
+        match super::private::options().read(true).open(path) {
             Ok(mut file) => {
                 file.read_to_end(&mut bytes)?;
             }
@@ -419,7 +419,7 @@ impl Journal {
         let (records, ranges) = read_frames(&bytes);
         if ranges.is_empty() && version == VERSION {
             // Append mode: every write lands at the end.
-            let file = OpenOptions::new().append(true).open(path)?;
+            let file = super::private::options().append(true).open(path)?;
             let journal = Journal {
                 path: path.to_owned(),
                 file,
@@ -468,7 +468,7 @@ impl Journal {
         file.sync_all()?;
         fs::rename(&fresh, path)?;
         sync_parent(path)?;
-        let file = OpenOptions::new().append(true).open(path)?;
+        let file = super::private::options().append(true).open(path)?;
         Ok(Journal {
             path: path.to_owned(),
             file,

@@ -111,7 +111,7 @@ impl Store {
                 redrive.bytes += entry.metadata()?.len();
             }
         }
-        let lock = fs::OpenOptions::new()
+        let lock = private::options()
             .write(true)
             .create(true)
             .truncate(false)
