@@ -352,28 +352,54 @@ fn a_hundred_times_larger_output_passes() {
 }
 
 #[test]
-fn a_component_that_prints_a_lot_keeps_working() {
-    let hostile = components().hostile.display().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut fluent_bit = load(HostVersion::V5);
-    let keys = [
-        ("filter.1", hostile.as_str()),
-        ("filter.1.behaviour", "chatty"),
-    ];
-    let output = fluent_bit
-        .add_output(&dir_output(dir.path(), &keys))
-        .unwrap();
-    // 2.5 MiB of prints in all, more than its output pipes hold.
-    for first in (0..300).step_by(10) {
-        let lines: Vec<(&str, u64)> = (first..first + 10).map(|n| ("line", n)).collect();
-        assert_eq!(
-            fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
-            FLB_OK,
-            "chunk {first}"
-        );
-    }
-    fluent_bit.shutdown().unwrap();
-    assert_eq!(written(dir.path()), (0..300).collect::<Vec<_>>());
+fn a_component_that_prints_a_lot_keeps_working_and_its_log_stays_bounded() {
+    in_own_process(
+        "filters::a_component_that_prints_a_lot_keeps_working_and_its_log_stays_bounded",
+        || {
+            let hostile = components().hostile.display().to_string();
+            let dir = tempfile::tempdir().unwrap();
+            let mut fluent_bit = load(HostVersion::V5);
+            let keys = [
+                ("filter.1", hostile.as_str()),
+                ("filter.1.behaviour", "chatty"),
+            ];
+            let output = fluent_bit
+                .add_output(&dir_output(dir.path(), &keys))
+                .unwrap();
+            take_log_lines();
+            // 8 KiB of prints per record: 1.6 MB in each call, 160 MB in all.
+            let chunks = 100;
+            for first in (0..chunks * 200).step_by(200) {
+                let lines: Vec<(&str, u64)> = (first..first + 200).map(|n| ("line", n)).collect();
+                assert_eq!(
+                    fluent_bit.flusher(output).flush(&chunk_of(&lines), "t"),
+                    FLB_OK,
+                    "chunk {first}"
+                );
+            }
+            fluent_bit.shutdown().unwrap();
+            assert_eq!(written(dir.path()), (0..chunks * 200).collect::<Vec<_>>());
+            let printed: Vec<String> = take_log_lines()
+                .into_iter()
+                .map(|line| line.message)
+                .filter(|message| message.contains("[hostile]"))
+                .collect();
+            // README: at most 20 lines of a call's output, and one that says what was cut.
+            let per_call = 20 + 1;
+            assert!(
+                printed.len() as u64 <= chunks * per_call,
+                "{} lines",
+                printed.len()
+            );
+            let bytes: usize = printed.iter().map(String::len).sum();
+            assert!(bytes < 4 << 20, "{bytes} bytes of log");
+            let cut = printed
+                .iter()
+                .find(|line| line.contains("printed more than is logged in one call"))
+                .expect("what was left out is said");
+            assert!(cut.contains("bytes were left out"), "{cut}");
+        },
+    );
 }
 
 #[test]

@@ -222,6 +222,7 @@ fn retryable_statuses_retry_and_others_drop_the_chunk() {
     let endpoint = Endpoint::start(&[
         Answer::Status(429),
         Answer::Status(503),
+        Answer::Status(302),
         Answer::Status(200),
         Answer::Status(400),
     ]);
@@ -230,13 +231,15 @@ fn retryable_statuses_retry_and_others_drop_the_chunk() {
     let chunk = chunk_of(0..5);
     assert_eq!(flusher.flush(&chunk, "t"), FLB_RETRY, "429");
     assert_eq!(flusher.flush(&chunk, "t"), FLB_RETRY, "503");
+    // A redirect means the url needs fixing: the chunk is kept, not dropped.
+    assert_eq!(flusher.flush(&chunk, "t"), FLB_RETRY, "302");
     assert_eq!(flusher.flush(&chunk, "t"), FLB_OK, "200");
     assert_eq!(flusher.flush(&chunk_of(5..7), "t"), FLB_ERROR, "400");
     fluent_bit.shutdown().unwrap();
     let bodies: Vec<String> = endpoint.received().into_iter().map(|r| r.body).collect();
-    assert_eq!(bodies.len(), 4);
+    assert_eq!(bodies.len(), 5);
     assert!(
-        bodies[..3].iter().all(|body| *body == bodies[0]),
+        bodies[..4].iter().all(|body| *body == bodies[0]),
         "a retry sends the same records"
     );
 }
@@ -296,8 +299,9 @@ fn requests_outside_allowed_hosts_are_refused_and_logged() {
                 let output = fluent_bit
                     .add_output(&http_output(dir.path(), &keys))
                     .unwrap();
+                // A configuration mistake: the chunk is kept for a retry, never dropped.
                 let status = fluent_bit.flusher(output).flush(&chunk_of(0..2), "t");
-                assert_eq!(status, FLB_ERROR, "{case}");
+                assert_eq!(status, FLB_RETRY, "{case}");
             }
             fluent_bit.shutdown().unwrap();
             assert!(endpoint.received().is_empty(), "{:?}", endpoint.received());
@@ -316,8 +320,16 @@ fn requests_outside_allowed_hosts_are_refused_and_logged() {
             );
             assert!(
                 lines.iter().any(|line| line
-                    .contains("refused a chunk of tag 't' (2 records) for good")
-                    && line.contains("Fluent Bit drops the chunk")),
+                    .contains("did not take a chunk of tag 't' (2 records)")
+                    && line.contains("a request was refused: sink.allowed_hosts")
+                    && line.contains("Fluent Bit keeps the chunk and retries")),
+                "{lines:#?}"
+            );
+            // The start said so already.
+            assert!(
+                lines.iter().any(|line| line
+                    .contains(&format!("sink.url is http://localhost:{port}/"))
+                    && line.contains("every request to it will be refused")),
                 "{lines:#?}"
             );
         },
@@ -477,6 +489,20 @@ fn check_loads_the_sink_component_and_its_options() {
     assert!(ok, "{printed}");
     assert!(printed.contains(": ok"), "{printed}");
     assert!(!printed.contains("warning"), "{printed}");
+    let out = rustsink_check(
+        &config,
+        &format!(
+            "[OUTPUT]\n    Name rustsink\n    Match *\n    sink {http}\n    \
+             sink.url http://elsewhere:8080/\n    sink.allowed_hosts collector\n"
+        ),
+    );
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains(
+            "sink.url is http://elsewhere:8080/, but elsewhere:8080 is not in sink.allowed_hosts"
+        ),
+        "{warned}"
+    );
     let (ok, printed) = check("    sink.allowed_hosts collector\n");
     assert!(!ok, "{printed}");
     assert!(

@@ -352,7 +352,8 @@ impl Worker {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
-                if self.guarded(|engine| engine.tick()).is_none() {
+                let has_engine = matches!(self.outlet, Outlet::Objects(_));
+                if has_engine && self.guarded(|engine| engine.tick()).is_none() {
                     self.log
                         .error("internal error while closing objects; trying again in a second");
                 }

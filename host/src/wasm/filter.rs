@@ -161,11 +161,7 @@ impl FilterInstance {
         let _entered = component.waits.enter();
         sandbox.limit(store);
         let result = filter.call_process(&mut *store, batch);
-        if sandbox.forward_output(store) {
-            // A chatty component: its next batch goes to a fresh instance, whose output
-            // pipes are empty.
-            self.running = None;
-        }
+        sandbox.forward_output(store);
         match result {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(error)) => Err(error.into()),

@@ -8,6 +8,7 @@
 //! request's timeouts are capped at the sink's `timeout`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -35,6 +36,9 @@ pub(super) struct HttpGrant {
     timeout: Duration,
     log: Logger,
     component: String,
+    /// Whether a request was refused since [`take_refused`](Self::take_refused), shared by
+    /// every clone.
+    refused: Arc<AtomicBool>,
 }
 
 impl HttpGrant {
@@ -50,7 +54,24 @@ impl HttpGrant {
             timeout,
             log: log.clone(),
             component: component.to_owned(),
+            refused: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether a request was refused since the last time this was asked.
+    pub(super) fn take_refused(&self) -> bool {
+        self.refused.swap(false, Ordering::Relaxed)
+    }
+
+    /// Why a request to `url` would be refused, if it would; None when it is not an http
+    /// or https URL.
+    pub(super) fn refusal_of(&self, url: &str) -> Option<String> {
+        let uri: http::Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?;
+        if scheme != "http" && scheme != "https" {
+            return None;
+        }
+        self.refusal(&uri)
     }
 
     /// No request at all.
@@ -113,6 +134,7 @@ impl WasiHttpHooks for HttpGrant {
         _errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Sent {
         if let Some(reason) = self.refusal(request.uri()) {
+            self.refused.store(true, Ordering::Relaxed);
             self.log.warn(format_args!(
                 "[{}] refused a {} request to {}: {reason}",
                 self.component,

@@ -7,7 +7,8 @@
 //!   files, network, environment or clock;
 //! - [`filter`]: loading, configuring and calling filter components;
 //! - [`sink`]: the same for sink components, with the HTTP that `http` grants;
-//! - [`chain`]: the filters of an instance in order, with the failure policy.
+//! - [`chain`]: the filters of an instance in order, with the failure policy;
+//! - `output`: what components print, kept for the log within bounds.
 //!
 //! The contract is `wit/plugin.wit` (`rustsink:plugin@0.1.0`).
 
@@ -17,6 +18,7 @@ pub mod chain;
 pub mod engine;
 pub mod filter;
 mod http;
+mod output;
 pub mod sandbox;
 pub mod sink;
 

@@ -14,8 +14,9 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::error::{Context, Result, bail};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p2::{DynPollable, Pollable};
+
+use super::output::ComponentOutput;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
@@ -28,9 +29,6 @@ use super::http::HttpGrant;
 use super::{CONTRACT, cache, engine};
 use crate::config::ComponentLimits;
 use crate::log::Logger;
-
-/// The most a component may print between two calls; more is cut.
-const OUTPUT_LIMIT: usize = 1 << 20;
 
 /// The two kinds of component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,11 +188,10 @@ impl Sandbox {
 
     /// A fresh store, limits set.
     pub(super) fn store(&self) -> Store<HostState> {
-        let stdout = MemoryOutputPipe::new(OUTPUT_LIMIT);
-        let stderr = MemoryOutputPipe::new(OUTPUT_LIMIT);
+        let output = ComponentOutput::default();
         let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(output.clone())
+            .stderr(output.clone())
             .wall_clock(StoppedClock)
             .monotonic_clock(StoppedClock)
             .allow_tcp(false)
@@ -214,9 +211,7 @@ impl Sandbox {
             },
             log: self.log.clone(),
             name: self.name.clone(),
-            stdout,
-            stderr,
-            printed: (0, 0),
+            output,
             counters: BTreeMap::new(),
         };
         let mut store = Store::new(engine::engine(), state);
@@ -246,26 +241,21 @@ impl Sandbox {
         }
     }
 
-    /// Logs what the component printed since the last time, line by line. Returns
-    /// whether its output pipes are more than half full (they cannot be emptied, and a
-    /// full one makes the component's prints fail): the store should then be replaced.
-    pub(super) fn forward_output(&self, store: &mut Store<HostState>) -> bool {
+    /// Logs what the component printed during the last call, within the bounds of
+    /// [`super::output`], and one line for what was left out.
+    pub(super) fn forward_output(&self, store: &mut Store<HostState>) {
         let state = store.data_mut();
-        for (pipe, printed) in [
-            (&state.stdout, &mut state.printed.0),
-            (&state.stderr, &mut state.printed.1),
-        ] {
-            let contents = pipe.contents();
-            let new = &contents[(*printed).min(contents.len())..];
-            if let Some(end) = new.iter().rposition(|&b| b == b'\n') {
-                let text = String::from_utf8_lossy(&new[..end]);
-                for line in text.lines().filter(|line| !line.trim().is_empty()) {
-                    state.log.info(format_args!("[{}] {line}", state.name));
-                }
-                *printed += end + 1;
-            }
+        let printed = state.output.drain();
+        for line in &printed.lines {
+            state.log.info(format_args!("[{}] {line}", state.name));
         }
-        state.printed.0.max(state.printed.1) > OUTPUT_LIMIT / 2
+        if printed.lines_left_out > 0 || printed.bytes_dropped > 0 {
+            state.log.warn(format_args!(
+                "[{}] printed more than is logged in one call: {} more lines and {} bytes \
+                 were left out",
+                state.name, printed.lines_left_out, printed.bytes_dropped
+            ));
+        }
     }
 }
 
@@ -427,10 +417,8 @@ pub(super) struct HostState {
     limits: MemoryCap,
     log: Logger,
     name: String,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-    /// How much of stdout and stderr has been logged.
-    printed: (usize, usize),
+    /// What the component printed, on stdout or stderr.
+    output: ComponentOutput,
     counters: BTreeMap<String, u64>,
 }
 

@@ -161,6 +161,7 @@ pub fn start_sink(
         super::StartError::new(format_args!("'sink' ({}): {error:#}", sink.path.display()))
     })?;
     let component = Arc::new(component);
+    warn_of_refused_urls(&component, log);
     component.start().map_err(|failure| {
         super::StartError::new(format_args!(
             "'sink' ({}): component '{}' refused its options: {failure}",
@@ -168,6 +169,23 @@ pub fn start_sink(
             component.name()
         ))
     })
+}
+
+/// Warns of each option of the sink that is a URL whose host `sink.allowed_hosts` does not
+/// allow: a configuration mistake that would make every request fail.
+fn warn_of_refused_urls(component: &SinkComponent, log: &Logger) {
+    let Some(grant) = &component.sandbox.http else {
+        return;
+    };
+    for (name, value) in &component.sandbox.options {
+        if let Some(reason) = grant.refusal_of(value) {
+            log.warn(format_args!(
+                "sink.{name} is {value}, but {reason}: every request to it will be refused, \
+                 and Fluent Bit keeps the chunks and retries them until sink.allowed_hosts \
+                 allows it"
+            ));
+        }
+    }
 }
 
 /// The runtime wasi-http's requests run on.
@@ -219,12 +237,22 @@ impl SinkInstance {
         let _entered = runtime.enter();
         let (store, sink) = self.running.as_mut().expect("started above");
         sandbox.limit(store);
+        let grant = sandbox.http.as_ref();
+        grant.map(|grant| grant.take_refused());
         let result = sink.call_deliver(&mut *store, tag, batch);
-        if sandbox.forward_output(store) {
-            self.running = None;
-        }
+        sandbox.forward_output(store);
+        let refused = grant.is_some_and(|grant| grant.take_refused());
         match result {
             Ok(Ok(())) => Ok(()),
+            // A request that sink.allowed_hosts refused is a configuration to fix, not
+            // data to drop, whatever the component makes of it.
+            Ok(Err(error)) if refused => Err(ComponentFailure::Failed {
+                message: format!(
+                    "{} (a request was refused: sink.allowed_hosts does not allow its host)",
+                    error.message
+                ),
+                retryable: true,
+            }),
             Ok(Err(error)) => Err(error.into()),
             Err(error) => {
                 self.running = None;

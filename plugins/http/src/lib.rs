@@ -13,8 +13,11 @@
 //! - 2xx: delivered;
 //! - 408, 429 and 5xx, a connection failure or a timeout: retryable (Fluent Bit keeps the
 //!   batch and tries again later);
-//! - any other status, or a request the host refuses: fatal (Fluent Bit drops the batch,
-//!   and the error says why).
+//! - a redirect (3xx), which is not followed: retryable, since it means `url` needs fixing,
+//!   and the error names where it points;
+//! - a request the host refuses (its host is not in `sink.allowed_hosts`): retryable, the
+//!   host decides so;
+//! - any other status: fatal (Fluent Bit drops the batch, and the error says why).
 
 use rustsink_sdk::http::{Url, post};
 use rustsink_sdk::{Description, Error, OptionSpec, Options, Record, Sink};
@@ -111,6 +114,11 @@ impl Sink for HttpSink {
                 rustsink_sdk::count("http.records", records.len() as u64);
                 Ok(())
             }
+            status @ 300..=399 => Err(Error::retryable(format!(
+                "the endpoint answered {status}, a redirect, to {} records of tag '{tag}'; \
+                 redirects are not followed: set sink.url to where it points",
+                records.len()
+            ))),
             status => {
                 let message = format!(
                     "the endpoint answered {status} to {} records of tag '{tag}': {}",

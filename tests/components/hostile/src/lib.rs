@@ -37,6 +37,12 @@ impl Filter for Hostile {
     }
 
     fn process(&mut self, record: &mut Record) -> Verdict {
+        if self.behaviour == "chatty" {
+            for line in 0..80 {
+                println!("chatty line {line}: {}", "y".repeat(90));
+            }
+            return Verdict::Keep;
+        }
         if !record
             .get_str("log")
             .is_some_and(|log| log.contains("poison"))
