@@ -132,6 +132,11 @@ impl KeyTemplate {
             .any(|part| matches!(part, Piece::Index | Piece::Uuid))
     }
 
+    /// Whether keys carry `$INDEX`.
+    pub fn uses_index(&self) -> bool {
+        self.parts.iter().any(|part| matches!(part, Piece::Index))
+    }
+
     /// The text every key begins with: the template up to its first token or strftime
     /// specifier (`logs/%Y/...` gives `logs/`). IAM policies are scoped to it.
     pub fn fixed_prefix(&self) -> String {

@@ -1,0 +1,27 @@
+//! Any bytes as what a filter component returns (garbage msgpack, huge declared maps,
+//! deep nesting): the host reads it as it reads a filter's output, never panics, and
+//! writes every event it accepts as one line of valid JSON.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rustsink::config::{DateFormat, JsonLines};
+use rustsink::event::events;
+use rustsink::object::encode::write_json_line;
+use rustsink::wasm::chain::normalize;
+
+fuzz_target!(|batch: &[u8]| {
+    // What the next filter would be handed.
+    let normalized = normalize(batch);
+    assert_eq!(events(&normalized.batch).count(), normalized.records);
+    // What the object engine writes.
+    let format = JsonLines {
+        date_key: Some("date".into()),
+        date_format: DateFormat::Iso8601,
+    };
+    let mut line = Vec::new();
+    for event in events(batch).flatten() {
+        line.clear();
+        write_json_line(&mut line, &event, &format);
+        serde_json::from_slice::<serde_json::Value>(&line).expect("valid JSON");
+    }
+});
