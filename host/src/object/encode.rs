@@ -9,7 +9,7 @@
 //! | string or binary | string; bytes that are not UTF-8 become U+FFFD |
 //! | integer (any size msgpack allows) | number, exact |
 //! | float | number; NaN and infinities become `null` |
-//! | map key that is not a string | the key's JSON text, as a string (`1` -> `"1"`) |
+//! | map key that is not a string | the key's JSON text, as a string (`1` -> `"1"`), cut at [`MAX_KEY_TEXT`] bytes |
 //! | ext type 0 of 8 bytes (an EventTime) | seconds with a fraction, as a number |
 //! | other ext | string `"ext:<type>:<hex of the data>"` |
 //!
@@ -216,6 +216,9 @@ fn write_float(out: &mut Vec<u8>, value: f64) {
     }
 }
 
+/// The most bytes of a map key's JSON text, when the key is not a string.
+pub const MAX_KEY_TEXT: usize = 1024;
+
 /// Writes the map key at the front of `rest` and moves past it.
 fn write_key(out: &mut Vec<u8>, rest: &mut &[u8]) {
     let before = *rest;
@@ -225,6 +228,12 @@ fn write_key(out: &mut Vec<u8>, rest: &mut &[u8]) {
             *rest = before;
             let mut text = Vec::new();
             write_value(&mut text, rest);
+            // Keys nested in keys are escaped again at every level, which doubles them: a
+            // bound on each keeps a small record from growing without end.
+            if text.len() > MAX_KEY_TEXT {
+                text.truncate(MAX_KEY_TEXT);
+                text.extend_from_slice("…".as_bytes());
+            }
             write_bytes_as_string(out, &text);
         }
         // Not reached for a checked record; the line stays valid JSON all the same.
@@ -420,5 +429,39 @@ mod tests {
         assert_eq!(parsed["nested"]["true"], serde_json::json!([null]));
         assert_eq!(parsed["quote\"\n"], "tab\t");
         assert!(text.ends_with("}\n") && text.matches('\n').count() == 1);
+    }
+
+    #[test]
+    fn keys_nested_in_keys_stay_bounded() {
+        // {{{...{"k": 1}: 1}...: 1}: 1}, 200 levels of maps as keys: each level would
+        // escape the one inside it again, doubling it, without the bound.
+        let mut key = Value::Map(vec![(Value::from("k"), Value::from(1))]);
+        for _ in 0..200 {
+            key = Value::Map(vec![(key, Value::from(1))]);
+        }
+        let record = Value::Map(vec![(key, Value::from(1))]);
+        let mut chunk = crate::event::chunk::ChunkWriter::new();
+        chunk.push(
+            crate::event::chunk::EventFormat::V1,
+            crate::event::chunk::TimeForm::Integer,
+            crate::event::EventTime::new(1, 0),
+            None,
+            record,
+        );
+        let chunk = chunk.finish();
+        let event = events(&chunk).next().unwrap().unwrap();
+        let mut line = Vec::new();
+        let started = std::time::Instant::now();
+        write_json_line(
+            &mut line,
+            &event,
+            &JsonLines {
+                date_key: None,
+                date_format: crate::config::DateFormat::Iso8601,
+            },
+        );
+        assert!(line.len() < 8 * MAX_KEY_TEXT, "{} bytes", line.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        serde_json::from_slice::<serde_json::Value>(&line).unwrap();
     }
 }
