@@ -466,6 +466,104 @@ impl CredentialsEndpoint {
     }
 }
 
+/// Moto with roles `writer-1` and `writer-2` (PutObject on `logs`), an ECS-style endpoint
+/// that serves their sessions, and `sink s3` with credentials from that endpoint alone.
+/// Only for a test in a process of its own: it sets the environment.
+struct EcsTask {
+    moto: Moto,
+    admin: (String, String),
+    credentials: CredentialsEndpoint,
+    destination: S3Destination,
+    dir: tempfile::TempDir,
+}
+
+impl EcsTask {
+    fn start() -> EcsTask {
+        let moto = Moto::start_on(free_port());
+        let endpoint = moto.endpoint();
+        let writer_policy = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::logs/*"}
+        ]});
+        let trust = trusting(&format!("arn:aws:iam::{ACCOUNT_A}:user/admin"));
+        let mut steps =
+            vec![json!({"service": "s3", "call": "create_bucket", "args": {"Bucket": "logs"}})];
+        steps.extend(user_with_key("admin", &allow_all()));
+        steps.extend(role("writer-1", &trust, &writer_policy));
+        steps.extend(role("writer-2", &trust, &writer_policy));
+        steps.push(json!({"auth_after": 0}));
+        let admin = key_of(&aws(&endpoint, json!(steps))[3]);
+        let credentials = CredentialsEndpoint::start();
+        // SAFETY: the process runs only the test that called this, and no other thread
+        // reads the environment yet.
+        unsafe {
+            std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", &credentials.url);
+            std::env::remove_var("AWS_ACCESS_KEY_ID");
+            std::env::remove_var("AWS_SECRET_ACCESS_KEY");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            std::env::set_var("AWS_CONFIG_FILE", "/nonexistent");
+            std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+        }
+        let pairs = [
+            ("sink", "s3"),
+            ("bucket", "logs"),
+            ("endpoint", endpoint.as_str()),
+            ("region", "us-east-1"),
+        ];
+        let config = Config::from_pairs(&pairs).unwrap();
+        let SinkConfig::S3(s3) = config.sink else {
+            panic!("sink s3")
+        };
+        EcsTask {
+            destination: S3Destination::open(*s3).unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            moto,
+            admin,
+            credentials,
+        }
+    }
+
+    /// A session of `role`, as STS gives it.
+    fn session_of(&self, role: &str) -> Value {
+        aws(
+            &self.moto.endpoint(),
+            json!([{
+                "service": "sts", "call": "assume_role", "key": self.admin.0,
+                "secret": self.admin.1,
+                "args": {"RoleArn": format!("arn:aws:iam::{ACCOUNT_A}:role/{role}"),
+                         "RoleSessionName": "ecs-task"}
+            }]),
+        )[0]["Credentials"]
+            .clone()
+    }
+
+    /// Uploads an object named and filled with `key`.
+    fn put(&self, key: &str) -> Result<(), rustsink::destination::DeliveryError> {
+        let path = self.dir.path().join(key);
+        std::fs::write(&path, key).unwrap();
+        let object = SealedObject {
+            id: 1,
+            key: key.to_owned(),
+            token: format!("token-{key}"),
+            tag: "t".into(),
+            window_start: 0,
+            path,
+            len: key.len() as u64,
+            progress: None,
+        };
+        self.destination.put(&object, &mut None)
+    }
+
+    /// The keys in the bucket.
+    fn keys(&self) -> Vec<String> {
+        Bucket::open(
+            &self.moto.endpoint(),
+            "logs",
+            (&self.admin.0, &self.admin.1),
+        )
+        .keys()
+    }
+}
+
 /// Credentials from a rotating ECS-style endpoint: refused ones are replaced at once, in
 /// the same delivery, and ones about to expire are replaced before they are used.
 #[test]
@@ -473,96 +571,35 @@ fn refused_credentials_are_renewed_at_once_and_expiring_ones_before_they_expire(
     in_own_process(
         "credentials::refused_credentials_are_renewed_at_once_and_expiring_ones_before_they_expire",
         || {
-            let moto = Moto::start_on(free_port());
-            let endpoint = moto.endpoint();
-            let writer_policy = json!({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::logs/*"}
-            ]});
-            let trust = trusting(&format!("arn:aws:iam::{ACCOUNT_A}:user/admin"));
-            let mut steps =
-                vec![json!({"service": "s3", "call": "create_bucket", "args": {"Bucket": "logs"}})];
-            steps.extend(user_with_key("admin", &allow_all()));
-            steps.extend(role("writer-1", &trust, &writer_policy));
-            steps.extend(role("writer-2", &trust, &writer_policy));
-            steps.push(json!({"auth_after": 0}));
-            let admin = key_of(&aws(&endpoint, json!(steps))[3]);
-            let session_of = |role: &str| {
-                aws(
-                    &endpoint,
-                    json!([{
-                        "service": "sts", "call": "assume_role", "key": admin.0, "secret": admin.1,
-                        "args": {"RoleArn": format!("arn:aws:iam::{ACCOUNT_A}:role/{role}"),
-                                 "RoleSessionName": "ecs-task"}
-                    }]),
-                )[0]["Credentials"]
-                    .clone()
-            };
-            let credentials = CredentialsEndpoint::start();
-            credentials.serve(&session_of("writer-1"), Duration::from_secs(3600));
-            // SAFETY: this process runs only this test, and no other thread reads the
-            // environment yet.
-            unsafe {
-                std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", &credentials.url);
-                std::env::remove_var("AWS_ACCESS_KEY_ID");
-                std::env::remove_var("AWS_SECRET_ACCESS_KEY");
-                std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-                std::env::set_var("AWS_CONFIG_FILE", "/nonexistent");
-                std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
-            }
-            let pairs = [
-                ("sink", "s3"),
-                ("bucket", "logs"),
-                ("endpoint", endpoint.as_str()),
-                ("region", "us-east-1"),
-            ];
-            let config = Config::from_pairs(&pairs).unwrap();
-            let SinkConfig::S3(s3) = config.sink else {
-                panic!("sink s3")
-            };
-            let destination = S3Destination::open(*s3).unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let put = |key: &str| {
-                let path = dir.path().join(key);
-                std::fs::write(&path, key).unwrap();
-                let object = SealedObject {
-                    id: 1,
-                    key: key.to_owned(),
-                    token: format!("token-{key}"),
-                    tag: "t".into(),
-                    window_start: 0,
-                    path,
-                    len: key.len() as u64,
-                    progress: None,
-                };
-                destination.put(&object, &mut None)
-            };
-
+            let task = EcsTask::start();
+            let (credentials, put) = (&task.credentials, |key: &str| task.put(key));
+            credentials.serve(&task.session_of("writer-1"), Duration::from_secs(3600));
             put("one").unwrap();
             assert_eq!(credentials.served(), 1);
 
             // Rotation: the old session is refused from now on, the endpoint has a new one.
             std::thread::sleep(Duration::from_secs(6));
             aws(
-                &endpoint,
+                &task.moto.endpoint(),
                 json!([{
-                    "service": "iam", "call": "put_role_policy", "key": admin.0, "secret": admin.1,
+                    "service": "iam", "call": "put_role_policy", "key": task.admin.0,
+                    "secret": task.admin.1,
                     "args": {"RoleName": "writer-1", "PolicyName": "revoked", "PolicyDocument":
                         json!({"Version": "2012-10-17", "Statement": [
                             {"Effect": "Deny", "Action": "*", "Resource": "*"}]}).to_string()}
                 }]),
             );
-            credentials.serve(&session_of("writer-2"), Duration::from_secs(8));
+            credentials.serve(&task.session_of("writer-2"), Duration::from_secs(8));
             put("two").expect("renewed within the same delivery");
             assert_eq!(credentials.served(), 2);
 
             // Half of its 8 s life left: renewed before it is used.
             std::thread::sleep(Duration::from_secs(5));
-            credentials.serve(&session_of("writer-2"), Duration::from_secs(3600));
+            credentials.serve(&task.session_of("writer-2"), Duration::from_secs(3600));
             put("three").unwrap();
             assert_eq!(credentials.served(), 3);
 
-            let bucket = Bucket::open(&endpoint, "logs", (&admin.0, &admin.1));
-            assert_eq!(bucket.keys(), ["one", "three", "two"]);
+            assert_eq!(task.keys(), ["one", "three", "two"]);
         },
     );
 }
@@ -573,66 +610,9 @@ fn a_failed_early_renewal_keeps_the_valid_credentials_until_they_expire() {
     in_own_process(
         "credentials::a_failed_early_renewal_keeps_the_valid_credentials_until_they_expire",
         || {
-            let moto = Moto::start_on(free_port());
-            let endpoint = moto.endpoint();
-            let writer_policy = json!({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::logs/*"}
-            ]});
-            let trust = trusting(&format!("arn:aws:iam::{ACCOUNT_A}:user/admin"));
-            let mut steps =
-                vec![json!({"service": "s3", "call": "create_bucket", "args": {"Bucket": "logs"}})];
-            steps.extend(user_with_key("admin", &allow_all()));
-            steps.extend(role("writer", &trust, &writer_policy));
-            steps.push(json!({"auth_after": 0}));
-            let admin = key_of(&aws(&endpoint, json!(steps))[3]);
-            let session = aws(
-                &endpoint,
-                json!([{
-                    "service": "sts", "call": "assume_role", "key": admin.0, "secret": admin.1,
-                    "args": {"RoleArn": format!("arn:aws:iam::{ACCOUNT_A}:role/writer"),
-                             "RoleSessionName": "ecs-task"}
-                }]),
-            )[0]["Credentials"]
-                .clone();
-            let credentials = CredentialsEndpoint::start();
-            credentials.serve(&session, Duration::from_secs(12));
-            // SAFETY: this process runs only this test, and no other thread reads the
-            // environment yet.
-            unsafe {
-                std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", &credentials.url);
-                std::env::remove_var("AWS_ACCESS_KEY_ID");
-                std::env::remove_var("AWS_SECRET_ACCESS_KEY");
-                std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-                std::env::set_var("AWS_CONFIG_FILE", "/nonexistent");
-                std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
-            }
-            let pairs = [
-                ("sink", "s3"),
-                ("bucket", "logs"),
-                ("endpoint", endpoint.as_str()),
-                ("region", "us-east-1"),
-            ];
-            let config = Config::from_pairs(&pairs).unwrap();
-            let SinkConfig::S3(s3) = config.sink else {
-                panic!("sink s3")
-            };
-            let destination = S3Destination::open(*s3).unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let put = |key: &str| {
-                let path = dir.path().join(key);
-                std::fs::write(&path, key).unwrap();
-                let object = SealedObject {
-                    id: 1,
-                    key: key.to_owned(),
-                    token: format!("token-{key}"),
-                    tag: "t".into(),
-                    window_start: 0,
-                    path,
-                    len: key.len() as u64,
-                    progress: None,
-                };
-                destination.put(&object, &mut None)
-            };
+            let task = EcsTask::start();
+            let (credentials, put) = (&task.credentials, |key: &str| task.put(key));
+            credentials.serve(&task.session_of("writer-1"), Duration::from_secs(12));
             put("one").unwrap();
             assert_eq!(credentials.served(), 1);
 
@@ -649,8 +629,7 @@ fn a_failed_early_renewal_keeps_the_valid_credentials_until_they_expire() {
             let error = put("four").unwrap_err().to_string();
             assert!(error.contains("credentials"), "{error}");
 
-            let bucket = Bucket::open(&endpoint, "logs", (&admin.0, &admin.1));
-            assert_eq!(bucket.keys(), ["one", "three", "two"]);
+            assert_eq!(task.keys(), ["one", "three", "two"]);
         },
     );
 }

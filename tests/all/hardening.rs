@@ -17,9 +17,8 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn store_files_are_private_and_delivered_objects_are_0640() {
     let dir = tempfile::tempdir().unwrap();
-    // A file where the key's first folder should be keeps the objects in the store.
-    let blocker = dir.path().join("rustsink");
-    fs::write(&blocker, "in the way").unwrap();
+    // The objects stay in the store.
+    let blocker = block_deliveries(dir.path());
     let keys = [("Alias", "modes"), ("shutdown_timeout", "1s")];
     let mut fluent_bit = load(HostVersion::V5);
     let out = fluent_bit

@@ -332,9 +332,8 @@ fn two_agents_on_one_path_never_collide_and_index_survives_restarts() {
 #[test]
 fn a_corrupt_journal_tail_is_reported_and_what_is_intact_is_delivered() {
     let dir = tempfile::tempdir().unwrap();
-    // The destination cannot take the object in the first run: a file is in the way.
-    let blocked = dir.path().join("rustsink");
-    fs::write(&blocked, "in the way").unwrap();
+    // The destination cannot take the object in the first run.
+    let blocked = block_deliveries(dir.path());
     let mut fluent_bit = load(HostVersion::V5);
     let keys = [("shutdown_timeout", "1s"), ("Alias", "torn")];
     let out = fluent_bit
@@ -379,8 +378,7 @@ fn a_corrupt_journal_tail_is_reported_and_what_is_intact_is_delivered() {
 #[test]
 fn after_upload_retry_limit_an_object_is_quarantined_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    // Every delivery fails: a file is where the key's first folder should be.
-    fs::write(dir.path().join("rustsink"), "in the way").unwrap();
+    block_deliveries(dir.path());
     let mut fluent_bit = load(HostVersion::V5);
     let keys = [
         ("Alias", "q"),
@@ -463,9 +461,7 @@ fn tags_that_differ_only_in_bytes_that_are_not_utf8_get_their_own_objects() {
 #[test]
 fn shutdown_names_what_stays_undelivered_and_a_late_delivery_is_logged() {
     let dir = tempfile::tempdir().unwrap();
-    // A file where the key's first folder should be: every delivery fails.
-    let blocked = dir.path().join("rustsink");
-    fs::write(&blocked, "in the way").unwrap();
+    let blocked = block_deliveries(dir.path());
     let keys = [("Alias", "late"), ("shutdown_timeout", "1s")];
     let mut fluent_bit = load(HostVersion::V5);
     let out = fluent_bit

@@ -12,13 +12,6 @@ use rustsink::event::chunk::EventFormat;
 
 use crate::support::*;
 
-/// A file where the keys' first folder should be: every delivery fails until it goes.
-fn block(dir: &Path) -> std::path::PathBuf {
-    let blocker = dir.join("rustsink");
-    fs::write(&blocker, "in the way").unwrap();
-    blocker
-}
-
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -74,7 +67,7 @@ fn quarantined_objects_are_tried_again_on_redrive_and_at_start() {
         "quarantine::quarantined_objects_are_tried_again_on_redrive_and_at_start",
         || {
             let dir = tempfile::tempdir().unwrap();
-            let blocker = block(dir.path());
+            let blocker = block_deliveries(dir.path());
             let keys = [
                 ("Alias", "q"),
                 ("upload_retry_limit", "1"),
@@ -168,7 +161,7 @@ fn quarantined_objects_are_tried_again_on_redrive_and_at_start() {
 #[test]
 fn with_no_limits_an_object_is_never_quarantined() {
     let dir = tempfile::tempdir().unwrap();
-    let blocker = block(dir.path());
+    let blocker = block_deliveries(dir.path());
     let keys = [
         ("Alias", "forever"),
         ("upload_retry_limit", "no_limits"),
@@ -198,7 +191,7 @@ fn retry_exhausted_action_delete_deletes_with_an_error_line() {
         "quarantine::retry_exhausted_action_delete_deletes_with_an_error_line",
         || {
             let dir = tempfile::tempdir().unwrap();
-            block(dir.path());
+            block_deliveries(dir.path());
             let keys = [
                 ("Alias", "gone"),
                 ("upload_retry_limit", "1"),

@@ -55,6 +55,14 @@ pub fn dir_output(dir: &Path, extra: &[(&str, &str)]) -> OutputSection {
     OutputSection::new(pairs)
 }
 
+/// Puts a file where the default key's first folder goes under `dir`, so that every
+/// delivery there fails until the file is removed; returns its path.
+pub fn block_deliveries(dir: &Path) -> PathBuf {
+    let blocker = dir.join("rustsink");
+    std::fs::write(&blocker, "in the way").unwrap();
+    blocker
+}
+
 /// A record `{"log": message, "n": n}`.
 pub fn record(message: &str, n: u64) -> Value {
     Value::Map(vec![

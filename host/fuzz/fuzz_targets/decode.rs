@@ -20,11 +20,7 @@ fuzz_target!(|chunk: &[u8]| {
                 event.record();
                 line.clear();
                 write_json_line(&mut line, &event, &format);
-                let mut json = serde_json::Deserializer::from_slice(&line);
-                json.disable_recursion_limit();
-                serde::Deserialize::deserialize(&mut json)
-                    .map(|_: serde::de::IgnoredAny| ())
-                    .expect("valid JSON");
+                rustsink_fuzz::assert_json(&line);
             }
             Err(error) => assert!(error.offset < chunk.len()),
         }
