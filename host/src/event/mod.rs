@@ -148,6 +148,14 @@ impl Malformed {
     }
 }
 
+impl EventTime {
+    /// Whether the time fits an EventTime (unsigned 32-bit seconds) other than the two
+    /// group-marker patterns, as components receive times.
+    pub fn fits_event_time(&self) -> bool {
+        (0..=0xFFFF_FFFD).contains(&self.seconds)
+    }
+}
+
 /// The EventTime seconds of a group-start marker.
 pub const GROUP_START: i64 = -1;
 /// The EventTime seconds of a group-end marker.
@@ -158,6 +166,8 @@ pub const GROUP_END: i64 = -2;
 pub struct Events<'a> {
     chunk: &'a [u8],
     position: usize,
+    /// Where the event last returned starts.
+    last_start: usize,
     failed: bool,
     group_markers: usize,
 }
@@ -168,6 +178,7 @@ pub fn events(chunk: &[u8]) -> Events<'_> {
     Events {
         chunk,
         position: 0,
+        last_start: 0,
         failed: false,
         group_markers: 0,
     }
@@ -178,6 +189,17 @@ impl Events<'_> {
     pub fn group_markers(&self) -> usize {
         self.group_markers
     }
+
+    /// A malformed-event error for the event last returned, which decoded but cannot go
+    /// on for `reason`.
+    pub fn refuse_last(&self, reason: String) -> DecodeError {
+        DecodeError {
+            offset: self.last_start,
+            chunk_len: self.chunk.len(),
+            reason,
+            damage: Damage::Event,
+        }
+    }
 }
 
 impl<'a> Iterator for Events<'a> {
@@ -186,6 +208,7 @@ impl<'a> Iterator for Events<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.failed && self.position < self.chunk.len() {
             let start = self.position;
+            self.last_start = start;
             let mut rest = &self.chunk[start..];
             let (decoded, damage) = match msgpack::frame_value(&mut rest) {
                 Ok(mut event) => (decode_event(&mut event), Damage::Event),
@@ -247,8 +270,10 @@ fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
         _ => (read_value(rest, "event header")?, None),
     };
     let body = msgpack::skip_value(rest).map_err(|e| format!("cannot read the event body: {e}"))?;
+    // Only an EventTime can be a group marker: an integer or float -1 is a time.
+    let marker = matches!(time, ValueRef::Ext(0, _));
     let time = decode_time(&time)?;
-    if time.seconds == GROUP_START || time.seconds == GROUP_END {
+    if marker && (time.seconds == GROUP_START || time.seconds == GROUP_END) {
         return Ok(None);
     }
     let mut first = body;

@@ -180,8 +180,17 @@ pub struct Normalized {
 pub fn normalize(chunk: &[u8]) -> Normalized {
     let mut writer = ChunkWriter::new();
     let mut malformed = Malformed::default();
-    for event in events(chunk) {
+    let mut decoded = events(chunk);
+    while let Some(event) = decoded.next() {
         match event {
+            // Components get EventTimes: a time before 1970 or after 2106 cannot be one.
+            Ok(event) if !event.time.fits_event_time() => {
+                malformed.note(decoded.refuse_last(format!(
+                    "time {} s is outside what an EventTime holds (1970 to 2106), as filters \
+                     receive times",
+                    event.time.seconds
+                )))
+            }
             Ok(event) => {
                 let metadata = event
                     .metadata
@@ -255,5 +264,33 @@ mod tests {
             body(),
         );
         assert_eq!(normalized, expected.finish());
+    }
+
+    #[test]
+    fn times_that_are_no_event_time_are_skipped_and_counted_not_wrapped() {
+        let body = || Value::Map(vec![(Value::from("log"), Value::from("x"))]);
+        let mut writer = ChunkWriter::new();
+        for seconds in [5, -1, -2, -7, 1 << 32, 6] {
+            writer.push(
+                EventFormat::V1,
+                TimeForm::Integer,
+                EventTime::new(seconds, 0),
+                None,
+                body(),
+            );
+        }
+        let normalized = normalize(&writer.finish());
+        assert_eq!(normalized.records, 2);
+        let times: Vec<i64> = events(&normalized.batch)
+            .map(|event| event.unwrap().time.seconds)
+            .collect();
+        assert_eq!(times, [5, 6]);
+        assert_eq!(normalized.malformed.skipped, 4);
+        let first = normalized.malformed.first_skipped.unwrap();
+        assert!(
+            first.reason.contains("time -1 s is outside"),
+            "{}",
+            first.reason
+        );
     }
 }
