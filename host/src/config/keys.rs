@@ -165,7 +165,8 @@ pub const ALL: &[Key] = &[
         default: None,
         doc: "With `sink dir`: the directory that receives the objects, each at `<path>/<key>`. \
               An object appears there complete or not at all (written under a temporary \
-              name, synced, then renamed). Created if missing. Required with `sink dir`.",
+              name, synced, then linked to its name, which never replaces a file there). No \
+              symbolic link under it is followed. Created if missing. Required with `sink dir`.",
     },
     Key {
         name: FILE_MODE,
