@@ -287,10 +287,7 @@ impl Recovery<'_> {
                 self.log.error(format_args!(
                     "object '{}' cannot be finished ({error}); {}",
                     opened.key,
-                    match &moved {
-                        Ok(to) => format!("it is kept in {} for inspection", to.display()),
-                        Err(e) => format!("it stays in {} ({e})", path.display()),
-                    }
+                    where_kept(&moved, &path)
                 ));
                 if moved.is_ok() {
                     self.records.push(Record::Quarantined { id });
@@ -399,10 +396,7 @@ impl Recovery<'_> {
                     "object '{}' ({}, {found_len} bytes) is damaged ({reason}) and {why}; {}",
                     opened.key,
                     path.display(),
-                    match &moved {
-                        Ok(to) => format!("it is kept in {}", to.display()),
-                        Err(e) => format!("it stays where it is ({e})"),
-                    }
+                    where_kept(&moved, &path)
                 ));
                 if listed && moved.is_ok() {
                     self.records.push(Record::Quarantined { id });
@@ -493,6 +487,14 @@ impl Recovery<'_> {
         }
         self.finished
             .push(SealedObject::new(&salvaged, path, len, None));
+    }
+}
+
+/// Where a damaged object's file went, for its error line.
+fn where_kept(moved: &io::Result<std::path::PathBuf>, path: &Path) -> String {
+    match moved {
+        Ok(to) => format!("it is kept in {} for inspection", to.display()),
+        Err(e) => format!("it stays in {} ({e})", path.display()),
     }
 }
 

@@ -1,7 +1,10 @@
 //! Reading an object's file back after a restart: does it hold what the journal committed,
 //! and if it is damaged (or the journal is lost), how much of it is intact.
 //!
-//! Both read the file once, in pieces, with memory that does not grow with the object.
+//! Each reads the object's file into memory once (at most about `total_file_size`) and
+//! inflates it in pieces, keeping only the CRC, the length and the line being checked of
+//! the inflated data. [`intact_prefix`] then inflates the prefix it chose once more, with
+//! the final block after it, to make sure the cut falls where a block ends.
 //! A gzip object is a header, deflate blocks that each end with a sync flush (the bytes
 //! `00 00 ff ff`), and after sealing an empty final block and the trailer; every block
 //! holds whole lines. So the points where a block ends are where an object can be cut and
