@@ -2,7 +2,7 @@
  * The Fluent Bit proxy-plugin ABI as rustsink uses it.
  *
  * This header is the single declaration of the ABI: bindgen turns it into the Rust
- * bindings of `host/src/ffi/`, and the harness in `host/src/cli/harness/` builds the
+ * bindings of `host/plugin/src/ffi/`, and the harness in `host/cli/src/harness/` builds the
  * Fluent Bit side of every call from the same declarations. Offsets in the comments are
  * for LP64 targets (x86_64, aarch64) and are asserted at compile time in Rust.
  *

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rustsink::cli::harness::HostVersion;
 use rustsink::event::chunk::EventFormat;
+use rustsink_cli::harness::HostVersion;
 
 use crate::support::*;
 

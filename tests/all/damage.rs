@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustsink::cli::harness::{HostVersion, take_log_lines};
 use rustsink::event::chunk::EventFormat;
+use rustsink_cli::harness::{HostVersion, take_log_lines};
 
 use crate::support::*;
 

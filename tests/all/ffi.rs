@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::fs;
 
 use rmpv::Value;
-use rustsink::cli::harness::{HostVersion, OutputSection, take_log_lines};
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use rustsink_cli::harness::{HostVersion, OutputSection, take_log_lines};
 
 use crate::support::*;
 
@@ -28,7 +28,7 @@ fn registers_as_a_go_proxy_output() {
 #[test]
 fn a_process_plays_one_fluent_bit_version() {
     drop(load(HostVersion::V5));
-    let error = rustsink::cli::harness::FluentBit::load(&plugin_path(), HostVersion::V1_9)
+    let error = rustsink_cli::harness::FluentBit::load(&plugin_path(), HostVersion::V1_9)
         .unwrap_err()
         .to_string();
     assert!(error.contains("play V1_9 in a new process"), "{error}");

@@ -1,9 +1,9 @@
 //! Filter components through the harness, as Fluent Bit drives the plugin: real
 //! components built for wasm32-wasip2, including ones that misbehave on purpose.
 
-use rustsink::cli::harness::{HostVersion, take_log_lines};
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use rustsink_cli::harness::{HostVersion, take_log_lines};
 
 use crate::support::*;
 

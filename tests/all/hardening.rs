@@ -5,8 +5,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use rustsink::cli::harness::{HostVersion, take_log_lines};
 use rustsink::event::chunk::EventFormat;
+use rustsink_cli::harness::{HostVersion, take_log_lines};
 
 use crate::support::*;
 

@@ -5,9 +5,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rustsink::cli::harness::{HostVersion, take_log_lines};
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use rustsink_cli::harness::{HostVersion, take_log_lines};
 
 use crate::support::*;
 

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rustsink::cli::harness::{HostVersion, take_log_lines};
 use rustsink::event::chunk::EventFormat;
+use rustsink_cli::harness::{HostVersion, take_log_lines};
 
 use crate::support::*;
 

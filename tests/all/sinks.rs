@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustsink::cli::harness::{FluentBit, HostVersion, OutputId, OutputSection, take_log_lines};
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use rustsink_cli::harness::{FluentBit, HostVersion, OutputId, OutputSection, take_log_lines};
 
 use crate::support::*;
 

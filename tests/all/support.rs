@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rmpv::Value;
-use rustsink::cli::harness::{FluentBit, HostVersion, OutputSection};
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use rustsink_cli::harness::{FluentBit, HostVersion, OutputSection};
 
 pub const FLB_ERROR: i32 = 0;
 pub const FLB_OK: i32 = 1;
@@ -28,7 +28,8 @@ pub fn plugin_path() -> PathBuf {
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .unwrap()
         .to_owned()
 }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rustsink::cli::fluent_conf;
+use rustsink_cli::fluent_conf;
 use rustsink::config::Config;
 
 fuzz_target!(|text: &str| {

@@ -1,5 +1,5 @@
 //! The `rustsink` command.
 
 fn main() -> std::process::ExitCode {
-    rustsink::cli::main()
+    rustsink_cli::main()
 }

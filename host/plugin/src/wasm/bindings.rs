@@ -2,13 +2,13 @@
 //! `sink` world, which shares its types and host functions.
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../../wit",
     world: "filter",
 });
 
 mod sink {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "sink",
         with: {
             "rustsink:plugin/types": super::rustsink::plugin::types,

@@ -15,15 +15,16 @@
 //! config     the [OUTPUT] keys: one table, parsed and validated once at init
 //! log        Fluent Bit's log_print when the host has it, Fluent Bit-style stderr lines
 //!            otherwise
-//! cli        the `rustsink` command, including the harness that plays Fluent Bit
 //! ```
 //!
-//! All unsafe code lives in `ffi` and in `cli::harness`, which is Fluent Bit's side of the
-//! same boundary, and in `wasm::cache`, which loads precompiled components.
+//! The `rustsink` command, and the harness that plays Fluent Bit's side of the boundary,
+//! are another crate (`host/cli`): this library is the plugin and nothing more.
+//!
+//! All unsafe code lives in `ffi`, and in `wasm::cache`, which loads precompiled
+//! components.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod cli;
 pub mod config;
 pub mod destination;
 pub mod engine;
@@ -34,3 +35,7 @@ pub mod object;
 pub mod pipeline;
 pub mod store;
 pub mod wasm;
+
+/// The proxy ABI's structs and constants, as generated from
+/// `fluent-bit/include/flb_proxy_abi.h`: what the harness needs to play Fluent Bit.
+pub use ffi::bindings as abi;

@@ -8,8 +8,8 @@ use std::ffi::{CStr, CString, c_char, c_int};
 use anyhow::{Context, Result};
 
 use super::OutputSection;
-use crate::config::keys;
-use crate::ffi::bindings::flb_output_instance;
+use rustsink::abi::flb_output_instance;
+use rustsink::config::keys;
 
 pub(super) struct HarnessInstance {
     /// `rustsink.N`.

@@ -5,7 +5,7 @@
  * dlsym(RTLD_DEFAULT, ...): flb_output_name (every version) and flb_output_log_check
  * (2.0.0 and later). The harness loads one build of this file with RTLD_GLOBAL before it
  * loads the plugin, so that the probes see the host version being played. Built twice by
- * host/build.rs: without HOST_HAS_LOG_API for 1.9, with it for 2.0 and later.
+ * host/cli/build.rs: without HOST_HAS_LOG_API for 1.9, with it for 2.0 and later.
  *
  * The functions forward to callbacks that the harness sets, so the instance layout lives
  * in Rust only. harness_log_print is C because it is variadic, like Fluent Bit's

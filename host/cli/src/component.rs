@@ -8,13 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use rmpv::Value;
 
-use crate::config::{ComponentLimits, DateFormat, JsonLines};
-use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
-use crate::event::{EventTime, events};
-use crate::log::{Logger, Threshold};
-use crate::object::encode::write_json_line;
-use crate::wasm::filter::FilterComponent;
-use crate::wasm::sandbox::{self, World};
+use rustsink::config::{ComponentLimits, DateFormat, JsonLines};
+use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use rustsink::event::{EventTime, events};
+use rustsink::log::{Logger, Threshold};
+use rustsink::object::encode::write_json_line;
+use rustsink::wasm::filter::FilterComponent;
+use rustsink::wasm::sandbox::{self, World};
 
 /// The arguments of `rustsink filter`.
 #[derive(Debug, clap::Args)]
@@ -64,13 +64,13 @@ pub fn describe(path: &std::path::Path) -> Result<bool> {
 /// Runs the records of a file through a component as one batch and prints what comes
 /// out, one JSON object per line.
 pub fn filter(args: &FilterArgs) -> Result<bool> {
-    let memory = crate::config::parse::size(&args.memory_limit).map_err(|expected| {
+    let memory = rustsink::config::parse::size(&args.memory_limit).map_err(|expected| {
         anyhow::anyhow!(
             "--memory-limit '{}': expected {expected}",
             args.memory_limit
         )
     })?;
-    let timeout = crate::config::parse::duration(&args.timeout)
+    let timeout = rustsink::config::parse::duration(&args.timeout)
         .map_err(|expected| anyhow::anyhow!("--timeout '{}': expected {expected}", args.timeout))?;
     let options = args
         .options

@@ -41,13 +41,13 @@ use libloading::os::unix::{Library, RTLD_LAZY};
 use self::host_symbols::HostSymbols;
 pub use self::host_symbols::{LogLine, take_log_lines};
 use self::instance::HarnessInstance;
-use crate::event::chunk::EventFormat;
-use crate::ffi::bindings::{
+use rustsink::abi::{
     FLB_API_SLOTS_V1_9, FLB_API_SLOTS_V4_0_3, FLB_PROXY_DEF_SIZE, FLB_PROXY_GOLANG,
     FLB_PROXY_OUTPUT_PLUGIN, flb_api, flb_plugin_exit_ctx_fn, flb_plugin_flush_ctx_fn,
     flb_plugin_init_fn, flb_plugin_proxy_context, flb_plugin_proxy_def, flb_plugin_register_fn,
     flb_plugin_unregister_fn, flbgo_output_plugin,
 };
+use rustsink::event::chunk::EventFormat;
 
 /// The stack Fluent Bit gives a flush coroutine on x86_64 (1.5 x PTHREAD_STACK_MIN).
 pub const FLUSH_STACK_SIZE: usize = 24 * 1024;

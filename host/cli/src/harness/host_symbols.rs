@@ -16,16 +16,16 @@ use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
 
 use super::HostVersion;
 use super::instance;
-use crate::log::Level;
+use rustsink::log::Level;
 
 const V1_9: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/host_symbols_v1_9.so"));
 const V2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/host_symbols_v2.so"));
 
 type LogPrint = unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, ...);
 type OutputNameCallback =
-    unsafe extern "C" fn(*mut crate::ffi::bindings::flb_output_instance) -> *const c_char;
+    unsafe extern "C" fn(*mut rustsink::abi::flb_output_instance) -> *const c_char;
 type LogCheckCallback =
-    unsafe extern "C" fn(*mut crate::ffi::bindings::flb_output_instance, c_int) -> c_int;
+    unsafe extern "C" fn(*mut rustsink::abi::flb_output_instance, c_int) -> c_int;
 type LogWriteCallback = unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char);
 
 /// One line the plugin logged through `log_print`.
@@ -123,7 +123,7 @@ unsafe extern "C" fn log_write(
             .into_owned();
         let shown = Level::ALL.into_iter().find(|l| *l as c_int == level);
         if let Some(shown) = shown {
-            crate::log::write_stderr_line(shown, &message);
+            rustsink::log::write_stderr_line(shown, &message);
         }
         LOG.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

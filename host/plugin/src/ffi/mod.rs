@@ -11,7 +11,7 @@
     reason = "the Fluent Bit ABI is C: this module is its only gateway"
 )]
 
-pub(crate) mod bindings;
+pub mod bindings;
 mod exports;
 pub(crate) mod host_api;
 mod registry;

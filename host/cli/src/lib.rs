@@ -1,6 +1,11 @@
 //! The `rustsink` command: run the plugin over a log file without Fluent Bit, check a
 //! configuration, list the configuration keys, print IAM policies, and describe and try
 //! filter components.
+//!
+//! Its own crate, so that `librustsink.so` carries none of it: the harness, clap and
+//! libloading are the command's alone.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 mod component;
 pub mod fluent_conf;
@@ -13,9 +18,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, SinkConfig, keys};
-use crate::destination::s3::policy;
-use crate::log::PLUGIN_NAME;
+use rustsink::config::{Config, SinkConfig, keys};
+use rustsink::destination::s3::policy;
+use rustsink::log::PLUGIN_NAME;
 
 /// rustsink: a Fluent Bit output plugin, and the tools around it.
 #[derive(Debug, Parser)]
@@ -128,11 +133,11 @@ fn check(path: &std::path::Path) -> Result<bool> {
 /// Loads and configures the filter and sink components of `config`, as the plugin's
 /// start does.
 fn check_components(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<()> {
-    let log = crate::log::Logger::stderr("check", crate::log::Threshold::from_env());
+    let log = rustsink::log::Logger::stderr("check", rustsink::log::Threshold::from_env());
     let cache = component::cache_dir();
-    crate::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log)?;
-    if let crate::config::SinkConfig::Component(sink) = &config.sink {
-        crate::wasm::sink::start_sink(sink, lookup, &cache, &log)?;
+    rustsink::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log)?;
+    if let rustsink::config::SinkConfig::Component(sink) = &config.sink {
+        rustsink::wasm::sink::start_sink(sink, lookup, &cache, &log)?;
     }
     Ok(())
 }
@@ -181,8 +186,8 @@ fn redrive(path: &std::path::Path) -> Result<bool> {
             .entries
             .get("alias")
             .map_or_else(|| format!("{PLUGIN_NAME}.{number}"), str::to_owned);
-        let folder = crate::store::Store::folder(&config.objects.store_dir, &instance);
-        let found = crate::store::Store::request_redrive(&folder)
+        let folder = rustsink::store::Store::folder(&config.objects.store_dir, &instance);
+        let found = rustsink::store::Store::request_redrive(&folder)
             .with_context(|| format!("{}: store folder {}", section.origin, folder.display()))?;
         let when = if found.objects == 0 {
             "nothing to do"

@@ -14,10 +14,10 @@ use rmpv::Value;
 
 use super::fluent_conf;
 use super::harness::{FluentBit, Flusher, HostVersion, default_plugin_path, thread_cpu_time};
-use crate::event::EventTime;
-use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
-use crate::ffi::bindings::{FLB_OK, FLB_RETRY};
-use crate::log::PLUGIN_NAME;
+use rustsink::abi::{FLB_OK, FLB_RETRY};
+use rustsink::event::EventTime;
+use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use rustsink::log::PLUGIN_NAME;
 
 /// Options of `rustsink run`.
 #[derive(Debug, clap::Args)]

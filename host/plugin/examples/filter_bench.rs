@@ -16,7 +16,7 @@
 //! instance costs (instantiation and `init`, as after a failure), the mean of 500, with
 //! the allocator the engine uses (`RUSTSINK_WASM_POOL=off` turns the pool off).
 
-#[path = "../../plugins/redact/src/mask.rs"]
+#[path = "../../../plugins/redact/src/mask.rs"]
 mod mask;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::harness::OutputSection;
-use crate::config::parse;
+use rustsink::config::parse;
 
 /// One section of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
