@@ -514,7 +514,7 @@ impl EcsTask {
             panic!("sink s3")
         };
         EcsTask {
-            destination: S3Destination::open(*s3).unwrap(),
+            destination: S3Destination::open(*s3, rustsink::metrics::Metrics::new("test")).unwrap(),
             dir: tempfile::tempdir().unwrap(),
             moto,
             admin,
@@ -600,8 +600,19 @@ fn refused_credentials_are_renewed_at_once_and_expiring_ones_before_they_expire(
             assert_eq!(credentials.served(), 3);
 
             assert_eq!(task.keys(), ["one", "three", "two"]);
+            assert_eq!(renewals("ok"), 3.0);
+            assert_eq!(renewals("failed"), 0.0);
         },
     );
+}
+
+/// What the metrics say of the credential renewals of the EcsTask's destination.
+fn renewals(result: &str) -> f64 {
+    let text = rustsink::metrics::encode();
+    let name = format!(r#"rustsink_credential_renewals_total{{output="test",result="{result}"}} "#);
+    text.lines()
+        .find_map(|line| line.strip_prefix(&name))
+        .map_or(0.0, |value| value.parse().unwrap())
 }
 
 /// A renewal that fails before the credentials expire leaves them in use until they do.
@@ -630,6 +641,8 @@ fn a_failed_early_renewal_keeps_the_valid_credentials_until_they_expire() {
             assert!(error.contains("credentials"), "{error}");
 
             assert_eq!(task.keys(), ["one", "three", "two"]);
+            assert_eq!(renewals("ok"), 1.0);
+            assert!(renewals("failed") >= 2.0, "{}", rustsink::metrics::encode());
         },
     );
 }

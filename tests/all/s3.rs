@@ -487,7 +487,8 @@ fn a_multipart_upload_resumes_from_its_recorded_parts() {
             let SinkConfig::S3(s3) = config.sink else {
                 panic!("sink s3")
             };
-            let destination = S3Destination::open(*s3).unwrap();
+            let destination =
+                S3Destination::open(*s3, rustsink::metrics::Metrics::new("test")).unwrap();
             let object = |key: &str| SealedObject {
                 id: 1,
                 key: key.to_owned(),

@@ -135,7 +135,8 @@ fn check(path: &std::path::Path) -> Result<bool> {
 fn check_components(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<()> {
     let log = rustsink::log::Logger::stderr("check", rustsink::log::Threshold::from_env());
     let cache = component::cache_dir();
-    rustsink::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log)?;
+    let metrics = rustsink::metrics::Metrics::new("check");
+    rustsink::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log, &metrics)?;
     if let rustsink::config::SinkConfig::Component(sink) = &config.sink {
         rustsink::wasm::sink::start_sink(sink, lookup, &cache, &log)?;
     }

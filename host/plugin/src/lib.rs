@@ -12,6 +12,7 @@
 //!          -> object       JSON lines, gzip with commit points, keys from the template
 //!          -> store        store_dir: the journal, object files, agent id, quarantine
 //!      -> destination  where sealed objects go (`dir`: files under `path`)
+//! metrics    counters and gauges per output, served at `metrics_listen`
 //! config     the [OUTPUT] keys: one table, parsed and validated once at init
 //! log        Fluent Bit's log_print when the host has it, Fluent Bit-style stderr lines
 //!            otherwise
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod event;
 mod ffi;
 pub mod log;
+pub mod metrics;
 pub mod object;
 pub mod pipeline;
 pub mod store;

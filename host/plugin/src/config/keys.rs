@@ -85,6 +85,8 @@ pub const TOTAL_FILE_SIZE: &str = "total_file_size";
 pub const COMPRESSION: &str = "compression";
 /// `compression_level`: the gzip level.
 pub const COMPRESSION_LEVEL: &str = "compression_level";
+/// `metrics_listen`: the address of the Prometheus metrics endpoint.
+pub const METRICS_LISTEN: &str = "metrics_listen";
 /// `max_open_objects`: how many objects may be open at once.
 pub const MAX_OPEN_OBJECTS: &str = "max_open_objects";
 /// `compression_threads`: how many threads compress (and encode) at once.
@@ -468,6 +470,15 @@ pub const ALL: &[Key] = &[
         doc: "On exit, how long rustsink spends closing and delivering objects. What is not \
               delivered by then stays in `store_dir` and is delivered on the next start. Keep \
               it below the time your orchestrator waits before it kills the process.",
+    },
+    Key {
+        name: METRICS_LISTEN,
+        default: None,
+        doc: "An address and port (`127.0.0.1:2021`, `[::]:2021`) where rustsink serves its \
+              metrics in the Prometheus text format, at `/metrics`: what waits in `store_dir` \
+              and in quarantine, what was delivered, failures by cause, credential renewals, \
+              component failures and flush answers, for every rustsink output of the process \
+              (label `output`). Outputs that name the same address share it. Default: off.",
     },
 ];
 

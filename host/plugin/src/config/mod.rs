@@ -149,6 +149,8 @@ pub struct Config {
     pub json: JsonLines,
     /// How records become objects.
     pub objects: ObjectConfig,
+    /// Where the metrics are served (`metrics_listen`); None: nowhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -186,6 +188,16 @@ impl Config {
             .filter(|key| parse::boolean(key) != Ok(false) && !key.is_empty());
         let date_format = parse_date_format(&value(keys::JSON_DATE_FORMAT).unwrap_or_default())?;
         let objects = parse_objects(&value, lookup(keys::S3_KEY_FORMAT).is_some())?;
+        let metrics_listen = match value(keys::METRICS_LISTEN) {
+            Some(text) if !text.trim().is_empty() => Some(text.trim().parse().map_err(|_| {
+                invalid(
+                    keys::METRICS_LISTEN,
+                    &text,
+                    "an IP address and port, such as 127.0.0.1:2021 or [::]:2021",
+                )
+            })?),
+            _ => None,
+        };
         Ok(Config {
             sink,
             filters: filter::parse(lookup)?,
@@ -194,6 +206,7 @@ impl Config {
                 date_format,
             },
             objects,
+            metrics_listen,
         })
     }
 }

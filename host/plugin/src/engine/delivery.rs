@@ -21,6 +21,7 @@ use super::keys::Keys;
 use crate::config::RetryExhaustedAction;
 use crate::destination::{DeliveryError, Destination, ProgressLog, SealedObject, UploadProgress};
 use crate::log::Logger;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::journal::{Journal, Record};
 
@@ -69,6 +70,8 @@ pub struct DeliveryContext {
     pub keys: Arc<Keys>,
     /// The instance's log.
     pub log: Logger,
+    /// The instance's metrics.
+    pub metrics: Metrics,
     /// Attempts per object before it is quarantined.
     pub retry_limit: u32,
     /// What happens to an object after its last attempt.
@@ -262,6 +265,10 @@ impl Deliverer {
 
     /// Acts on the outcome of an attempt: done, again later, or quarantined.
     fn settle(&mut self, mut pending: Pending, result: Result<(), DeliveryError>) {
+        match &result {
+            Ok(()) => self.context.metrics.delivered(pending.object.len),
+            Err(error) => self.context.metrics.delivery_failed(error),
+        }
         match result {
             Ok(()) => {
                 self.known.remove(&pending.object.id);

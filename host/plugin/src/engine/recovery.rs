@@ -24,6 +24,7 @@ use super::{Engine, SERIES_KEPT, StartError, unix_now};
 use crate::config::{Compression, JsonLines, ObjectConfig};
 use crate::destination::{Destination, SealedObject};
 use crate::log::Logger;
+use crate::metrics::Metrics;
 use crate::object::check;
 use crate::object::deflate::Deflater;
 use crate::object::writer::{Committed, ObjectWriter};
@@ -42,6 +43,7 @@ impl Engine {
         json: JsonLines,
         destination: Box<dyn Destination>,
         log: Logger,
+        metrics: Metrics,
     ) -> Result<Engine, StartError> {
         let store_error = |source| StartError::Store {
             dir: config.store_dir.clone(),
@@ -49,6 +51,7 @@ impl Engine {
         };
         let store = Store::open(&config.store_dir, log.instance()).map_err(store_error)?;
         let agent_id = store.agent_id().map_err(store_error)?;
+        metrics.watch_store(store.root());
         let journal_path = store.journal_path();
         let journal_error = |action| {
             let path = journal_path.clone();
@@ -125,6 +128,7 @@ impl Engine {
             store: store.clone(),
             keys: Arc::clone(&keys),
             log: log.clone(),
+            metrics: metrics.clone(),
             retry_limit: config.upload_retry_limit,
             exhausted: config.retry_exhausted_action,
             concurrency: config.upload_concurrency,

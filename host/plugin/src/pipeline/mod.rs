@@ -39,6 +39,8 @@ use crate::destination::{DeliveryError, Destination};
 use crate::engine::{AcceptError, Engine};
 use crate::event::{DecodeError, Malformed};
 use crate::log::Logger;
+use crate::metrics::Metrics;
+use crate::metrics::endpoint::Endpoint;
 use crate::wasm::chain::{Chain, Filtered, normalize};
 use crate::wasm::sandbox::ComponentFailure;
 use crate::wasm::sink::{SinkInstance, start_sink};
@@ -179,6 +181,14 @@ pub enum StartError {
     /// The sink component could not be loaded or refused its options.
     #[error(transparent)]
     Sink(crate::wasm::StartError),
+    /// The metrics endpoint could not listen at `metrics_listen`.
+    #[error("cannot serve the metrics at metrics_listen '{address}': {source}")]
+    Metrics {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why not.
+        source: std::io::Error,
+    },
 }
 
 struct Job {
@@ -193,6 +203,9 @@ struct Job {
 #[derive(Debug)]
 pub struct Instance {
     log: Logger,
+    metrics: Metrics,
+    /// The endpoint of `metrics_listen`, until the instance stops.
+    endpoint: Mutex<Option<Endpoint>>,
     /// None once the instance is stopping.
     jobs: RwLock<Option<Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -214,15 +227,28 @@ impl Instance {
     ) -> Result<Arc<Instance>, StartError> {
         let store_dir = config.objects.store_dir.clone();
         let cache_dir = store_dir.join("components");
-        let filters =
-            Chain::start(&config.filters, lookup, &cache_dir, &log).map_err(StartError::Filter)?;
+        let metrics = Metrics::new(log.instance());
+        let endpoint = config
+            .metrics_listen
+            .map(|address| {
+                Endpoint::serve(address).map_err(|source| StartError::Metrics { address, source })
+            })
+            .transpose()?;
+        let filters = Chain::start(&config.filters, lookup, &cache_dir, &log, &metrics)
+            .map_err(StartError::Filter)?;
         let shutdown_timeout = config.objects.shutdown_timeout;
         // The object engine, delivering to `destination`.
         let objects = |kind: &str, destination: Box<dyn Destination>| {
             let described = format!("sink {kind}, {}", destination.describe());
-            Engine::start(config.objects, config.json, destination, log.clone())
-                .map(|engine| (Outlet::Objects(Box::new(engine)), described))
-                .map_err(StartError::Engine)
+            Engine::start(
+                config.objects,
+                config.json,
+                destination,
+                log.clone(),
+                metrics.clone(),
+            )
+            .map(|engine| (Outlet::Objects(Box::new(engine)), described))
+            .map_err(StartError::Engine)
         };
         let (outlet, described) = match &config.sink {
             SinkConfig::Dir { path, file_mode } => {
@@ -230,7 +256,10 @@ impl Instance {
             }
             SinkConfig::S3(s3) => objects(
                 "s3",
-                Box::new(S3Destination::open((**s3).clone()).map_err(StartError::Thread)?),
+                Box::new(
+                    S3Destination::open((**s3).clone(), metrics.clone())
+                        .map_err(StartError::Thread)?,
+                ),
             )?,
             SinkConfig::Component(sink) => {
                 let instance =
@@ -249,6 +278,7 @@ impl Instance {
             filters,
             shutdown_timeout,
             log: log.clone(),
+            metrics: metrics.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("rustsink:{}", log.instance()))
@@ -261,6 +291,8 @@ impl Instance {
         ));
         Ok(Arc::new(Instance {
             log,
+            metrics,
+            endpoint: Mutex::new(endpoint),
             jobs: RwLock::new(Some(sender)),
             worker: Mutex::new(Some(handle)),
         }))
@@ -283,11 +315,15 @@ impl Instance {
                 None => Some(job),
             }
         };
-        if let Some(job) = refused {
-            let none = Malformed::default();
-            return decide(&self.log, &job.tag, 0, &none, Err(ChunkFailure::Stopping));
-        }
-        answer.recv().unwrap_or(FlushStatus::Retry)
+        let status = match refused {
+            Some(job) => {
+                let none = Malformed::default();
+                decide(&self.log, &job.tag, 0, &none, Err(ChunkFailure::Stopping))
+            }
+            None => answer.recv().unwrap_or(FlushStatus::Retry),
+        };
+        self.metrics.answered(status);
+        status
     }
 
     /// Lets the worker finish the chunks it was handed, close every object and deliver
@@ -311,6 +347,14 @@ impl Instance {
             }
             self.log.info("stopped");
         }
+        self.metrics.forget_store();
+        // The endpoint's thread ends with the last instance that uses it.
+        drop(
+            self.endpoint
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 }
 
@@ -333,6 +377,7 @@ struct Worker {
     filters: Chain,
     shutdown_timeout: Duration,
     log: Logger,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -364,6 +409,7 @@ impl Worker {
             filters,
             shutdown_timeout,
             log,
+            ..
         } = self;
         // The filters (and the epoch ticker) end with the worker.
         drop(filters);
@@ -500,12 +546,11 @@ impl Worker {
         };
         let delivered = match batch.is_empty() {
             true => Ok(()),
-            false => sink
-                .deliver(&job.tag, &batch)
-                .map_err(|failure| ChunkFailure::Sink {
-                    name: sink.component().name().to_owned(),
-                    failure,
-                }),
+            false => sink.deliver(&job.tag, &batch).map_err(|failure| {
+                let name = sink.component().name().to_owned();
+                self.metrics.component_failed(&name, &failure);
+                ChunkFailure::Sink { name, failure }
+            }),
         };
         decide(&self.log, &job.tag, records, malformed, delivered)
     }

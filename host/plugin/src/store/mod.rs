@@ -98,19 +98,12 @@ impl Store {
     ///
     /// When the folder cannot be read or written.
     pub fn request_redrive(folder: &Path) -> io::Result<Redrive> {
-        let mut redrive = Redrive::default();
-        let quarantine = folder.join("quarantine");
-        for entry in fs::read_dir(&quarantine).map_err(|e| with_path(e, "listing", &quarantine))? {
-            let entry = entry?;
-            if entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u64>().is_ok())
-            {
-                redrive.objects += 1;
-                redrive.bytes += entry.metadata()?.len();
-            }
-        }
+        let quarantined = count_objects(&folder.join("quarantine"))?;
+        let mut redrive = Redrive {
+            objects: quarantined.objects,
+            bytes: quarantined.bytes,
+            running: false,
+        };
         let lock = private::options()
             .write(true)
             .create(true)
@@ -122,6 +115,16 @@ impl Store {
             private::write(&folder.join(REDRIVE), b"")?;
         }
         Ok(redrive)
+    }
+
+    /// What waits in the store folder `folder`, to be delivered and in quarantine; a part
+    /// that cannot be read counts as empty.
+    pub fn backlog(folder: &Path) -> Backlog {
+        let usage = |name: &str| count_objects(&folder.join(name)).unwrap_or_default();
+        Backlog {
+            waiting: usage("objects"),
+            quarantined: usage("quarantine"),
+        }
     }
 
     /// Whether `rustsink redrive` asked for the quarantined objects to be tried again; the
@@ -413,6 +416,41 @@ impl Store {
         let journal = fs::metadata(self.journal_path()).map_or(0, |m| m.len());
         objects + journal
     }
+}
+
+/// The object files in `dir` (named by their id), and their bytes.
+fn count_objects(dir: &Path) -> io::Result<Usage> {
+    let mut usage = Usage::default();
+    for entry in fs::read_dir(dir).map_err(|e| with_path(e, "listing", dir))? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<u64>().is_ok())
+        {
+            usage.objects += 1;
+            usage.bytes += entry.metadata()?.len();
+        }
+    }
+    Ok(usage)
+}
+
+/// A number of objects and their bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Objects.
+    pub objects: u64,
+    /// Their bytes, as stored.
+    pub bytes: u64,
+}
+
+/// What waits in a store folder.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Objects to be delivered (open, sealed, or between attempts).
+    pub waiting: Usage,
+    /// Objects in quarantine.
+    pub quarantined: Usage,
 }
 
 /// The file that asks the running instance to try its quarantined objects again.

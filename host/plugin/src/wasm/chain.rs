@@ -19,6 +19,7 @@ use crate::config::{FilterConfig, OnError};
 use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use crate::event::{Malformed, events};
 use crate::log::Logger;
+use crate::metrics::Metrics;
 
 /// What became of a chunk.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +41,7 @@ pub enum Filtered {
 pub struct Chain {
     stages: Vec<Stage>,
     log: Logger,
+    metrics: Metrics,
     _ticker: Option<TickerGuard>,
 }
 
@@ -64,6 +66,7 @@ impl Chain {
         lookup: &dyn Fn(&str) -> Option<String>,
         cache_dir: &Path,
         log: &Logger,
+        metrics: &Metrics,
     ) -> Result<Chain, StartError> {
         let ticker = if filters.is_empty() {
             None
@@ -104,6 +107,7 @@ impl Chain {
         Ok(Chain {
             stages,
             log: log.clone(),
+            metrics: metrics.clone(),
             _ticker: ticker,
         })
     }
@@ -136,6 +140,7 @@ impl Chain {
                 Ok(output) => batch = output,
                 Err(failure) => {
                     let name = stage.instance.component().name().to_owned();
+                    self.metrics.component_failed(&name, &failure);
                     let key = format!("filter.{}", stage.position);
                     match stage.on_error {
                         OnError::Retry => {

@@ -26,6 +26,7 @@ use aws_sdk_sts::types::AssumedRoleUser;
 
 use super::error::chain;
 use crate::config::{CredentialsConfig, RoleHop, WebIdentity, web_identity_from_environment};
+use crate::metrics::Metrics;
 
 /// Credentials are renewed when this little of their life is left (or half their life,
 /// for short-lived ones).
@@ -56,6 +57,7 @@ struct Inner {
     sts_name: String,
     current: tokio::sync::Mutex<Option<Current>>,
     identity: Mutex<String>,
+    metrics: Metrics,
 }
 
 #[derive(Debug)]
@@ -93,7 +95,11 @@ impl Current {
 impl SessionCredentials {
     /// Prepares the chain of `config`; STS in `region` unless the configuration names
     /// another. Nothing is fetched until the first request.
-    pub async fn new(config: &CredentialsConfig, region: Region) -> SessionCredentials {
+    pub async fn new(
+        config: &CredentialsConfig,
+        region: Region,
+        metrics: Metrics,
+    ) -> SessionCredentials {
         let sts_region = config
             .sts_region
             .clone()
@@ -139,6 +145,7 @@ impl SessionCredentials {
                 sts_name,
                 current: tokio::sync::Mutex::new(None),
                 identity: Mutex::new("(credentials not loaded yet)".to_owned()),
+                metrics,
             }),
         }
     }
@@ -183,7 +190,9 @@ impl SessionCredentials {
         }) {
             return Ok(kept.credentials.clone());
         }
-        let (credentials, identity) = match self.inner.load().await {
+        let loaded = self.inner.load().await;
+        self.inner.metrics.credentials_renewed(loaded.is_ok());
+        let (credentials, identity) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
                 // Credentials that are still valid are kept until they expire, whatever

@@ -38,6 +38,7 @@ use aws_sdk_s3::types::{
 
 use super::{DeliveryError, Destination, PartDone, ProgressLog, SealedObject, UploadProgress};
 use crate::config::{Encryption, S3Config};
+use crate::metrics::Metrics;
 use credentials::SessionCredentials;
 use error::request_error;
 
@@ -78,13 +79,13 @@ impl S3Destination {
     /// # Errors
     ///
     /// When the runtime for the client cannot be started.
-    pub fn open(config: S3Config) -> std::io::Result<S3Destination> {
+    pub fn open(config: S3Config, metrics: Metrics) -> std::io::Result<S3Destination> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("rustsink-s3")
             .enable_all()
             .build()?;
-        let (client, credentials) = runtime.block_on(build_client(&config));
+        let (client, credentials) = runtime.block_on(build_client(&config, metrics));
         Ok(S3Destination {
             config,
             client,
@@ -400,14 +401,14 @@ impl Destination for S3Destination {
     }
 }
 
-async fn build_client(config: &S3Config) -> (Client, SessionCredentials) {
+async fn build_client(config: &S3Config, metrics: Metrics) -> (Client, SessionCredentials) {
     let region = RegionProviderChain::first_try(config.region.clone().map(Region::new))
         .or_default_provider()
         .or_else(Region::new("us-east-1"))
         .region()
         .await
         .unwrap_or_else(|| Region::new("us-east-1"));
-    let credentials = SessionCredentials::new(&config.credentials, region.clone()).await;
+    let credentials = SessionCredentials::new(&config.credentials, region.clone(), metrics).await;
     let shared = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
         .credentials_provider(credentials.clone())
