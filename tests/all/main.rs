@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod credentials;
 mod damage;
+mod deploy;
 mod ffi;
 mod filters;
 mod hardening;

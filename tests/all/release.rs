@@ -158,9 +158,14 @@ fn release_libraries_export_the_plugin_functions_only() {
 #[test]
 #[ignore = "needs the artifacts of .ci/release"]
 fn release_libraries_carry_none_of_the_command() {
-    // Crate names that only the command links; panic locations keep them in a stripped
-    // file's read-only data.
-    let command_only = [b"clap_builder".as_slice(), b"libloading".as_slice()];
+    // clap's crate name (panic locations keep it in a stripped file's read-only data), the
+    // harness's own words, and the help text of `rustsink run`: all were in the library
+    // when it carried the command.
+    let command_only = [
+        b"clap_builder".as_slice(),
+        b"loading the harness host symbols".as_slice(),
+        b"Feed a log file through".as_slice(),
+    ];
     for (arch, _) in ARCHES {
         let library = fs::read(release_dir().join(arch).join("librustsink.so")).unwrap();
         let command = fs::read(release_dir().join(arch).join("rustsink")).unwrap();
@@ -254,4 +259,86 @@ fn release_command_and_library_run_the_core_path_on_x86_64() {
 #[ignore = "needs the artifacts of .ci/release, qemu-user and libc6-arm64-cross"]
 fn release_command_and_library_run_the_core_path_on_aarch64_under_qemu() {
     harness_core_path("arm64");
+}
+
+#[test]
+#[ignore = "needs the artifacts of .ci/release"]
+fn every_file_the_dockerfile_copies_exists() {
+    let dockerfile = repo_root().join("fluent-bit/deploy/Dockerfile");
+    let text = fs::read_to_string(&dockerfile).unwrap();
+    let sources: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("COPY "))
+        .map(|rest| rest.split_whitespace().next().unwrap())
+        .collect();
+    assert!(sources.len() >= 5, "{sources:?}");
+    for (arch, _) in ARCHES {
+        for source in &sources {
+            let path = repo_root().join(source.replace("${TARGETARCH}", arch));
+            let present = if source.ends_with('/') {
+                fs::read_dir(&path).is_ok_and(|mut entries| entries.next().is_some())
+            } else {
+                path.is_file()
+            };
+            assert!(present, "{}: COPY {source} finds nothing", path.display());
+        }
+    }
+    // The release folder the copies come from is the one these tests checked.
+    assert_eq!(
+        fs::canonicalize(release_dir()).unwrap(),
+        fs::canonicalize(repo_root().join("out/release")).unwrap()
+    );
+}
+
+#[test]
+#[ignore = "needs the artifacts of .ci/release"]
+fn the_release_command_checks_the_recipes_with_the_release_components() {
+    crate::deploy::recipes_pass_check(
+        &release_dir().join("amd64/rustsink"),
+        &release_dir().join("components"),
+    );
+}
+
+/// What `cargo tree` says the plugin crate links, by crate name.
+fn plugin_dependencies() -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "rustsink",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .expect("running cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_plugin_crate_links_none_of_the_command() {
+    let dependencies = plugin_dependencies();
+    // What the plugin does need is there: the check reads the right tree.
+    for needed in ["wasmtime", "aws-sdk-s3", "flate2"] {
+        assert!(dependencies.iter().any(|d| d == needed), "{dependencies:?}");
+    }
+    for command_only in ["clap", "libloading", "rustsink-cli"] {
+        assert!(
+            !dependencies.iter().any(|d| d == command_only),
+            "librustsink.so links {command_only}"
+        );
+    }
 }

@@ -8,11 +8,12 @@
 
 use std::ffi::{CStr, c_char, c_int};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+use rustix::fs::MemfdFlags;
 
 use super::HostVersion;
 use super::instance;
@@ -59,15 +60,11 @@ impl HostSymbols {
             HostVersion::V1_9 => V1_9,
             HostVersion::V5 => V2,
         };
-        // An anonymous file, so nothing is left on disk.
-        // SAFETY: memfd_create takes a NUL-terminated name and flags.
-        let fd =
-            unsafe { libc::memfd_create(c"fluent-bit-host-symbols".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            bail!("memfd_create: {}", std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // An anonymous file, so nothing is left on disk. rustix makes the system call
+        // itself: glibc has no memfd_create before 2.27, and the release command runs on
+        // 2.26.
+        let fd = rustix::fs::memfd_create("fluent-bit-host-symbols", MemfdFlags::CLOEXEC)
+            .context("memfd_create")?;
         std::fs::File::from(fd.try_clone()?).write_all(image)?;
         let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
         // SAFETY: the image is host_symbols.c built by build.rs; it has no initialisers.
