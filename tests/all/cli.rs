@@ -51,6 +51,22 @@ fn the_main_job_writes_every_input_line() {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|seconds| seconds.parse::<f64>().ok());
         assert!(input_cpu.is_some_and(|s| s >= 0.0), "{stderr}");
+        // How long each flush held Fluent Bit's thread, for benches/engine.sh.
+        let latency: Vec<f64> = stderr
+            .split("each flush held its thread for p50 ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no flush latency: {stderr}"))
+            .split(" ms")
+            .take(3)
+            .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            latency.len() == 3
+                && latency[0] > 0.0
+                && latency[0] <= latency[1]
+                && latency[1] <= latency[2],
+            "{latency:?}: {stderr}"
+        );
     }
     let expected: Vec<String> = fs::read_to_string(&input)
         .unwrap()

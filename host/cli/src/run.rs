@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use rmpv::Value;
@@ -119,12 +119,12 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
                 // The lock is held only while waiting for the next chunk.
                 while let Ok(chunk) = lock(&chunks).recv() {
                     let delivered = deliver(chunk, &routes, args);
-                    lock(&totals).add(&delivered);
+                    lock(&totals).add(delivered);
                 }
             });
         }
     });
-    let totals = totals.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let mut totals = totals.into_inner().unwrap_or_else(PoisonError::into_inner);
     let input_cpu = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the input thread panicked"))?
@@ -141,6 +141,9 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
         totals.failed,
         input_cpu.as_secs_f64()
     );
+    if let Some(latency) = totals.flush_latency() {
+        eprintln!("rustsink run: each flush held its thread for {latency}");
+    }
     Ok(totals.failed == 0)
 }
 
@@ -170,13 +173,35 @@ struct Totals {
     records: usize,
     chunks: usize,
     failed: usize,
+    /// How long each flush call held its thread: what a Fluent Bit thread waits.
+    flush_times: Vec<Duration>,
 }
 
 impl Totals {
-    fn add(&mut self, other: &Totals) {
+    fn add(&mut self, other: Totals) {
         self.records += other.records;
         self.chunks += other.chunks;
         self.failed += other.failed;
+        self.flush_times.extend(other.flush_times);
+    }
+
+    /// "p50 …, p99 …, max … ms over N flushes", or None before any flush.
+    fn flush_latency(&mut self) -> Option<String> {
+        self.flush_times.sort_unstable();
+        let times = &self.flush_times;
+        let at = |quantile: f64| {
+            let index = ((times.len() as f64 * quantile).ceil() as usize).clamp(1, times.len());
+            times[index - 1].as_secs_f64() * 1000.0
+        };
+        (!times.is_empty()).then(|| {
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} flushes",
+                at(0.5),
+                at(0.99),
+                at(1.0),
+                times.len()
+            )
+        })
     }
 }
 
@@ -189,13 +214,15 @@ fn deliver(chunk: ChunkWriter, routes: &[Route<'_>], args: &RunArgs) -> Totals {
     let mut totals = Totals {
         records: chunk.events(),
         chunks: 1,
-        failed: 0,
+        ..Totals::default()
     };
     let bytes = chunk.finish();
     for route in routes {
         let mut attempt = 0u32;
         loop {
+            let start = Instant::now();
             let code = route.flusher.flush(&bytes, &args.tag);
+            totals.flush_times.push(start.elapsed());
             if code == FLB_OK as i32 {
                 break;
             }

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# rustsink inside real Fluent Bit, side by side with Fluent Bit's own outputs, in one run:
+# the same `tail` input (a JSON parser, 512k buffers, so that the input is not the limit)
+# feeds, one pipeline at a time,
+#
+#   null                 the input alone: the floor
+#   s3                   Fluent Bit's out_s3, gzip
+#   rustsink-s3          rustsink `sink s3`, the defaults
+#   rustsink-s3-w1       the same with `Workers 1`
+#   rustsink-dir         rustsink `sink dir`
+#   rustsink-redact      `sink dir` with the redact component
+#
+# Each run ends when tail reaches the end of the file (Exit_On_Eof) and Fluent Bit has
+# flushed and exited; /usr/bin/time gives wall time, CPU (user + system) and peak RSS of the
+# whole Fluent Bit process. Every object is read back: records are counted (none lost,
+# none twice) and the gzip ratio is its JSON bytes over its stored bytes.
+#
+# Fluent Bit is not built here. FLUENT_BIT names a binary built from Fluent Bit's sources
+# with -DCMAKE_BUILD_TYPE=Release -DFLB_DEBUG=Off (FLB_DEBUG defaults to on). S3 is
+# s3s-fs on loopback: `cargo install --locked s3s-fs@0.14.1 --features binary`; S3S_FS
+# names it when it is not on PATH.
+#
+# usage: FLUENT_BIT=/path/to/fluent-bit bash benches/fluent-bit.sh [MEGABYTES] [ROUNDS] [PIPELINES...]
+#        (defaults: 1024 MiB, 2 rounds, every pipeline)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${FLUENT_BIT:?FLUENT_BIT names the fluent-bit binary to measure}"
+s3s_fs="${S3S_FS:-$(command -v s3s-fs || true)}"
+[ -x "$s3s_fs" ] || { echo "s3s-fs not found: cargo install --locked s3s-fs@0.14.1 --features binary" >&2; exit 1; }
+megabytes="${1:-1024}"
+rounds="${2:-2}"
+shift $(( $# < 2 ? $# : 2 ))
+pipelines=("$@")
+[ ${#pipelines[@]} -gt 0 ] || pipelines=(null s3 rustsink-s3 rustsink-s3-w1 rustsink-dir rustsink-redact)
+work="$(mktemp -d)"
+server=""
+trap '[ -z "$server" ] || kill "$server"; rm -rf "$work"' EXIT
+
+cargo build --release --quiet
+plugin="$PWD/target/release/librustsink.so"
+cargo build --quiet --locked --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
+  --target-dir target/components
+redact="$PWD/target/components/wasm32-wasip2/release/redact.wasm"
+
+python3 benches/generate_logs.py "$megabytes" 1 varied > "$work/app.log"
+bytes=$(stat -c %s "$work/app.log")
+lines=$(wc -l < "$work/app.log")
+cat > "$work/parsers.conf" <<CONF
+[PARSER]
+    Name         json
+    Format       json
+CONF
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
+mkdir -p "$work/s3"
+"$s3s_fs" --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
+  --secret-key "$AWS_SECRET_ACCESS_KEY" "$work/s3" > "$work/s3s.log" 2>&1 &
+server=$!
+endpoint="http://127.0.0.1:$port"
+sleep 1
+
+output() {
+    local pipeline="$1" run="$2"
+    case "$pipeline" in
+        null) printf '[OUTPUT]\n    Name null\n    Match *\n' ;;
+        s3) printf '[OUTPUT]\n    Name s3\n    Match *\n    bucket %s\n    region us-east-1\n    endpoint %s\n    compression gzip\n    store_dir %s\n    s3_key_format /s3/$TAG/%%Y/%%m/%%d/%%H/$UUID.gz\n' \
+            "$run" "$endpoint" "$work/$run-store" ;;
+        rustsink-s3*) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink s3\n    bucket %s\n    region us-east-1\n    endpoint %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
+            "$run" "$endpoint" "$work/$run-store"
+            [ "$pipeline" != rustsink-s3-w1 ] || printf '    Workers 1\n' ;;
+        rustsink-dir) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
+            "$work/s3/$run" "$work/$run-store" ;;
+        rustsink-redact) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n    filter.1 %s\n' \
+            "$work/s3/$run" "$work/$run-store" "$redact" ;;
+        *) echo "unknown pipeline $pipeline" >&2; exit 1 ;;
+    esac
+}
+
+echo "input: $megabytes MiB, $lines lines, seed 1, varied; Fluent Bit: $("$FLUENT_BIT" --version | head -1)"
+printf '%-18s %8s %8s %12s %10s %8s %8s %10s\n' pipeline wall_s MB/s CPU-s/GB peak_MiB objects ratio records
+for round in $(seq 1 "$rounds"); do
+    for pipeline in "${pipelines[@]}"; do
+        run="r$round-$pipeline"
+        mkdir -p "$work/s3/$run"
+        {
+            printf '[SERVICE]\n    Flush 1\n    Grace 60\n    Log_Level warn\n    Parsers_File %s\n' "$work/parsers.conf"
+            printf '[INPUT]\n    Name tail\n    Path %s\n    Tag app\n    Read_from_Head on\n    Exit_On_Eof on\n' "$work/app.log"
+            printf '    Buffer_Chunk_Size 512k\n    Buffer_Max_Size 512k\n    Parser json\n'
+            output "$pipeline" "$run"
+        } > "$work/$run.conf"
+        /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
+            "$FLUENT_BIT" -e "$plugin" -c "$work/$run.conf" > "$work/$run.log" 2>&1 \
+            || { echo "$run failed:"; tail -20 "$work/$run.log"; exit 1; }
+        read -r wall user sys rss_kib < "$work/time"
+        # Objects: every file under the bucket's folder (s3s-fs keeps its metadata apart).
+        read -r objects ratio records < <(python3 - "$work/s3/$run" <<'PY'
+import gzip, os, sys
+objects = stored = raw = records = 0
+for folder, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        path = os.path.join(folder, name)
+        data = open(path, "rb").read()
+        objects += 1
+        stored += len(data)
+        text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        raw += len(text)
+        records += text.count(b"\n")
+print(objects, f"{raw / stored:.2f}" if stored else "-", records)
+PY
+)
+        [ "$pipeline" = null ] && records=-
+        awk -v p="$pipeline" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss_kib" -v b="$bytes" \
+            -v o="$objects" -v ra="$ratio" -v rec="$records" \
+            'BEGIN { printf "%-18s %8.1f %8.1f %12.1f %10.0f %8s %8s %10s\n", p, w, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec }'
+        rm -rf "$work/s3/$run" "$work/$run-store"
+    done
+done
+echo "records in the input: $lines"
