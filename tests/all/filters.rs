@@ -503,6 +503,35 @@ fn authors_can_describe_a_component_and_run_it_over_a_file() {
 }
 
 #[test]
+fn rustsink_filter_stops_an_endless_loop_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("records.ndjson");
+    std::fs::write(&input, "{\"log\":\"poison\"}\n").unwrap();
+    let mut child = std::process::Command::new(rustsink_bin())
+        .arg("filter")
+        .arg(&components().hostile)
+        .args(["--option", "behaviour=loop", "--timeout", "1s", "--input"])
+        .arg(&input)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command without deadlines would loop for ever: give it 30 seconds.
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("rustsink filter still ran after 30 s with --timeout 1s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("took longer than its timeout"), "{stderr}");
+}
+
+#[test]
 fn check_loads_the_filters_and_their_options() {
     let dir = tempfile::tempdir().unwrap();
     let grep = components().grep.display().to_string();
@@ -527,4 +556,35 @@ fn check_loads_the_filters_and_their_options() {
         stdout.contains("option 'regex': cannot use '(unclosed'"),
         "{stdout}"
     );
+}
+
+#[test]
+fn check_warns_of_component_options_nothing_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let grep = components().grep.display().to_string();
+    let redact = components().redact.display().to_string();
+    let conf = dir.path().join("filters.conf");
+    let text = format!(
+        "[OUTPUT]\n    Name rustsink\n    sink dir\n    path {0}/out\n    store_dir {0}/store\n    \
+         filter.1 {grep}\n    filter.1.key log\n    filter.1.regex x\n    filter.1.timeout 2s\n    \
+         filter.2 {redact}\n    filter.2.maks [x]\n    filter.2.bogus 1\n    \
+         filter.3.foo bar\n    sink.timeout 1s\n",
+        dir.path().display()
+    );
+    let out = rustsink_check(&conf, &text);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Warnings, not errors: the plugin ignores these keys and starts.
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "'filter.2.maks' is ignored: component 'redact' has no option 'maks'; did you mean 'mask'?",
+        "'filter.2.bogus' is ignored: component 'redact' has no option 'bogus'",
+        "'filter.3.foo' is ignored: there is no filter.3",
+        "'sink.timeout' is ignored: the sink is not a component",
+    ] {
+        assert!(stdout.contains(expected), "{expected}\n{stdout}");
+    }
+    // What the components and the host take is not warned about.
+    for taken in ["filter.1.key", "filter.1.regex", "filter.1.timeout"] {
+        assert!(!stdout.contains(&format!("'{taken}'")), "{stdout}");
+    }
 }

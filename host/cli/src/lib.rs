@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use rustsink::config::{Config, SinkConfig, keys};
+use rustsink::config::{Config, HOST_OPTIONS, SinkConfig, keys};
 use rustsink::destination::s3::policy;
 use rustsink::log::PLUGIN_NAME;
 
@@ -113,10 +113,20 @@ fn check(path: &std::path::Path) -> Result<bool> {
             .map_err(anyhow::Error::from)
             .and_then(|config| check_components(&config, &lookup));
         match checked {
-            Ok(()) => println!("{}: ok", section.origin),
+            Ok(declared) => {
+                let keys = section
+                    .entries
+                    .properties
+                    .iter()
+                    .map(|(key, _)| key.as_str());
+                for warning in declared.unknown_options(keys) {
+                    println!("{}: warning: {warning}", section.origin);
+                }
+                println!("{}: ok", section.origin);
+            }
             Err(error) => {
                 valid = false;
-                println!("{}: error: {error}", section.origin);
+                println!("{}: error: {error:#}", section.origin);
             }
         }
     }
@@ -131,17 +141,98 @@ fn check(path: &std::path::Path) -> Result<bool> {
 }
 
 /// Loads and configures the filter and sink components of `config`, as the plugin's
-/// start does.
-fn check_components(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+/// start does, and returns the options they declare.
+fn check_components(
+    config: &Config,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<DeclaredOptions> {
     let log = rustsink::log::Logger::stderr("check", rustsink::log::Threshold::from_env());
     let cache = component::cache_dir();
     let metrics = rustsink::metrics::Metrics::new("check");
-    rustsink::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log, &metrics)?;
+    let chain =
+        rustsink::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log, &metrics)?;
+    let mut declared = DeclaredOptions {
+        filters: chain
+            .filters()
+            .map(|(position, filter)| {
+                let options = filter.description().options.iter();
+                let names = options.map(|option| option.name.clone()).collect();
+                (position, (filter.name().to_owned(), names))
+            })
+            .collect(),
+        sink: None,
+    };
     if let rustsink::config::SinkConfig::Component(sink) = &config.sink {
-        rustsink::wasm::sink::start_sink(sink, lookup, &cache, &log)?;
+        let sink = rustsink::wasm::sink::start_sink(sink, lookup, &cache, &log)?;
+        let component = sink.component();
+        let options = component.description().options.iter();
+        let names = options.map(|option| option.name.clone()).collect();
+        declared.sink = Some((component.name().to_owned(), names));
     }
-    Ok(())
+    Ok(declared)
 }
+
+/// The options the components of an output declare: by filter position, and the sink's,
+/// each with the component's name.
+struct DeclaredOptions {
+    filters: std::collections::BTreeMap<usize, (String, Vec<String>)>,
+    sink: Option<(String, Vec<String>)>,
+}
+
+impl DeclaredOptions {
+    /// A warning for every `filter.N.<option>` and `sink.<option>` key that no component
+    /// takes: a filter N that is not there, or an option its component does not declare.
+    fn unknown_options<'a>(&self, keys: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for key in keys {
+            let lower = key.to_ascii_lowercase();
+            let (component, option, host_options) = if let Some(rest) =
+                lower.strip_prefix("filter.")
+            {
+                let Some((position, option)) = rest.split_once('.') else {
+                    continue;
+                };
+                let Ok(position) = position.parse::<usize>() else {
+                    continue;
+                };
+                match self.filters.get(&position) {
+                    Some(filter) => (filter, option.to_owned(), &HOST_OPTIONS[..]),
+                    None => {
+                        warnings.push(format!("'{key}' is ignored: there is no filter.{position}"));
+                        continue;
+                    }
+                }
+            } else if let Some(option) = lower.strip_prefix("sink.") {
+                match &self.sink {
+                    Some(sink) => (sink, option.to_owned(), &SINK_HOST_OPTIONS[..]),
+                    None => {
+                        warnings.push(format!("'{key}' is ignored: the sink is not a component"));
+                        continue;
+                    }
+                }
+            } else {
+                continue;
+            };
+            let (name, declared) = component;
+            if host_options.contains(&option.as_str()) || declared.contains(&option) {
+                continue;
+            }
+            let known = declared
+                .iter()
+                .map(String::as_str)
+                .chain(host_options.iter().copied());
+            let hint = closest(&option, known)
+                .map_or(String::new(), |close| format!("; did you mean '{close}'?"));
+            warnings.push(format!(
+                "'{key}' is ignored: component '{name}' has no option '{option}'{hint}"
+            ));
+        }
+        warnings
+    }
+}
+
+/// The options of a sink component that the host reads itself.
+const SINK_HOST_OPTIONS: [&str; 3] = ["allowed_hosts", "memory_limit", "timeout"];
 
 /// Prints the grants of every `sink s3` output of a file as a JSON array.
 fn policy(path: &std::path::Path) -> Result<bool> {
@@ -216,10 +307,16 @@ fn redrive(path: &std::path::Path) -> Result<bool> {
 
 /// The documented key closest to `key`, if it is a likely misspelling.
 fn did_you_mean(key: &str) -> Option<&'static str> {
-    let key = key.to_ascii_lowercase();
-    keys::ALL
-        .iter()
-        .map(|candidate| (strsim::levenshtein(&key, candidate.name), candidate.name))
+    closest(
+        &key.to_ascii_lowercase(),
+        keys::ALL.iter().map(|key| key.name),
+    )
+}
+
+/// The candidate closest to `word`, if it is a likely misspelling of it.
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|candidate| (strsim::levenshtein(word, candidate), candidate))
         .filter(|(distance, _)| *distance <= 2)
         .min()
         .map(|(_, name)| name)

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use rmpv::Value;
 
 use super::StartError;
-use super::engine::TickerGuard;
 use super::filter::{FilterComponent, FilterInstance};
 use crate::config::{FilterConfig, OnError};
 use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
@@ -42,7 +41,6 @@ pub struct Chain {
     stages: Vec<Stage>,
     log: Logger,
     metrics: Metrics,
-    _ticker: Option<TickerGuard>,
 }
 
 #[derive(Debug)]
@@ -68,13 +66,6 @@ impl Chain {
         log: &Logger,
         metrics: &Metrics,
     ) -> Result<Chain, StartError> {
-        let ticker = if filters.is_empty() {
-            None
-        } else {
-            let ticker = TickerGuard::acquire()
-                .map_err(|e| StartError::new(format!("starting the wasm ticker thread: {e:#}")))?;
-            Some(ticker)
-        };
         let mut stages = Vec::new();
         for filter in filters {
             let key = format!("filter.{}", filter.position);
@@ -108,8 +99,14 @@ impl Chain {
             stages,
             log: log.clone(),
             metrics: metrics.clone(),
-            _ticker: ticker,
         })
+    }
+
+    /// The filters, with their positions (`filter.N`), in order.
+    pub fn filters(&self) -> impl Iterator<Item = (usize, &FilterComponent)> {
+        self.stages
+            .iter()
+            .map(|stage| (stage.position, stage.instance.component()))
     }
 
     /// Whether there are filters at all.

@@ -8,10 +8,11 @@
 //! `ulimit -v`), they are allocated on demand without guard regions, so that each memory
 //! takes only the address space it uses.
 //!
-//! Calls are bounded by epoch
-//! interruption: a ticker thread advances the epoch every [`TICK`], and each call gets a
-//! deadline of so many ticks. The ticker runs only while some filter chain holds a
-//! [`TickerGuard`], so that no thread outlives the plugin when Fluent Bit unloads it.
+//! Calls are bounded by epoch interruption: a ticker thread advances the epoch every
+//! [`TICK`], and each call gets a deadline of so many ticks. The ticker runs only while
+//! some loaded component holds a [`TickerGuard`] (each component's sandbox does), so that
+//! no thread outlives the plugin when Fluent Bit unloads it, and so that no component runs
+//! without its deadline, in the plugin or in the command.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};

@@ -56,7 +56,7 @@ impl FilterComponent {
             )
         })?;
         let mut loaded = FilterComponent {
-            sandbox: Sandbox::new(path, limits, log),
+            sandbox: Sandbox::new(path, limits, log)?,
             pre: FilterPre::new(instance_pre)?,
             waits: tokio::runtime::Builder::new_current_thread()
                 .build()

@@ -25,6 +25,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::bindings::rustsink::plugin::host::{self, Level};
 use super::bindings::rustsink::plugin::types::{self, Description};
 use super::bindings::{Filter, Sink};
+use super::engine::TickerGuard;
 use super::http::HttpGrant;
 use super::{CONTRACT, cache, engine};
 use crate::config::ComponentLimits;
@@ -110,6 +111,9 @@ pub(super) struct Sandbox {
     pub(super) log: Logger,
     /// The outbound HTTP a sink is granted; None for filters.
     pub(super) http: Option<HttpGrant>,
+    /// Keeps the epoch ticking for as long as the component lives: without it no call's
+    /// deadline would ever come, in the plugin and in the command alike.
+    _ticker: TickerGuard,
 }
 
 impl Sandbox {
@@ -154,8 +158,9 @@ impl Sandbox {
 
     /// A sandbox for the component at `path`, named after its file until it describes
     /// itself.
-    pub(super) fn new(path: &Path, limits: ComponentLimits, log: &Logger) -> Sandbox {
-        Sandbox {
+    pub(super) fn new(path: &Path, limits: ComponentLimits, log: &Logger) -> Result<Sandbox> {
+        let ticker = TickerGuard::acquire().context("starting the wasm ticker thread")?;
+        Ok(Sandbox {
             name: path.file_stem().map_or_else(
                 || "component".to_owned(),
                 |stem| stem.to_string_lossy().into_owned(),
@@ -170,7 +175,8 @@ impl Sandbox {
             limits,
             log: log.clone(),
             http: None,
-        }
+            _ticker: ticker,
+        })
     }
 
     /// Takes the component's description; its name is used in log lines from then on.

@@ -15,7 +15,6 @@ use wasmtime::error::{Context, Result};
 
 use super::bindings::rustsink::plugin::types::Description;
 use super::bindings::{Sink, SinkPre};
-use super::engine::TickerGuard;
 use super::http::HttpGrant;
 use super::sandbox::{ComponentFailure, HostState, Sandbox, World};
 use crate::config::{AllowedHost, ComponentLimits, ComponentSinkConfig};
@@ -60,7 +59,7 @@ impl SinkComponent {
         })?;
         let timeout = limits.timeout;
         let mut loaded = SinkComponent {
-            sandbox: Sandbox::new(path, limits, log),
+            sandbox: Sandbox::new(path, limits, log)?,
             pre: SinkPre::new(instance_pre)?,
         };
         // Describing needs no HTTP (the grant comes after): a runtime without threads.
@@ -103,7 +102,7 @@ impl SinkComponent {
         &self.sandbox.description
     }
 
-    /// Starts a configured instance, with its runtime and the epoch ticker.
+    /// Starts a configured instance, with its runtime.
     ///
     /// # Errors
     ///
@@ -113,13 +112,11 @@ impl SinkComponent {
         let cannot = |what: &str, e: &dyn std::fmt::Display| {
             ComponentFailure::Trap(format!("cannot start {what}: {e}"))
         };
-        let ticker = TickerGuard::acquire().map_err(|e| cannot("the wasm ticker", &e))?;
         let runtime = runtime().map_err(|e| cannot("the HTTP runtime", &e))?;
         let mut instance = SinkInstance {
             component: Arc::clone(self),
             running: None,
             runtime: Some(runtime),
-            _ticker: ticker,
         };
         instance.running = Some(instance.fresh()?);
         Ok(instance)
@@ -204,7 +201,6 @@ pub struct SinkInstance {
     running: Option<(Store<HostState>, Sink)>,
     /// Taken at drop, after the store, so that the store's requests end first.
     runtime: Option<tokio::runtime::Runtime>,
-    _ticker: TickerGuard,
 }
 
 impl std::fmt::Debug for SinkInstance {
