@@ -241,6 +241,32 @@ fn bad_options_of_each_component() {
 }
 
 #[test]
+fn a_core_module_or_another_file_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest core module: the magic and version 1, no sections.
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "not a component\n").unwrap();
+    for (file, expected) in [
+        (
+            &core,
+            "is a core WebAssembly module, not a component: build a component for wasm32-wasip2",
+        ),
+        (&text, "is not WebAssembly"),
+    ] {
+        let out = std::process::Command::new(rustsink_bin())
+            .arg("describe")
+            .arg(file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
+
+#[test]
 fn a_component_for_another_contract_version_is_refused_with_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let future = components().future.display().to_string();

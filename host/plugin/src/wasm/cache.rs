@@ -28,7 +28,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
-use wasmtime::error::{Context, Result};
+use wasmtime::error::{Context, Result, bail};
 
 use crate::store::private;
 
@@ -43,6 +43,7 @@ const KEY_LEN: usize = 32;
 /// or written only costs a compilation.
 pub fn load(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component> {
     let bytes = fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
+    refuse_what_is_no_component(&bytes, path)?;
     let cache = Cache::open(cache_dir);
     let name = entry_name(engine, &bytes);
     if let Some(component) = cache.as_ref().and_then(|cache| cache.get(engine, &name)) {
@@ -57,6 +58,26 @@ pub fn load(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component>
     // SAFETY: `compiled` was produced just now by this engine's `precompile_component`.
     unsafe { Component::deserialize(engine, &compiled) }
         .with_context(|| format!("loading component {}", path.display()))
+}
+
+/// Says what a file is when it is not a component, and what to do about it: the binary
+/// header tells a core module (what Fluent Bit's `filter_wasm` takes) from a component.
+fn refuse_what_is_no_component(bytes: &[u8], path: &Path) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    match bytes.get(..8) {
+        Some(header) if header.starts_with(MAGIC) && header[4..] == CORE_MODULE => bail!(
+            "{} is a core WebAssembly module, not a component: build a component for \
+             wasm32-wasip2 (Rust: `cargo build --target wasm32-wasip2` with rustsink-sdk; other \
+             languages: their component tooling, such as componentize-py or jco)",
+            path.display()
+        ),
+        Some(header) if header.starts_with(MAGIC) => Ok(()),
+        _ => bail!(
+            "{} is not WebAssembly: a component starts with the bytes \\0asm",
+            path.display()
+        ),
+    }
 }
 
 /// A cache folder that can be trusted, and its key.
