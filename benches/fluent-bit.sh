@@ -6,9 +6,10 @@
 #   null                 the input alone: the floor
 #   s3                   Fluent Bit's out_s3, gzip
 #   rustsink-s3          rustsink `sink s3`, the defaults
-#   rustsink-s3-w1       the same with `Workers 1`
 #   rustsink-dir         rustsink `sink dir`
 #   rustsink-redact      `sink dir` with the redact component
+#
+# A pipeline name may add keys to its output: `rustsink-s3+compression_level=3+Workers=2`.
 #
 # Each run ends when tail reaches the end of the file (Exit_On_Eof) and Fluent Bit has
 # flushed and exited; /usr/bin/time gives wall time, CPU (user + system) and peak RSS of the
@@ -31,7 +32,7 @@ megabytes="${1:-1024}"
 rounds="${2:-2}"
 shift $(( $# < 2 ? $# : 2 ))
 pipelines=("$@")
-[ ${#pipelines[@]} -gt 0 ] || pipelines=(null s3 rustsink-s3 rustsink-s3-w1 rustsink-dir rustsink-redact)
+[ ${#pipelines[@]} -gt 0 ] || pipelines=(null s3 rustsink-s3 rustsink-s3+Workers=1 rustsink-dir rustsink-redact)
 work="$(mktemp -d)"
 server=""
 trap '[ -z "$server" ] || kill "$server"; rm -rf "$work"' EXIT
@@ -61,27 +62,31 @@ endpoint="http://127.0.0.1:$port"
 sleep 1
 
 output() {
-    local pipeline="$1" run="$2"
+    local pipeline="${1%%+*}" run="$2" extra=""
+    [ "$pipeline" = "$1" ] || extra="${1#*+}"
     case "$pipeline" in
         null) printf '[OUTPUT]\n    Name null\n    Match *\n' ;;
         s3) printf '[OUTPUT]\n    Name s3\n    Match *\n    bucket %s\n    region us-east-1\n    endpoint %s\n    compression gzip\n    store_dir %s\n    s3_key_format /s3/$TAG/%%Y/%%m/%%d/%%H/$UUID.gz\n' \
             "$run" "$endpoint" "$work/$run-store" ;;
-        rustsink-s3*) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink s3\n    bucket %s\n    region us-east-1\n    endpoint %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
-            "$run" "$endpoint" "$work/$run-store"
-            [ "$pipeline" != rustsink-s3-w1 ] || printf '    Workers 1\n' ;;
+        rustsink-s3) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink s3\n    bucket %s\n    region us-east-1\n    endpoint %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
+            "$run" "$endpoint" "$work/$run-store" ;;
         rustsink-dir) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
             "$work/s3/$run" "$work/$run-store" ;;
         rustsink-redact) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n    filter.1 %s\n' \
             "$work/s3/$run" "$work/$run-store" "$redact" ;;
         *) echo "unknown pipeline $pipeline" >&2; exit 1 ;;
     esac
+    local pair
+    for pair in ${extra//+/ }; do
+        printf '    %s %s\n' "${pair%%=*}" "${pair#*=}"
+    done
 }
 
 echo "input: $megabytes MiB, $lines lines, seed 1, varied; Fluent Bit: $("$FLUENT_BIT" --version | head -1)"
-printf '%-18s %8s %8s %12s %10s %8s %8s %10s\n' pipeline wall_s MB/s CPU-s/GB peak_MiB objects ratio records
+printf '%-34s %8s %8s %12s %10s %8s %8s %10s\n' pipeline wall_s MB/s CPU-s/GB peak_MiB objects ratio records
 for round in $(seq 1 "$rounds"); do
     for pipeline in "${pipelines[@]}"; do
-        run="r$round-$pipeline"
+        run="r$round-$(echo "$pipeline" | tr 'A-Z+=_' 'a-z---')"
         mkdir -p "$work/s3/$run"
         {
             printf '[SERVICE]\n    Flush 1\n    Grace 60\n    Log_Level warn\n    Parsers_File %s\n' "$work/parsers.conf"
@@ -109,10 +114,10 @@ for folder, _, files in os.walk(sys.argv[1]):
 print(objects, f"{raw / stored:.2f}" if stored else "-", records)
 PY
 )
-        [ "$pipeline" = null ] && records=-
+        [ "${pipeline%%+*}" = null ] && records=-
         awk -v p="$pipeline" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss_kib" -v b="$bytes" \
             -v o="$objects" -v ra="$ratio" -v rec="$records" \
-            'BEGIN { printf "%-18s %8.1f %8.1f %12.1f %10.0f %8s %8s %10s\n", p, w, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec }'
+            'BEGIN { printf "%-34s %8.1f %8.1f %12.1f %10.0f %8s %8s %10s\n", p, w, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec }'
         rm -rf "$work/s3/$run" "$work/$run-store"
     done
 done

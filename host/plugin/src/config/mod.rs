@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(objects.time_window, Some(Duration::from_secs(3600)));
         assert_eq!(objects.window_wait, Duration::from_secs(600));
         assert_eq!(objects.total_file_size, 100 << 20);
-        assert_eq!(objects.compression, Compression::Gzip { level: 6 });
+        assert_eq!(objects.compression, Compression::Gzip { level: 4 });
         assert_eq!(objects.store_dir_limit_size, None);
         assert!(objects.compression_threads >= 1);
         assert_eq!(
