@@ -51,7 +51,6 @@ impl Engine {
         };
         let store = Store::open(&config.store_dir, log.instance()).map_err(store_error)?;
         let agent_id = store.agent_id().map_err(store_error)?;
-        metrics.watch_store(store.root());
         let journal_path = store.journal_path();
         let journal_error = |action| {
             let path = journal_path.clone();
@@ -137,6 +136,8 @@ impl Engine {
         for object in finished {
             delivery.deliver(object);
         }
+        // Shown from here on: the engine has started.
+        metrics.watch_store(store.root());
         let quarantine_round = Instant::now();
         let deflater = match config.compression {
             Compression::Gzip { level } => Some(Deflater::new(level)),

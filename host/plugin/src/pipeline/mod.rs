@@ -283,7 +283,10 @@ impl Instance {
         let handle = std::thread::Builder::new()
             .name(format!("rustsink:{}", log.instance()))
             .spawn(move || worker.run(receiver))
-            .map_err(StartError::Thread)?;
+            .map_err(|error| {
+                metrics.forget_store();
+                StartError::Thread(error)
+            })?;
         log.info(format_args!(
             "started: {}, store_dir {}",
             described,
