@@ -144,8 +144,8 @@ fn the_task_definition_fits_register_task_definition() {
 }
 
 fn kubernetes_validate(file: &Path) -> Output {
-    Command::new("kubernetes-validate")
-        .args(["--strict", "--quiet"])
+    Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--strict", "--quiet"])
         .arg(file)
         .output()
         .expect("running kubernetes-validate (bash .ci/setup installs it)")
@@ -191,7 +191,7 @@ print([d for d in docs if d["kind"] == "ConfigMap"][0]["data"]["fluent-bit.conf"
 #[test]
 fn the_dockerfile_passes_hadolint() {
     let hadolint = |file: &Path| {
-        Command::new("hadolint")
+        Command::new(python_script("hadolint"))
             .arg(file)
             .output()
             .expect("running hadolint (bash .ci/setup installs it)")

@@ -170,6 +170,25 @@ pub fn have(command: &str) -> bool {
         .is_ok_and(|out| out.status.success())
 }
 
+/// A command that a PyPI package put in Python's scripts folder (`bash .ci/setup` installs
+/// them), found there even when that folder is not on PATH.
+pub fn python_script(name: &str) -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .expect("running python3");
+    let folder = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let script = Path::new(&folder).join(name);
+    if script.exists() {
+        script
+    } else {
+        PathBuf::from(name)
+    }
+}
+
 /// Runs a test body in a process of its own: the harness plays one Fluent Bit version per
 /// process, and the other tests of this binary play 5.x. `name` is the test's path
 /// (`ffi::some_test`); the child runs only that test, with the body.

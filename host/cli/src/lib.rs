@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use rustsink::config::{Config, HOST_OPTIONS, SinkConfig, keys};
+use rustsink::config::{Config, SinkConfig, keys};
 use rustsink::destination::s3::policy;
 use rustsink::log::PLUGIN_NAME;
 
@@ -183,56 +183,54 @@ impl DeclaredOptions {
     /// A warning for every `filter.N.<option>` and `sink.<option>` key that no component
     /// takes: a filter N that is not there, or an option its component does not declare.
     fn unknown_options<'a>(&self, keys: impl Iterator<Item = &'a str>) -> Vec<String> {
-        let mut warnings = Vec::new();
-        for key in keys {
-            let lower = key.to_ascii_lowercase();
-            let (component, option, host_options) = if let Some(rest) =
-                lower.strip_prefix("filter.")
-            {
-                let Some((position, option)) = rest.split_once('.') else {
-                    continue;
+        keys.filter_map(|key| self.unknown_option(key)).collect()
+    }
+
+    fn unknown_option(&self, key: &str) -> Option<String> {
+        let lower = key.to_ascii_lowercase();
+        let (component, option, host) = match lower.strip_prefix("filter.") {
+            Some(rest) => {
+                let (position, option) = rest.split_once('.')?;
+                let position = position.parse::<usize>().ok()?;
+                let Some(filter) = self.filters.get(&position) else {
+                    return Some(format!("'{key}' is ignored: there is no filter.{position}"));
                 };
-                let Ok(position) = position.parse::<usize>() else {
-                    continue;
-                };
-                match self.filters.get(&position) {
-                    Some(filter) => (filter, option.to_owned(), &HOST_OPTIONS[..]),
-                    None => {
-                        warnings.push(format!("'{key}' is ignored: there is no filter.{position}"));
-                        continue;
-                    }
-                }
-            } else if let Some(option) = lower.strip_prefix("sink.") {
-                match &self.sink {
-                    Some(sink) => (sink, option.to_owned(), &SINK_HOST_OPTIONS[..]),
-                    None => {
-                        warnings.push(format!("'{key}' is ignored: the sink is not a component"));
-                        continue;
-                    }
-                }
-            } else {
-                continue;
-            };
-            let (name, declared) = component;
-            if host_options.contains(&option.as_str()) || declared.contains(&option) {
-                continue;
+                (
+                    filter,
+                    option,
+                    host_options("filter.N.", keys::FILTER_OPTION),
+                )
             }
-            let known = declared
-                .iter()
-                .map(String::as_str)
-                .chain(host_options.iter().copied());
-            let hint = closest(&option, known)
-                .map_or(String::new(), |close| format!("; did you mean '{close}'?"));
-            warnings.push(format!(
-                "'{key}' is ignored: component '{name}' has no option '{option}'{hint}"
-            ));
+            None => {
+                let option = lower.strip_prefix("sink.")?;
+                let Some(sink) = &self.sink else {
+                    return Some(format!("'{key}' is ignored: the sink is not a component"));
+                };
+                (sink, option, host_options("sink.", keys::SINK_OPTION))
+            }
+        };
+        let (name, declared) = component;
+        if host.contains(&option) || declared.iter().any(|declared| declared == option) {
+            return None;
         }
-        warnings
+        let known = declared.iter().map(String::as_str).chain(host);
+        let hint = closest(option, known)
+            .map_or(String::new(), |close| format!("; did you mean '{close}'?"));
+        Some(format!(
+            "'{key}' is ignored: component '{name}' has no option '{option}'{hint}"
+        ))
     }
 }
 
-/// The options of a sink component that the host reads itself.
-const SINK_HOST_OPTIONS: [&str; 3] = ["allowed_hosts", "memory_limit", "timeout"];
+/// The options of a component that the host reads itself (`on_error`, `timeout`, ...), as
+/// the key table names them under `prefix` beside the component's own (`generic`).
+fn host_options(prefix: &str, generic: &str) -> Vec<&'static str> {
+    keys::ALL
+        .iter()
+        .filter(|key| key.name != generic)
+        .filter_map(|key| key.name.strip_prefix(prefix))
+        .collect()
+}
 
 /// Prints the grants of every `sink s3` output of a file as a JSON array.
 fn policy(path: &std::path::Path) -> Result<bool> {
@@ -325,6 +323,16 @@ fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_options_come_from_the_key_table() {
+        let mut filter = host_options("filter.N.", keys::FILTER_OPTION);
+        filter.sort_unstable();
+        assert_eq!(filter, ["memory_limit", "on_error", "timeout"]);
+        let mut sink = host_options("sink.", keys::SINK_OPTION);
+        sink.sort_unstable();
+        assert_eq!(sink, ["allowed_hosts", "memory_limit", "timeout"]);
+    }
 
     #[test]
     fn misspelt_keys_get_a_suggestion() {

@@ -9,9 +9,6 @@ use super::{ConfigError, invalid, missing};
 /// The most filters an instance may have (`filter.1` ... `filter.16`).
 pub const MAX_FILTERS: usize = 16;
 
-/// Host keys of a filter; every other `filter.N.<name>` is an option of the component.
-pub const HOST_OPTIONS: [&str; 3] = ["on_error", "memory_limit", "timeout"];
-
 /// What happens to a chunk when a filter fails on it (`filter.N.on_error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::object::key::KeyTemplate;
 pub use component::{AllowedHost, ComponentLimits, ComponentSinkConfig};
 pub use credentials::{CredentialsConfig, RoleHop, WebIdentity, web_identity_from_environment};
-pub use filter::{FilterConfig, HOST_OPTIONS, MAX_FILTERS, OnError};
+pub use filter::{FilterConfig, MAX_FILTERS, OnError};
 pub use s3::{Encryption, S3Config};
 
 /// A configuration value that cannot be used.

@@ -271,13 +271,14 @@ impl Metrics {
 /// now.
 pub fn encode() -> String {
     let families = &*FAMILIES;
+    // Held while the gauges are set, so that a store forgotten meanwhile is not shown
+    // again.
     let stores = families
         .stores
         .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    for (output, folder) in stores {
-        let backlog = Store::backlog(&folder);
+        .unwrap_or_else(PoisonError::into_inner);
+    for (output, folder) in stores.iter() {
+        let backlog = Store::backlog(folder);
         for (place, usage) in [
             ("store", backlog.waiting),
             ("quarantine", backlog.quarantined),
@@ -296,6 +297,7 @@ pub fn encode() -> String {
                 .set(saturating_i64(usage.bytes));
         }
     }
+    drop(stores);
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &families.registry);
