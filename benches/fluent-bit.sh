@@ -8,6 +8,7 @@
 #   rustsink-s3          rustsink `sink s3`, the defaults
 #   rustsink-dir         rustsink `sink dir`
 #   rustsink-redact      `sink dir` with the redact component
+#   rustsink-noop        `sink dir` with a component that returns each batch as it came
 #
 # A pipeline name may add keys to its output: `rustsink-s3+compression_level=3+Workers=2`.
 #
@@ -41,7 +42,10 @@ cargo build --release --quiet
 plugin="$PWD/target/release/librustsink.so"
 cargo build --quiet --locked --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
   --target-dir target/components
+cargo build --quiet --locked --release --target wasm32-wasip2 --manifest-path tests/components/Cargo.toml \
+  --target-dir target/components -p noop
 redact="$PWD/target/components/wasm32-wasip2/release/redact.wasm"
+noop="$PWD/target/components/wasm32-wasip2/release/noop.wasm"
 
 python3 benches/generate_logs.py "$megabytes" 1 varied > "$work/app.log"
 bytes=$(stat -c %s "$work/app.log")
@@ -74,6 +78,8 @@ output() {
             "$work/s3/$run" "$work/$run-store" ;;
         rustsink-redact) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n    filter.1 %s\n' \
             "$work/s3/$run" "$work/$run-store" "$redact" ;;
+        rustsink-noop) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n    filter.1 %s\n' \
+            "$work/s3/$run" "$work/$run-store" "$noop" ;;
         *) echo "unknown pipeline $pipeline" >&2; exit 1 ;;
     esac
     local pair

@@ -1,8 +1,9 @@
-//! Writing chunks the way Fluent Bit writes them, for the harness, the command and tests.
+//! Writing chunks the way Fluent Bit writes them (for the harness, the command and tests),
+//! and in the one form components see.
 
 use rmpv::Value;
 
-use super::{EventTime, GROUP_END, GROUP_START};
+use super::{Event, EventTime, GROUP_END, GROUP_START};
 
 /// The event layout of a Fluent Bit generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,29 @@ impl ChunkWriter {
         };
         self.write(Value::Array(vec![header, body]));
         self.events += 1;
+        self
+    }
+
+    /// Appends a decoded event in the form components see: V2, with an EventTime (which
+    /// its time must fit) and its metadata (an empty map for V1). An event already in that
+    /// form is copied as it is; no record is decoded.
+    pub fn push_normalized(&mut self, event: &Event<'_>) -> &mut Self {
+        debug_assert!(event.time.fits_event_time());
+        self.events += 1;
+        if event.event_time && event.metadata.is_some() {
+            self.buffer.extend_from_slice(event.raw);
+            return self;
+        }
+        // fixarray 2 [fixarray 2 [EventTime, metadata], body]
+        self.buffer.extend_from_slice(&[0x92, 0x92, 0xd7, 0x00]);
+        self.buffer
+            .extend_from_slice(&(event.time.seconds as u32).to_be_bytes());
+        self.buffer
+            .extend_from_slice(&event.time.nanos.to_be_bytes());
+        const EMPTY_MAP: &[u8] = &[0x80];
+        self.buffer
+            .extend_from_slice(event.metadata.unwrap_or(EMPTY_MAP));
+        self.buffer.extend_from_slice(event.body);
         self
     }
 

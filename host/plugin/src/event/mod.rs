@@ -42,12 +42,16 @@ impl EventTime {
 pub struct Event<'a> {
     /// When the event happened.
     pub time: EventTime,
-    /// The metadata map of a V2 event; None for V1.
-    pub metadata: Option<ValueRef<'a>>,
+    /// Whether the time was written as an EventTime (not as an integer or a float).
+    pub event_time: bool,
+    /// The msgpack bytes of a V2 event's metadata map, checked like the body; None for V1.
+    pub metadata: Option<&'a [u8]>,
     /// The record: the msgpack bytes of a map, checked to be whole and nested at most
     /// [`msgpack::MAX_DEPTH`] deep. Kept as bytes, so that writing it as JSON builds no
     /// tree of values.
     pub body: &'a [u8],
+    /// The whole event, as the chunk holds it.
+    pub raw: &'a [u8],
 }
 
 impl<'a> Event<'a> {
@@ -211,7 +215,7 @@ impl<'a> Iterator for Events<'a> {
             self.last_start = start;
             let mut rest = &self.chunk[start..];
             let (decoded, damage) = match msgpack::frame_value(&mut rest) {
-                Ok(mut event) => (decode_event(&mut event), Damage::Event),
+                Ok(event) => (decode_event(event), Damage::Event),
                 Err(reason) => (
                     Err(format!("expected an event array [header, body]: {reason}")),
                     Damage::Framing,
@@ -236,8 +240,9 @@ impl<'a> Iterator for Events<'a> {
     }
 }
 
-/// Decodes one event, framed as one whole value in `rest`; Ok(None) for a group marker.
-fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
+/// Decodes one event, framed as the one whole value `raw`; Ok(None) for a group marker.
+fn decode_event(raw: &[u8]) -> Result<Option<Event<'_>>, String> {
+    let rest = &mut &raw[..];
     let len = rmp::decode::read_array_len(rest)
         .map_err(|e| format!("expected an event array [header, body]: {e}"))?;
     if len != 2 {
@@ -257,39 +262,41 @@ fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
                 ));
             }
             let time = read_value(rest, "event header")?;
-            match read_value(rest, "event header")? {
-                map @ ValueRef::Map(_) => (time, Some(map)),
-                other => {
-                    return Err(format!(
-                        "expected a metadata map in the event header, found {}",
-                        type_name(Some(&other))
-                    ));
-                }
-            }
+            let metadata = msgpack::skip_value(rest)
+                .map_err(|e| format!("cannot read the event metadata: {e}"))?;
+            expect_map(metadata, "a metadata map in the event header")?;
+            (time, Some(metadata))
         }
         _ => (read_value(rest, "event header")?, None),
     };
     let body = msgpack::skip_value(rest).map_err(|e| format!("cannot read the event body: {e}"))?;
     // Only an EventTime can be a group marker: an integer or float -1 is a time.
-    let marker = matches!(time, ValueRef::Ext(0, _));
+    let event_time = matches!(time, ValueRef::Ext(0, _));
     let time = decode_time(&time)?;
-    if marker && (time.seconds == GROUP_START || time.seconds == GROUP_END) {
+    if event_time && (time.seconds == GROUP_START || time.seconds == GROUP_END) {
         return Ok(None);
     }
-    let mut first = body;
-    if !matches!(msgpack::read_item(&mut first), Ok(msgpack::Item::Map(_))) {
-        let mut whole = body;
-        let found = read_value(&mut whole, "event body")?;
-        return Err(format!(
-            "expected the event body to be a map, found {}",
-            type_name(Some(&found))
-        ));
-    }
+    expect_map(body, "the event body to be a map")?;
     Ok(Some(Event {
         time,
+        event_time,
         metadata,
         body,
+        raw,
     }))
+}
+
+/// Fails unless `value`, one whole msgpack value, is a map; `expected` says what was.
+fn expect_map(value: &[u8], expected: &str) -> Result<(), String> {
+    let mut first = value;
+    if matches!(msgpack::read_item(&mut first), Ok(msgpack::Item::Map(_))) {
+        return Ok(());
+    }
+    let found = read_value(&mut &value[..], expected)?;
+    Err(format!(
+        "expected {expected}, found {}",
+        type_name(Some(&found))
+    ))
 }
 
 fn read_value<'a>(rest: &mut &'a [u8], what: &str) -> Result<ValueRef<'a>, String> {

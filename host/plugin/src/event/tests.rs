@@ -66,10 +66,10 @@ fn v1_and_v2_events_mix_in_one_chunk() {
         ]
     );
     assert_eq!(decoded[0].metadata, None);
-    assert_eq!(
-        decoded[1].metadata.as_ref().map(|m| m.to_owned()),
-        Some(meta)
-    );
+    let metadata = decoded[1]
+        .metadata
+        .map(|mut bytes| rmpv::decode::read_value(&mut bytes).unwrap());
+    assert_eq!(metadata, Some(meta));
     assert_eq!(decoded[2].record().to_owned(), record("c"));
 }
 

@@ -10,12 +10,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rmpv::Value;
-
 use super::StartError;
 use super::filter::{FilterComponent, FilterInstance};
 use crate::config::{FilterConfig, OnError};
-use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use crate::event::chunk::ChunkWriter;
 use crate::event::{Malformed, events};
 use crate::log::Logger;
 use crate::metrics::Metrics;
@@ -194,17 +192,7 @@ pub fn normalize(chunk: &[u8]) -> Normalized {
                 )))
             }
             Ok(event) => {
-                let metadata = event
-                    .metadata
-                    .as_ref()
-                    .map_or(Value::Map(Vec::new()), |m| m.to_owned());
-                writer.push(
-                    EventFormat::V2,
-                    TimeForm::EventTime,
-                    event.time,
-                    Some(metadata),
-                    event.record().to_owned(),
-                );
+                writer.push_normalized(&event);
             }
             Err(error) => malformed.note(error),
         }
@@ -218,8 +206,11 @@ pub fn normalize(chunk: &[u8]) -> Normalized {
 
 #[cfg(test)]
 mod tests {
+    use rmpv::Value;
+
     use super::*;
     use crate::event::EventTime;
+    use crate::event::chunk::{EventFormat, TimeForm};
 
     #[test]
     fn chunks_are_normalized_to_v2_with_event_times_and_keep_a_malformed_tail() {
@@ -266,6 +257,20 @@ mod tests {
             body(),
         );
         assert_eq!(normalized, expected.finish());
+    }
+
+    #[test]
+    fn events_already_in_the_components_form_pass_byte_for_byte() {
+        // [[EventTime as ext8 (not fixext8), {"k": "v"}], {"log": "x"}]: valid, in the
+        // components' form, and written differently than this crate would write it.
+        let event: &[u8] = &[
+            0x92, 0x92, 0xc7, 0x08, 0x00, 0, 0, 0, 5, 0, 0, 0, 7, 0x81, 0xa1, b'k', 0xa1, b'v',
+            0x81, 0xa3, b'l', b'o', b'g', 0xa1, b'x',
+        ];
+        let chunk = [event, event].concat();
+        let normalized = normalize(&chunk);
+        assert_eq!(normalized.records, 2);
+        assert_eq!(normalized.batch, chunk);
     }
 
     #[test]
