@@ -15,6 +15,8 @@ use rustsink_cli::harness::{HostVersion, take_log_lines};
 use crate::support::*;
 
 const CHILD: &str = "RUSTSINK_DAMAGE_CHILD_DIR";
+/// The child's `compression`.
+const CHILD_COMPRESSION: &str = "RUSTSINK_DAMAGE_COMPRESSION";
 const TAGS: [&str; 2] = ["a", "b"];
 const CHUNKS: u64 = 20;
 const PER_CHUNK: u64 = 190;
@@ -22,20 +24,28 @@ const PER_CHUNK: u64 = 190;
 /// with a block from each.
 const RECORDS: u64 = CHUNKS * PER_CHUNK + 300;
 
-/// The keys of the instance: small objects, cut by size (or at exit).
-fn keys() -> [(&'static str, &'static str); 4] {
+/// The keys of the instance: small objects, cut by size (or at exit). zstd frames of
+/// these records are smaller than gzip's blocks, so its objects are too.
+fn keys(compression: &str) -> [(&str, &str); 5] {
     [
         ("Alias", "dmg"),
-        ("total_file_size", "4K"),
+        (
+            "total_file_size",
+            if compression == "zstd" { "2K" } else { "4K" },
+        ),
         ("time_window", "off"),
         ("shutdown_timeout", "30s"),
+        ("compression", compression),
     ]
 }
 
 /// In a child process: feeds every chunk, says so, and waits to be killed.
 fn feed_and_wait(dir: &Path) {
+    let compression = std::env::var(CHILD_COMPRESSION).unwrap_or_else(|_| "gzip".into());
     let mut fluent_bit = load(HostVersion::V5);
-    let out = fluent_bit.add_output(&dir_output(dir, &keys())).unwrap();
+    let out = fluent_bit
+        .add_output(&dir_output(dir, &keys(&compression)))
+        .unwrap();
     for tag in TAGS {
         for chunk in 0..CHUNKS {
             let bytes = numbered_chunk(EventFormat::V2, chunk * PER_CHUNK, PER_CHUNK);
@@ -74,10 +84,15 @@ fn delivered(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// Runs the child until some objects are delivered and others are open, then kills it with
 /// `kill -9`; returns what was delivered by then.
-fn store_with_delivered_and_open_objects(dir: &Path, test: &str) -> BTreeMap<PathBuf, Vec<u8>> {
+fn store_with_delivered_and_open_objects(
+    dir: &Path,
+    test: &str,
+    compression: &str,
+) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, dir)
+        .env(CHILD_COMPRESSION, compression)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -89,10 +104,10 @@ fn store_with_delivered_and_open_objects(dir: &Path, test: &str) -> BTreeMap<Pat
     );
     let start = Instant::now();
     while delivered(dir).len() < 6 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing delivered"
-        );
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("nothing delivered");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     // Let the delivery thread settle, so that the objects still in the store are the open ones.
@@ -103,10 +118,12 @@ fn store_with_delivered_and_open_objects(dir: &Path, test: &str) -> BTreeMap<Pat
 }
 
 /// Starts and stops the instance on `dir`; returns its log lines at warn level and above.
-fn restart(dir: &Path) -> Vec<String> {
+fn restart(dir: &Path, compression: &str) -> Vec<String> {
     let mut fluent_bit = load(HostVersion::V5);
     take_log_lines();
-    fluent_bit.add_output(&dir_output(dir, &keys())).unwrap();
+    fluent_bit
+        .add_output(&dir_output(dir, &keys(compression)))
+        .unwrap();
     fluent_bit.shutdown().unwrap();
     take_log_lines()
         .into_iter()
@@ -148,7 +165,7 @@ fn a_deleted_cut_or_flipped_journal_loses_and_overwrites_nothing() {
 fn journal_damage(test: &str) {
     for damage in ["delete", "cut below the header", "flip in the middle"] {
         let dir = tempfile::tempdir().unwrap();
-        let before = store_with_delivered_and_open_objects(dir.path(), test);
+        let before = store_with_delivered_and_open_objects(dir.path(), test, "gzip");
         let journal = dir.path().join(".store/dmg/journal");
         match damage {
             "delete" => fs::remove_file(&journal).unwrap(),
@@ -169,7 +186,7 @@ fn journal_damage(test: &str) {
                 fs::write(&journal, bytes).unwrap();
             }
         }
-        let warnings = restart(dir.path());
+        let warnings = restart(dir.path(), "gzip");
         assert!(
             warnings
                 .iter()
@@ -191,12 +208,22 @@ fn a_damaged_object_file_is_salvaged_up_to_the_damage_and_kept() {
         return feed_and_wait(Path::new(&dir));
     }
     let test = "damage::a_damaged_object_file_is_salvaged_up_to_the_damage_and_kept";
-    in_own_process(test, || object_damage(test));
+    in_own_process(test, || object_damage(test, "gzip"));
 }
 
-fn object_damage(test: &str) {
+/// The same with zstd objects, whose frames carry checksums of their own.
+#[test]
+fn a_damaged_zstd_object_file_is_salvaged_up_to_the_damage_and_kept() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return feed_and_wait(Path::new(&dir));
+    }
+    let test = "damage::a_damaged_zstd_object_file_is_salvaged_up_to_the_damage_and_kept";
+    in_own_process(test, || object_damage(test, "zstd"));
+}
+
+fn object_damage(test: &str, compression: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let before = store_with_delivered_and_open_objects(dir.path(), test);
+    let before = store_with_delivered_and_open_objects(dir.path(), test, compression);
     // Flip bytes in the middle of the largest object left in the store.
     let objects = dir.path().join(".store/dmg/objects");
     let (damaged, len) = fs::read_dir(&objects)
@@ -220,7 +247,7 @@ fn object_damage(test: &str) {
     bytes[middle..middle + 16].fill(0x5a);
     fs::write(&damaged, &bytes).unwrap();
 
-    let warnings = restart(dir.path());
+    let warnings = restart(dir.path(), compression);
     let id = damaged.file_name().unwrap().to_string_lossy().into_owned();
     let report = warnings
         .iter()

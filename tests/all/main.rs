@@ -2,6 +2,7 @@
 //! Fluent Bit drives them.
 
 mod cli;
+mod codecs;
 mod crash;
 mod credentials;
 mod damage;

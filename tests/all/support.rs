@@ -117,10 +117,20 @@ pub fn object_index(path: &Path) -> u64 {
     stem.rsplit('-').next().unwrap().parse().unwrap_or(u64::MAX)
 }
 
-/// The content of an object: gunzipped if it is gzip.
+/// The content of an object: gunzipped if it is gzip, through `zstd -d` if it is zstd.
 pub fn object_text(path: &Path) -> String {
     use std::io::Read;
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let out = Command::new("zstd")
+            .args(["-d", "-c", "-q"])
+            .arg(path)
+            .output()
+            .expect("zstd is missing: run `bash .ci/setup`");
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "zstd -d {}: {error}", path.display());
+        return String::from_utf8(out.stdout).unwrap();
+    }
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return String::from_utf8(bytes).unwrap();
     }

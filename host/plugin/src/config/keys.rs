@@ -81,9 +81,9 @@ pub const WINDOW_WAIT: &str = "window_wait";
 pub const UPLOAD_TIMEOUT: &str = "upload_timeout";
 /// `total_file_size`: the compressed size at which an object is cut.
 pub const TOTAL_FILE_SIZE: &str = "total_file_size";
-/// `compression`: gzip or none.
+/// `compression`: gzip, zstd or none.
 pub const COMPRESSION: &str = "compression";
-/// `compression_level`: the gzip level.
+/// `compression_level`: the level of the `compression` codec.
 pub const COMPRESSION_LEVEL: &str = "compression_level";
 /// `metrics_listen`: the address of the Prometheus metrics endpoint.
 pub const METRICS_LISTEN: &str = "metrics_listen";
@@ -390,14 +390,17 @@ pub const ALL: &[Key] = &[
     Key {
         name: COMPRESSION,
         default: Some("gzip"),
-        doc: "`gzip` or `none`. Gzip objects read back with `gzip -d` and any gzip reader.",
+        doc: "`gzip`, `zstd` or `none`. Gzip objects read back with `gzip -d` and any gzip \
+              reader; zstd objects (one frame per block of about 128 KiB, each with its \
+              checksum) with `zstd -d`, DuckDB and any zstd reader, for about a third of gzip's \
+              CPU (BENCHMARKS.md).",
     },
     Key {
         name: COMPRESSION_LEVEL,
-        default: Some("4"),
-        doc: "The gzip level, 1 (fastest) to 9 (smallest). The default, 4, costs about a quarter \
-              less CPU than 6 for objects about 3% larger, and still smaller than out_s3's \
-              (BENCHMARKS.md).",
+        default: None,
+        doc: "The level of `compression`. Gzip: 1 (fastest) to 9 (smallest), default 4, which \
+              costs about a quarter less CPU than 6 for objects about 3% larger, still smaller \
+              than out_s3's. Zstd: 1 to 19, default 3. Ignored with `compression none`.",
     },
     Key {
         name: COMPRESSION_THREADS,
@@ -422,8 +425,8 @@ pub const ALL: &[Key] = &[
         default: Some(DEFAULT_KEY_FORMAT),
         doc: "The key template: strftime of the window start (UTC), `$TAG`, `$TAG[n]`, \
               `$INDEX`, `$UUID`, `$HOSTNAME`, `$AGENT_ID` and `${ENV_VAR}` (see Object keys). \
-              It must contain `$INDEX` or `$UUID`. With `compression none` the default ends \
-              in `.jsonl` instead of `.jsonl.gz`.",
+              It must contain `$INDEX` or `$UUID`. The default ends in `.jsonl.zst` with \
+              `compression zstd`, and in `.jsonl` with `compression none`.",
     },
     Key {
         name: S3_KEY_FORMAT_TAG_DELIMITERS,

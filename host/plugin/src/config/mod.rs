@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::object::codec::{Codec, Compression};
 use crate::object::key::KeyTemplate;
 pub use component::{AllowedHost, ComponentLimits, ComponentSinkConfig};
 pub use credentials::{CredentialsConfig, RoleHop, WebIdentity, web_identity_from_environment};
@@ -81,18 +82,6 @@ pub struct JsonLines {
     pub date_key: Option<String>,
     /// The format of the event time (`json_date_format`).
     pub date_format: DateFormat,
-}
-
-/// How objects are compressed (`compression`, `compression_level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Plain JSON lines.
-    None,
-    /// Gzip at a level from 1 to 9.
-    Gzip {
-        /// The level.
-        level: u32,
-    },
 }
 
 /// How records are cut into objects, named, journalled and delivered.
@@ -211,6 +200,11 @@ impl Config {
     }
 }
 
+/// The gzip level when `compression_level` is not set.
+const GZIP_LEVEL: i32 = 4;
+/// The zstd level when `compression_level` is not set.
+const ZSTD_LEVEL: i32 = 3;
+
 fn parse_objects(
     value: &dyn Fn(&'static str) -> Option<String>,
     key_format_given: bool,
@@ -252,22 +246,32 @@ fn parse_objects(
              that windows start at the same times every day; or off",
         ));
     }
-    let compression = match text(keys::COMPRESSION).trim().to_ascii_lowercase().as_str() {
-        "gzip" => Compression::Gzip {
-            level: whole(keys::COMPRESSION_LEVEL, 1..=9)? as u32,
-        },
-        "none" | "off" => Compression::None,
+    let codec = match text(keys::COMPRESSION).trim().to_ascii_lowercase().as_str() {
+        "gzip" => Codec::Gzip,
+        "zstd" => Codec::Zstd,
+        "none" | "off" => Codec::None,
         _ => {
             return Err(invalid(
                 keys::COMPRESSION,
                 &text(keys::COMPRESSION),
-                "gzip or none",
+                "gzip, zstd or none",
             ));
         }
     };
-    let key_text = match (key_format_given, compression) {
-        (false, Compression::None) => keys::DEFAULT_KEY_FORMAT.trim_end_matches(".gz").to_owned(),
-        _ => text(keys::S3_KEY_FORMAT),
+    // Each codec's own range and default: the key's default is theirs.
+    let (levels, default_level) = match codec {
+        Codec::Gzip => (1..=9, GZIP_LEVEL),
+        Codec::Zstd => (1..=19, ZSTD_LEVEL),
+        Codec::None => (0..=0, 0),
+    };
+    let level = match value(keys::COMPRESSION_LEVEL) {
+        Some(_) if codec != Codec::None => whole(keys::COMPRESSION_LEVEL, levels)? as i32,
+        _ => default_level,
+    };
+    let compression = Compression { codec, level };
+    let key_text = match key_format_given {
+        false => keys::DEFAULT_KEY_FORMAT.replace(".gz", codec.format().extension()),
+        true => text(keys::S3_KEY_FORMAT),
     };
     let key_format = KeyTemplate::parse(&key_text, &text(keys::S3_KEY_FORMAT_TAG_DELIMITERS))
         .map_err(|error| invalid(keys::S3_KEY_FORMAT, &key_text, error.to_string()))?;
@@ -582,7 +586,13 @@ mod tests {
         assert_eq!(objects.time_window, Some(Duration::from_secs(3600)));
         assert_eq!(objects.window_wait, Duration::from_secs(600));
         assert_eq!(objects.total_file_size, 100 << 20);
-        assert_eq!(objects.compression, Compression::Gzip { level: 4 });
+        assert_eq!(
+            objects.compression,
+            Compression {
+                codec: Codec::Gzip,
+                level: 4
+            }
+        );
         assert_eq!(objects.store_dir_limit_size, None);
         assert!(objects.compression_threads >= 1);
         assert_eq!(
@@ -598,8 +608,9 @@ mod tests {
             ("time_window", "7m", "divide a day"),
             ("time_window", "48h", "divide a day"),
             ("total_file_size", "0", "above 0"),
-            ("compression", "zstd", "gzip or none"),
+            ("compression", "lz4", "gzip, zstd or none"),
             ("compression_level", "10", "from 1 to 9"),
+            ("compression_level", "0", "from 1 to 9"),
             ("upload_retry_limit", "0", "from 1 to 1000, or no_limits"),
             ("retry_exhausted_action", "drop", "quarantine or delete"),
             ("upload_concurrency", "0", "from 1 to 64"),
@@ -616,9 +627,40 @@ mod tests {
     }
 
     #[test]
+    fn zstd_has_its_own_levels_and_key_extension() {
+        let objects = config(&[("compression", "zstd")]).unwrap().objects;
+        assert_eq!(
+            objects.compression,
+            Compression {
+                codec: Codec::Zstd,
+                level: 3
+            }
+        );
+        let template = keys::DEFAULT_KEY_FORMAT.replace(".gz", ".zst");
+        assert_eq!(
+            objects.key_format,
+            KeyTemplate::parse(&template, ".").unwrap()
+        );
+        let level = |text| {
+            config(&[("compression", "zstd"), ("compression_level", text)])
+                .map(|config| config.objects.compression.level)
+                .map_err(|error| error.to_string())
+        };
+        assert_eq!(level("19"), Ok(19));
+        let error = level("20").unwrap_err();
+        assert!(
+            error.contains("'20' for key 'compression_level'") && error.contains("from 1 to 19"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn compression_none_drops_gz_from_the_default_key() {
         let objects = config(&[("compression", "none")]).unwrap().objects;
-        assert_eq!(objects.compression, Compression::None);
+        assert_eq!(objects.compression, Compression::NONE);
+        // A level, meaningless without compression, is not an error.
+        let leveled = config(&[("compression", "none"), ("compression_level", "9")]).unwrap();
+        assert_eq!(leveled.objects.compression, Compression::NONE);
         let explicit = config(&[("compression", "none"), ("s3_key_format", "a/$INDEX.gz")])
             .unwrap()
             .objects;

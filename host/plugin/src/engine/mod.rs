@@ -30,11 +30,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::config::{Compression, JsonLines, ObjectConfig};
+use crate::config::{JsonLines, ObjectConfig};
 use crate::destination::SealedObject;
 use crate::event::{EventTime, Malformed, events};
 use crate::log::Logger;
-use crate::object::deflate::Deflater;
+use crate::object::codec::BlockCompressor;
 use crate::object::encode::write_json_line;
 use crate::object::writer::{ObjectWriter, SLICE};
 use crate::store::Store;
@@ -133,8 +133,8 @@ struct OpenObject {
 pub struct Engine {
     config: ObjectConfig,
     json: JsonLines,
-    /// Compresses the blocks of gzip objects; None for `compression none`.
-    deflater: Option<Deflater>,
+    /// Compresses the blocks of new objects; None for `compression none`.
+    compressor: Option<Box<dyn BlockCompressor>>,
     /// When the last group was written, to give idle compressors' memory back.
     last_write: Instant,
     log: Logger,
@@ -408,7 +408,7 @@ impl Engine {
             blocks.extend(item.object.writer.next_blocks(item.rest, budget));
             counts.push(blocks.len() - before);
         }
-        if let Some(deflater) = &self.deflater {
+        if let Some(compressor) = &self.compressor {
             let threads = self.config.compression_threads;
             // Each object's blocks in at most `threads` runs of neighbours: a run is
             // compressed in order on one thread, so only its first block needs priming.
@@ -425,7 +425,7 @@ impl Engine {
                 &mut runs,
                 threads,
                 |run| run.iter().map(|block| block.raw.len()).sum(),
-                |run| run.iter_mut().for_each(|block| deflater.deflate(block)),
+                |run| run.iter_mut().for_each(|block| compressor.compress(block)),
             );
         }
         let mut blocks = blocks.into_iter();
@@ -532,7 +532,8 @@ impl Engine {
         let (id, writer) = loop {
             let id = self.next_id;
             self.next_id += 1;
-            match ObjectWriter::create(&self.store.object_path(id), self.config.compression) {
+            let codec = self.config.compression.codec;
+            match ObjectWriter::create(&self.store.object_path(id), codec) {
                 // A file that is there already holds data the journal may not know: it is
                 // never replaced.
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -546,7 +547,7 @@ impl Engine {
             tag: tag.clone(),
             window_start,
             opened_at: now,
-            gzip: matches!(self.config.compression, Compression::Gzip { .. }),
+            codec: self.config.compression.codec,
             series: key.series,
             index: Some(key.index),
             token: uuid::Uuid::new_v4().simple().to_string(),
@@ -631,10 +632,10 @@ impl Engine {
         {
             self.retry_quarantine();
         }
-        if let Some(deflater) = &self.deflater
+        if let Some(compressor) = &self.compressor
             && self.last_write.elapsed() >= IDLE_COMPRESSOR
         {
-            deflater.release();
+            compressor.release();
         }
         self.compact_if_large();
     }

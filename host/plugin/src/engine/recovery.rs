@@ -21,12 +21,11 @@ use std::time::Instant;
 use super::delivery::{Delivery, DeliveryContext};
 use super::keys::Keys;
 use super::{Engine, SERIES_KEPT, StartError, unix_now};
-use crate::config::{Compression, JsonLines, ObjectConfig};
+use crate::config::{Codec, JsonLines, ObjectConfig};
 use crate::destination::{Destination, SealedObject};
 use crate::log::Logger;
 use crate::metrics::Metrics;
 use crate::object::check;
-use crate::object::deflate::Deflater;
 use crate::object::writer::{Committed, ObjectWriter};
 use crate::store::journal::{Damage, Journal, LiveObject, Opened, Record, fold, unfold};
 use crate::store::{self, Store};
@@ -139,12 +138,8 @@ impl Engine {
         // Shown from here on: the engine has started.
         metrics.watch_store(store.root());
         let quarantine_round = Instant::now();
-        let deflater = match config.compression {
-            Compression::Gzip { level } => Some(Deflater::new(level)),
-            Compression::None => None,
-        };
         Ok(Engine {
-            deflater,
+            compressor: config.compression.compressor(),
             last_write: Instant::now(),
             next_id: recovered.next_index.max(store.next_free_id()),
             config,
@@ -238,14 +233,12 @@ impl Recovery<'_> {
         let opened = &object.opened;
         let id = opened.id;
         let path = self.store.object_path(id);
-        let compression = compression_of(opened);
+        let codec = opened.codec;
         if !path.exists() {
             self.gone(opened, &path);
             return;
         }
-        let committed = object
-            .committed
-            .unwrap_or_else(|| Committed::empty(compression));
+        let committed = object.committed.unwrap_or_else(|| Committed::empty(codec));
         if object.sealed.is_none() && committed.raw == 0 {
             let holds_data = std::fs::metadata(&path).is_ok_and(|m| m.len() > committed.len);
             if self.damaged && holds_data {
@@ -258,13 +251,13 @@ impl Recovery<'_> {
             self.records.push(Record::Delivered { id });
             return;
         }
-        let checked = check::verify(&path, opened.gzip, committed, object.sealed);
+        let checked = check::verify(&path, codec, committed, object.sealed);
         let sealed = match checked {
             Ok(Ok(())) => match object.sealed {
                 Some(len) => cut_to(&path, len),
                 None => {
-                    let end = self.end_of_data(&path, opened.gzip, committed);
-                    ObjectWriter::reopen(&path, compression, end)
+                    let end = self.end_of_data(&path, codec, committed);
+                    ObjectWriter::reopen(&path, codec, end)
                         .and_then(|mut writer| writer.seal())
                         .inspect(|&len| {
                             if end != committed {
@@ -305,11 +298,11 @@ impl Recovery<'_> {
     /// and may have lost later commits, the end of the file's intact part past it. (Data
     /// past the last commit that was never answered OK may then be delivered too: at least
     /// once.)
-    fn end_of_data(&self, path: &Path, gzip: bool, committed: Committed) -> Committed {
+    fn end_of_data(&self, path: &Path, codec: Codec, committed: Committed) -> Committed {
         if !self.damaged || std::fs::metadata(path).map_or(0, |m| m.len()) <= committed.len {
             return committed;
         }
-        match check::intact_prefix(path, gzip) {
+        match check::intact_prefix(path, codec) {
             Ok(Some(prefix)) if prefix.len > committed.len => prefix,
             _ => committed,
         }
@@ -341,12 +334,8 @@ impl Recovery<'_> {
         // Without the file beside it, its tag and key are unknown; what it holds is kept,
         // sealed, in quarantine, under a key of tag `unknown`.
         let path = self.store.object_path(id);
-        let gzip = std::fs::read(&path).is_ok_and(|bytes| check::is_gzip(&bytes));
-        let compression = match gzip {
-            true => Compression::Gzip { level: 6 },
-            false => Compression::None,
-        };
-        let prefix = match check::intact_prefix(&path, gzip) {
+        let codec = std::fs::read(&path).map_or(Codec::None, |bytes| Codec::sniff(&bytes));
+        let prefix = match check::intact_prefix(&path, codec) {
             Ok(Some(prefix)) if prefix.raw > 0 => prefix,
             _ => {
                 // Created just before a crash, before anything was written to it.
@@ -356,7 +345,7 @@ impl Recovery<'_> {
             }
         };
         let key = self.keys.next("unknown", unix_now()).key;
-        let sealed = ObjectWriter::reopen(&path, compression, prefix).and_then(|mut w| w.seal());
+        let sealed = ObjectWriter::reopen(&path, codec, prefix).and_then(|mut w| w.seal());
         let moved = sealed.and_then(|_| self.store.quarantine(id, &key));
         self.log.error(format_args!(
             "{} is an object file that the journal does not list, and the file that says how \
@@ -380,13 +369,14 @@ impl Recovery<'_> {
     fn salvage(&mut self, opened: &Opened, reason: &str, listed: bool) {
         let id = opened.id;
         let path = self.store.object_path(id);
-        let compression = compression_of(opened);
+        let codec = opened.codec;
+        let format = codec.format();
         let found_len = std::fs::metadata(&path).map_or(0, |m| m.len());
-        let prefix = check::intact_prefix(&path, opened.gzip);
+        let prefix = check::intact_prefix(&path, codec);
         let prefix = match prefix {
             Ok(Some(prefix)) if prefix.raw > 0 => prefix,
             // Opened just before a crash, with nothing written yet.
-            Ok(Some(_)) if !listed && found_len <= 10 => {
+            Ok(Some(_)) if !listed && found_len <= format.header().len() as u64 => {
                 log_removed_empty(self.log, &path);
                 let _ = self.store.remove_object(id);
                 return;
@@ -411,10 +401,7 @@ impl Recovery<'_> {
         };
         // The bytes the object would have if nothing was lost: its intact part, then the
         // end that sealing writes.
-        let seal_len = match opened.gzip {
-            true => prefix.len + 10,
-            false => prefix.len,
-        };
+        let seal_len = prefix.len + format.trailer(&prefix).len() as u64;
         // A listed object failed its check: its bytes are not what was committed, however
         // well they read.
         let whole = !listed && (found_len == prefix.len || found_len == seal_len);
@@ -433,7 +420,7 @@ impl Recovery<'_> {
             ));
             return;
         }
-        let sealed = ObjectWriter::reopen(&path, compression, prefix).and_then(|mut w| w.seal());
+        let sealed = ObjectWriter::reopen(&path, codec, prefix).and_then(|mut w| w.seal());
         let len = match sealed {
             Ok(len) => len,
             Err(error) => {
@@ -508,15 +495,6 @@ fn log_removed_empty(log: &Logger, path: &Path) {
         "removing {}, an object created just before a crash that holds no record",
         path.display()
     ));
-}
-
-fn compression_of(opened: &Opened) -> Compression {
-    if opened.gzip {
-        // The level does not matter: nothing more is compressed.
-        Compression::Gzip { level: 6 }
-    } else {
-        Compression::None
-    }
 }
 
 /// A checked sealed object's file: bytes past the sealed length (never expected) are cut.

@@ -1,17 +1,15 @@
-//! The file of one object while it is being written: a gzip stream (or plain lines) that can
-//! be committed, rolled back, and sealed, the same way after a crash as without one.
+//! The file of one object while it is being written: compressed blocks (or plain lines),
+//! laid out by the object's [codec](super::codec), that can be committed, rolled back, and
+//! sealed, the same way after a crash as without one.
 //!
-//! Gzip is built by hand around raw deflate blocks ([`deflate`](super::deflate)), each
-//! ending with a sync flush: the bytes up to any block end are a valid deflate prefix,
-//! aligned to a byte. Sealing appends an empty final block (`03 00`) and the trailer
-//! (CRC-32 and length of the uncompressed data). Since a sealed object depends only on the
-//! committed length, CRC and size, which the journal records, recovery after a crash seals
-//! to exactly the bytes a clean run would have delivered, and a re-delivery writes the same
-//! key with the same bytes.
+//! Every block ends at a point where the object may be committed, and what a seal appends
+//! depends only on the committed length, CRC and size, which the journal records. So
+//! recovery after a crash seals to exactly the bytes a clean run would have delivered, and
+//! a re-delivery writes the same key with the same bytes.
 //!
 //! Any write can fail (a full disk); [`ObjectWriter::rollback`] cuts the file back to the
-//! last commit. The next block is then primed with no dictionary, which is valid after a
-//! sync flush and costs only a little ratio.
+//! last commit. The next block is then compressed with no dictionary, which is valid at
+//! any block's end and costs only a little ratio.
 //!
 //! Writes are positioned (`pwrite` at the tracked length), so a cut-back file is continued
 //! exactly where its last commit ended.
@@ -23,14 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::deflate::{Block, StreamPosition, WINDOW};
-use crate::config::Compression;
-
-/// The gzip member header: deflate, no name, modification time 0 (so the bytes do not
-/// depend on when the object was written), unknown OS.
-pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-/// An empty final deflate block with fixed codes.
-pub(super) const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
+use super::codec::{Block, Codec, Format, StreamPosition, WINDOW};
 /// Input is compressed in blocks of about this size (whole lines), so a size cut falls
 /// between lines near it.
 pub const SLICE: usize = 128 * 1024;
@@ -54,14 +45,10 @@ pub struct Committed {
 }
 
 impl Committed {
-    /// The state of a new object: the gzip header (if any) and no data.
-    pub fn empty(compression: Compression) -> Committed {
-        let len = match compression {
-            Compression::Gzip { .. } => GZIP_HEADER.len() as u64,
-            Compression::None => 0,
-        };
+    /// The state of a new object: its codec's header and no data.
+    pub fn empty(codec: Codec) -> Committed {
         Committed {
-            len,
+            len: codec.format().header().len() as u64,
             crc: 0,
             raw: 0,
         }
@@ -73,8 +60,7 @@ impl Committed {
 pub struct ObjectWriter {
     path: PathBuf,
     file: File,
-    /// The gzip level; None writes plain lines.
-    level: Option<u32>,
+    format: &'static dyn Format,
     /// The last [`WINDOW`] bytes of uncompressed data written: the dictionary of the next
     /// block. Empty after a rollback or a reopen.
     window: Vec<u8>,
@@ -88,22 +74,15 @@ pub struct ObjectWriter {
 }
 
 impl ObjectWriter {
-    /// Creates the file of a new object and writes the gzip header, if any.
+    /// Creates the file of a new object and writes its codec's header.
     ///
     /// # Errors
     ///
     /// When the file cannot be created or written.
-    pub fn create(path: &Path, compression: Compression) -> io::Result<ObjectWriter> {
+    pub fn create(path: &Path, codec: Codec) -> io::Result<ObjectWriter> {
         let mut file = crate::store::private::create_new(path)?;
-        let level = match compression {
-            Compression::Gzip { level } => Some(level),
-            Compression::None => None,
-        };
-        if level.is_some() {
-            file.write_all(&GZIP_HEADER)?;
-        }
-        let committed = Committed::empty(compression);
-        Ok(Self::with_state(path, file, level, committed))
+        file.write_all(codec.format().header())?;
+        Ok(Self::with_state(path, file, codec, Committed::empty(codec)))
     }
 
     /// Opens the file of an object after a restart and cuts it back to `committed`.
@@ -112,11 +91,7 @@ impl ObjectWriter {
     ///
     /// When the file cannot be opened, or is shorter than the committed length (it was
     /// damaged outside rustsink).
-    pub fn reopen(
-        path: &Path,
-        compression: Compression,
-        committed: Committed,
-    ) -> io::Result<ObjectWriter> {
+    pub fn reopen(path: &Path, codec: Codec, committed: Committed) -> io::Result<ObjectWriter> {
         let file = crate::store::private::options()
             .read(true)
             .write(true)
@@ -133,18 +108,14 @@ impl ObjectWriter {
             ));
         }
         file.set_len(committed.len)?;
-        let level = match compression {
-            Compression::Gzip { level } => Some(level),
-            Compression::None => None,
-        };
-        Ok(Self::with_state(path, file, level, committed))
+        Ok(Self::with_state(path, file, codec, committed))
     }
 
-    fn with_state(path: &Path, file: File, level: Option<u32>, state: Committed) -> Self {
+    fn with_state(path: &Path, file: File, codec: Codec, state: Committed) -> Self {
         ObjectWriter {
             path: path.to_owned(),
             file,
-            level,
+            format: codec.format(),
             window: Vec::new(),
             stream: new_stream(),
             committed: state,
@@ -169,14 +140,15 @@ impl ObjectWriter {
     }
 
     /// Splits up to about `budget` bytes of `lines` into blocks of about [`SLICE`] bytes
-    /// (whole lines), each with the data before it as its dictionary. Gzip objects need
-    /// their blocks deflated before [`append_blocks`](Self::append_blocks).
+    /// (whole lines), each with the data before it as its dictionary if the codec uses
+    /// one. Compressed objects need their blocks compressed before
+    /// [`append_blocks`](Self::append_blocks).
     pub fn next_blocks<'a>(&self, lines: &'a [u8], budget: usize) -> Vec<Block<'a>> {
         let mut blocks = Vec::new();
         let mut start = 0;
         while start < lines.len() && start < budget {
             let end = slice_end(lines, start);
-            let dictionary = if self.level.is_none() {
+            let dictionary = if !self.format.uses_dictionary() {
                 Cow::Borrowed(&[][..])
             } else if start >= WINDOW {
                 Cow::Borrowed(&lines[start - WINDOW..start])
@@ -212,11 +184,11 @@ impl ObjectWriter {
             if self.current.len >= cut_at {
                 break;
             }
-            let stored = match (self.level, block.deflated) {
-                (None, _) => Cow::Borrowed(block.raw),
-                (Some(_), Some(deflated)) => Cow::Owned(deflated?),
-                (Some(_), None) => {
-                    return Err(io::Error::other("a gzip block was appended uncompressed"));
+            let stored = match (self.format.compresses(), block.compressed) {
+                (false, _) => Cow::Borrowed(block.raw),
+                (true, Some(compressed)) => Cow::Owned(compressed?),
+                (true, None) => {
+                    return Err(io::Error::other("a block was appended uncompressed"));
                 }
             };
             self.file.write_all_at(&stored, self.current.len)?;
@@ -226,7 +198,7 @@ impl ObjectWriter {
             appended.push(block.raw);
             taken += block.raw.len();
         }
-        if self.level.is_some() {
+        if self.format.uses_dictionary() {
             self.extend_window(&appended);
         }
         Ok(taken)
@@ -290,8 +262,8 @@ impl ObjectWriter {
         self.file.set_len(self.committed.len)
     }
 
-    /// Ends the object at the last commit: cuts anything uncommitted, appends the gzip end,
-    /// syncs, and returns the final length. The writer must not be written to afterwards;
+    /// Ends the object at the last commit: cuts anything uncommitted, appends the codec's
+    /// trailer, syncs, and returns the final length. The writer must not be written to afterwards;
     /// sealing again (after a failed seal) gives the same bytes.
     ///
     /// # Errors
@@ -299,18 +271,10 @@ impl ObjectWriter {
     /// When the file cannot be written or synced.
     pub fn seal(&mut self) -> io::Result<u64> {
         self.rollback()?;
-        let mut len = self.committed.len;
-        if self.level.is_some() {
-            let mut end = Vec::with_capacity(10);
-            end.extend_from_slice(&FINAL_EMPTY_BLOCK);
-            end.extend_from_slice(&self.committed.crc.to_le_bytes());
-            // ISIZE is the size modulo 2^32, as the gzip format defines it.
-            end.extend_from_slice(&(self.committed.raw as u32).to_le_bytes());
-            self.file.write_all_at(&end, len)?;
-            len += end.len() as u64;
-        }
+        let trailer = self.format.trailer(&self.committed);
+        self.file.write_all_at(&trailer, self.committed.len)?;
         self.file.sync_data()?;
-        Ok(len)
+        Ok(self.committed.len + trailer.len() as u64)
     }
 }
 
@@ -342,7 +306,7 @@ mod tests {
     use flate2::read::MultiGzDecoder;
 
     use super::*;
-    use crate::object::deflate::Deflater;
+    use crate::object::codec::{BlockCompressor, Deflater};
 
     fn gunzip(path: &Path) -> Vec<u8> {
         let mut out = Vec::new();
@@ -358,12 +322,12 @@ mod tests {
             .collect()
     }
 
-    const GZIP: Compression = Compression::Gzip { level: 6 };
+    const GZIP: Codec = Codec::Gzip;
 
     /// Appends `lines` as the engine does, compressing on this thread.
     fn write(writer: &mut ObjectWriter, lines: &[u8], cut_at: u64, deflater: &Deflater) -> usize {
         let mut blocks = writer.next_blocks(lines, usize::MAX);
-        blocks.iter_mut().for_each(|block| deflater.deflate(block));
+        blocks.iter_mut().for_each(|block| deflater.compress(block));
         writer.append_blocks(blocks, cut_at).unwrap()
     }
 
@@ -432,7 +396,7 @@ mod tests {
         let deflater = Deflater::new(6);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("object");
-        let mut writer = ObjectWriter::create(&path, Compression::None).unwrap();
+        let mut writer = ObjectWriter::create(&path, Codec::None).unwrap();
         let input = lines(0, 20_000);
         let taken = write(&mut writer, &input, 100_000, &deflater);
         assert!(taken < input.len() && taken >= 100_000, "{taken}");

@@ -22,13 +22,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::destination::UploadProgress;
+use crate::object::codec::Codec;
 use crate::object::writer::Committed;
 
 const MAGIC: &[u8; 8] = b"RSJOURNL";
 /// The format version this build writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The versions this build reads: version 1 has no key series, no tokens and no clean-stop
-/// record, which its records simply lack.
+/// record, which its records simply lack; versions 1 and 2 say whether an object is gzip
+/// where version 3 names its codec.
 const READS: std::ops::RangeInclusive<u32> = 1..=VERSION;
 const HEADER_LEN: u64 = 12;
 /// A frame longer than this is damage, not a record.
@@ -69,8 +71,9 @@ pub struct Opened {
     pub window_start: i64,
     /// When the object opened, in Unix seconds.
     pub opened_at: i64,
-    /// Whether the file is gzip.
-    pub gzip: bool,
+    /// How the file is stored. (Versions 1 and 2 wrote `"gzip": true` or `false`.)
+    #[serde(alias = "gzip", deserialize_with = "codec_or_gzip_flag")]
+    pub codec: Codec,
     /// The key with `$INDEX` and `$UUID` left as they are: keys of one series differ only
     /// in those, and `$INDEX` counts within its series.
     #[serde(default)]
@@ -82,6 +85,21 @@ pub struct Opened {
     /// its key is told apart from another one (a delivery before a crash, or someone else's).
     #[serde(default)]
     pub token: String,
+}
+
+/// An object's codec as version 3 names it, or as versions 1 and 2 flag gzip.
+fn codec_or_gzip_flag<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Codec, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Named(Codec),
+        GzipFlag(bool),
+    }
+    Ok(match Written::deserialize(from)? {
+        Written::Named(codec) => codec,
+        Written::GzipFlag(true) => Codec::Gzip,
+        Written::GzipFlag(false) => Codec::None,
+    })
 }
 
 /// One journal record.
@@ -610,7 +628,7 @@ mod tests {
             tag: "app".into(),
             window_start: 3600,
             opened_at: 3700,
-            gzip: true,
+            codec: Codec::Gzip,
             series: "k/$INDEX".into(),
             index: Some(id),
             token: format!("token-{id}"),
@@ -815,6 +833,7 @@ mod tests {
         let object = &state.objects[&3];
         assert_eq!(object.opened.key, "k/3");
         assert_eq!(object.opened.index, None);
+        assert_eq!(object.opened.codec, Codec::Gzip);
         assert_eq!(object.committed.unwrap().raw, 120);
         assert_eq!(state.last_accepted.len(), 1);
         let rewritten = fs::read(&path).unwrap();
@@ -848,7 +867,7 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         let error = Journal::open(&path, true).unwrap_err().to_string();
         assert!(
-            error.contains("version 9") && error.contains("reads versions 1 to 2"),
+            error.contains("version 9") && error.contains("reads versions 1 to 3"),
             "{error}"
         );
     }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::destination::SealedObject;
+use crate::object::codec::Codec;
 
 /// An instance's store folder, locked against other processes for as long as any clone of
 /// it lives.
@@ -335,7 +336,7 @@ impl Store {
                         tag: String::new(),
                         window_start: 0,
                         opened_at: 0,
-                        gzip: key.trim().ends_with(".gz"),
+                        codec: read_start(&path).map_or(Codec::None, |start| Codec::sniff(&start)),
                         series: String::new(),
                         index: None,
                         token: String::new(),
@@ -419,6 +420,13 @@ impl Store {
 }
 
 /// The object files in `dir` (named by their id), and their bytes.
+/// The first bytes of a file, enough to tell its codec.
+fn read_start(path: &Path) -> io::Result<Vec<u8>> {
+    let mut start = Vec::with_capacity(16);
+    io::Read::read_to_end(&mut io::Read::take(fs::File::open(path)?, 16), &mut start)?;
+    Ok(start)
+}
+
 fn count_objects(dir: &Path) -> io::Result<Usage> {
     let mut usage = Usage::default();
     for entry in fs::read_dir(dir).map_err(|e| with_path(e, "listing", dir))? {

@@ -13,56 +13,12 @@
 //! already holds the block's dictionary, so priming is skipped, which saves about a
 //! quarter of the hashing that priming costs per block.
 
-use std::borrow::Cow;
 use std::io;
 use std::sync::{Mutex, PoisonError};
 
 use flate2::{Compress, FlushCompress};
 
-/// How far back deflate can refer: the most of the preceding data a block can use.
-pub const WINDOW: usize = 32 * 1024;
-
-/// Where a block starts: in which stream of uncompressed data, and how far into it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamPosition {
-    /// Tells streams apart; a stream whose data may change (a rollback) takes a new one.
-    pub stream: u64,
-    /// Bytes of uncompressed data before the block.
-    pub offset: u64,
-}
-
-/// One block of an object's data, and once [`Deflater::deflate`] ran, its compressed bytes.
-#[derive(Debug)]
-pub struct Block<'a> {
-    /// The uncompressed data of the block: whole lines.
-    pub raw: &'a [u8],
-    /// The data just before the block (at most [`WINDOW`] bytes).
-    pub dictionary: Cow<'a, [u8]>,
-    /// Where the block starts.
-    pub position: StreamPosition,
-    /// The compressed block; None until deflated.
-    pub deflated: Option<io::Result<Vec<u8>>>,
-}
-
-impl<'a> Block<'a> {
-    /// A block not yet compressed.
-    pub fn new(raw: &'a [u8], dictionary: Cow<'a, [u8]>, position: StreamPosition) -> Block<'a> {
-        Block {
-            raw,
-            dictionary,
-            position,
-            deflated: None,
-        }
-    }
-
-    /// Where the block ends: where the next block of its stream starts.
-    fn end(&self) -> StreamPosition {
-        StreamPosition {
-            stream: self.position.stream,
-            offset: self.position.offset + self.raw.len() as u64,
-        }
-    }
-}
+use super::{Block, BlockCompressor, StreamPosition};
 
 /// A compressor kept for later blocks, and where its last block ended.
 #[derive(Debug)]
@@ -87,9 +43,11 @@ impl Deflater {
             spare: Mutex::new(Vec::new()),
         }
     }
+}
 
-    /// Compresses `block` and stores the result in it. Safe to call from several threads.
-    pub fn deflate(&self, block: &mut Block<'_>) {
+impl BlockCompressor for Deflater {
+    /// Deflates `block`, ending with a sync flush. Safe to call from several threads.
+    fn compress(&self, block: &mut Block<'_>) {
         let (mut compressor, continues) = self.take_compressor(block.position);
         let dictionary: &[u8] = if continues { &[] } else { &block.dictionary };
         let result = deflate_block(&mut compressor, dictionary, block.raw);
@@ -102,17 +60,18 @@ impl Deflater {
                     ends_at: block.end(),
                 });
         }
-        block.deflated = Some(result);
+        block.compressed = Some(result);
     }
 
-    /// Gives back the memory of the compressors kept for later blocks.
-    pub fn release(&self) {
+    fn release(&self) {
         self.spare
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
     }
+}
 
+impl Deflater {
     /// A compressor for a block starting at `position`, and whether it stopped right
     /// there (its window then holds what precedes the block).
     fn take_compressor(&self, position: StreamPosition) -> (Compress, bool) {
@@ -159,8 +118,11 @@ fn deflate_block(compressor: &mut Compress, dictionary: &[u8], raw: &[u8]) -> io
 mod tests {
     use std::io::Read;
 
+    use std::borrow::Cow;
+
     use flate2::read::DeflateDecoder;
 
+    use super::super::WINDOW;
     use super::*;
 
     fn inflate(stream: &[u8]) -> Vec<u8> {
@@ -192,8 +154,8 @@ mod tests {
                 let position = at(if continued { 1 } else { n as u64 }, pair[0]);
                 let mut block =
                     Block::new(&data[pair[0]..pair[1]], Cow::Borrowed(dictionary), position);
-                deflater.deflate(&mut block);
-                stream.extend(block.deflated.unwrap().unwrap());
+                deflater.compress(&mut block);
+                stream.extend(block.compressed.unwrap().unwrap());
             }
             // The final empty block that a seal appends.
             stream.extend([0x03, 0x00]);
@@ -208,10 +170,10 @@ mod tests {
         let deflater = Deflater::new(6);
         let mut primed = Block::new(&noise, Cow::Borrowed(&noise[..]), at(1, 20_000));
         let mut unprimed = Block::new(&noise, Cow::Borrowed(&[]), at(2, 0));
-        deflater.deflate(&mut primed);
-        deflater.deflate(&mut unprimed);
-        let primed = primed.deflated.unwrap().unwrap();
-        let unprimed = unprimed.deflated.unwrap().unwrap();
+        deflater.compress(&mut primed);
+        deflater.compress(&mut unprimed);
+        let primed = primed.compressed.unwrap().unwrap();
+        let unprimed = unprimed.compressed.unwrap().unwrap();
         assert!(primed.len() < 1_000, "{}", primed.len());
         assert!(unprimed.len() > 19_000, "{}", unprimed.len());
         let mut decoder = flate2::Decompress::new(false);
@@ -229,19 +191,19 @@ mod tests {
         let noise: Vec<u8> = (0..20_000).map(|_| rng.u8(..)).collect();
         let deflater = Deflater::new(6);
         let mut first = Block::new(&noise, Cow::Borrowed(&[]), at(1, 0));
-        deflater.deflate(&mut first);
+        deflater.compress(&mut first);
         // Given no dictionary, a block still refers back into the data before it when it
         // continues its stream's compressor...
         let mut next = Block::new(&noise, Cow::Borrowed(&[]), at(1, 20_000));
-        deflater.deflate(&mut next);
-        let next = next.deflated.unwrap().unwrap();
+        deflater.compress(&mut next);
+        let next = next.compressed.unwrap().unwrap();
         assert!(next.len() < 1_000, "{}", next.len());
         // ...and never into another stream's data, nor into data of its own stream that
         // is not just before it.
         for position in [at(2, 40_000), at(1, 20_000), at(1, 60_001)] {
             let mut other = Block::new(&noise, Cow::Borrowed(&[]), position);
-            deflater.deflate(&mut other);
-            let other = other.deflated.unwrap().unwrap();
+            deflater.compress(&mut other);
+            let other = other.compressed.unwrap().unwrap();
             assert!(other.len() > 19_000, "{position:?}: {}", other.len());
         }
     }
@@ -251,8 +213,8 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let data: Vec<u8> = (0..300_000).map(|_| rng.u8(..)).collect();
         let mut block = Block::new(&data, Cow::Borrowed(&[]), at(1, 0));
-        Deflater::new(9).deflate(&mut block);
-        let mut stream = block.deflated.unwrap().unwrap();
+        Deflater::new(9).compress(&mut block);
+        let mut stream = block.compressed.unwrap().unwrap();
         stream.extend([0x03, 0x00]);
         assert_eq!(inflate(&stream), data);
     }

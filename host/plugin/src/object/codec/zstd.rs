@@ -1,0 +1,180 @@
+//! zstd objects: one independent zstd frame per block, each with its content size and
+//! checksum. Concatenated frames are one valid zstd stream, which `zstd -d`, DuckDB and
+//! every zstd reader decode whole.
+//!
+//! An object starts with an empty frame, so that an object sealed before any data is a
+//! valid one; every frame's end is a point where a commit may end, and a seal appends
+//! nothing. A frame's checksum catches damage that would still decode.
+
+use std::sync::{Mutex, PoisonError};
+
+use zstd::zstd_safe;
+
+use super::{Block, BlockCompressor, Format, Piece};
+use crate::object::writer::Committed;
+
+/// An empty frame: single segment, content size 0, one empty last block, and the
+/// checksum of nothing.
+const EMPTY_FRAME: [u8; 13] = [
+    0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x00, 0x01, 0x00, 0x00, 0x99, 0xe9, 0xd8, 0x51,
+];
+
+/// The zstd layout.
+#[derive(Debug)]
+pub struct Zstd;
+
+impl Format for Zstd {
+    fn header(&self) -> &'static [u8] {
+        &EMPTY_FRAME
+    }
+
+    fn extension(&self) -> &'static str {
+        ".zst"
+    }
+
+    fn compresses(&self) -> bool {
+        true
+    }
+
+    fn uses_dictionary(&self) -> bool {
+        false
+    }
+
+    fn trailer(&self, _committed: &Committed) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn scan(&self, stored: &[u8], visit: &mut dyn FnMut(Piece<'_>) -> bool) -> Result<(), String> {
+        let mut end = 0;
+        while end < stored.len() {
+            let rest = &stored[end..];
+            let damaged = |reason: String| format!("the zstd frame at byte {end} {reason}");
+            let size = zstd_safe::find_frame_compressed_size(rest).map_err(|code| {
+                damaged(format!("is damaged: {}", zstd_safe::get_error_name(code)))
+            })?;
+            let data = zstd::stream::decode_all(&rest[..size])
+                .map_err(|error| damaged(format!("does not decode: {error}")))?;
+            end += size;
+            if !visit(Piece::Data(&data)) || !visit(Piece::End(end)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compresses each block into a frame of its own, at one level, keeping its compression
+/// contexts for the next blocks.
+pub struct FrameCompressor {
+    level: i32,
+    spare: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
+}
+
+impl std::fmt::Debug for FrameCompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameCompressor")
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameCompressor {
+    /// A compressor at `level` (1 to 19).
+    pub fn new(level: i32) -> FrameCompressor {
+        FrameCompressor {
+            level,
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(compressor) = spare {
+            return Ok(compressor);
+        }
+        let mut compressor = zstd::bulk::Compressor::new(self.level)?;
+        compressor.include_checksum(true)?;
+        compressor.include_contentsize(true)?;
+        Ok(compressor)
+    }
+}
+
+impl BlockCompressor for FrameCompressor {
+    fn compress(&self, block: &mut Block<'_>) {
+        let result = self.take().and_then(|mut compressor| {
+            let frame = compressor.compress(block.raw)?;
+            self.spare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(compressor);
+            Ok(frame)
+        });
+        block.compressed = Some(result);
+    }
+
+    fn release(&self) {
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::super::StreamPosition;
+    use super::*;
+
+    #[test]
+    fn frames_concatenate_after_the_empty_one_and_scan_back_frame_by_frame() {
+        let data: Vec<u8> = (0..20_000)
+            .flat_map(|n| format!("{{\"n\":{n},\"level\":\"info\"}}\n").into_bytes())
+            .collect();
+        assert_eq!(zstd::stream::decode_all(&EMPTY_FRAME[..]).unwrap(), b"");
+        let compressor = FrameCompressor::new(3);
+        let mut object = EMPTY_FRAME.to_vec();
+        let mut ends = Vec::new();
+        for (n, piece) in data.chunks(100_000).enumerate() {
+            let position = StreamPosition {
+                stream: 1,
+                offset: n as u64 * 100_000,
+            };
+            let mut block = Block::new(piece, Cow::Borrowed(&[]), position);
+            compressor.compress(&mut block);
+            object.extend(block.compressed.unwrap().unwrap());
+            ends.push(object.len() - EMPTY_FRAME.len());
+        }
+        assert!(object.len() < data.len() / 4, "{}", object.len());
+        assert_eq!(zstd::stream::decode_all(&object[..]).unwrap(), data);
+
+        let (mut scanned, mut found) = (Vec::new(), Vec::new());
+        let result = Zstd.scan(&object[EMPTY_FRAME.len()..], &mut |piece| {
+            match piece {
+                Piece::Data(bytes) => scanned.extend_from_slice(bytes),
+                Piece::End(end) => found.push(end),
+            }
+            true
+        });
+        assert_eq!(result, Ok(()));
+        assert_eq!((&scanned, &found), (&data, &ends));
+
+        // A flipped byte inside a frame: its checksum (or its structure) gives it away.
+        let middle = EMPTY_FRAME.len() + ends[0] + (ends[1] - ends[0]) / 2;
+        object[middle] ^= 0x40;
+        let mut found = Vec::new();
+        let result = Zstd.scan(&object[EMPTY_FRAME.len()..], &mut |piece| {
+            if let Piece::End(end) = piece {
+                found.push(end);
+            }
+            true
+        });
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(found, [ends[0]]);
+    }
+}
