@@ -15,7 +15,8 @@
 # Each run ends when tail reaches the end of the file (Exit_On_Eof) and Fluent Bit has
 # flushed and exited; /usr/bin/time gives wall time, CPU (user + system) and peak RSS of the
 # whole Fluent Bit process. Every object is read back: records are counted (none lost,
-# none twice) and the gzip ratio is its JSON bytes over its stored bytes.
+# none twice) and the ratio is its JSON bytes over its stored bytes (gzip, or zstd through
+# the zstd command).
 #
 # Fluent Bit is not built here. FLUENT_BIT names a binary built from Fluent Bit's sources
 # with -DCMAKE_BUILD_TYPE=Release -DFLB_DEBUG=Off (FLB_DEBUG defaults to on). S3 is
@@ -106,7 +107,7 @@ for round in $(seq 1 "$rounds"); do
         read -r wall user sys rss_kib < "$work/time"
         # Objects: every file under the bucket's folder (s3s-fs keeps its metadata apart).
         read -r objects ratio records < <(python3 - "$work/s3/$run" <<'PY'
-import gzip, os, sys
+import gzip, os, subprocess, sys
 objects = stored = raw = records = 0
 for folder, _, files in os.walk(sys.argv[1]):
     for name in files:
@@ -114,7 +115,12 @@ for folder, _, files in os.walk(sys.argv[1]):
         data = open(path, "rb").read()
         objects += 1
         stored += len(data)
-        text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        if data[:2] == b"\x1f\x8b":
+            text = gzip.decompress(data)
+        elif data[:4] == b"\x28\xb5\x2f\xfd":
+            text = subprocess.run(["zstd", "-dcq", path], check=True, capture_output=True).stdout
+        else:
+            text = data
         raw += len(text)
         records += text.count(b"\n")
 print(objects, f"{raw / stored:.2f}" if stored else "-", records)

@@ -19,7 +19,7 @@ use crate::object::key::KeyTemplate;
 pub use component::{AllowedHost, ComponentLimits, ComponentSinkConfig};
 pub use credentials::{CredentialsConfig, RoleHop, WebIdentity, web_identity_from_environment};
 pub use filter::{FilterConfig, MAX_FILTERS, OnError};
-pub use s3::{Encryption, S3Config};
+pub use s3::{Checksum, Encryption, S3Config};
 
 /// A configuration value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +58,17 @@ pub enum SinkConfig {
     },
     /// A WebAssembly sink component (`sink <path>.wasm`).
     Component(ComponentSinkConfig),
+}
+
+impl SinkConfig {
+    /// The sink's kind, as log lines name it: `s3`, `dir` or `component`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkConfig::S3(_) => "s3",
+            SinkConfig::Dir { .. } => "dir",
+            SinkConfig::Component(_) => "component",
+        }
+    }
 }
 
 /// How the event time is written into each JSON line (`json_date_format`).

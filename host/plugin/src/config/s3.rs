@@ -1,6 +1,6 @@
 //! The keys of `sink s3`: the bucket, where it is, and how objects are uploaded.
 
-use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectCannedAcl, StorageClass};
+use aws_sdk_s3::types::{ObjectCannedAcl, StorageClass};
 
 use super::credentials::{self, CredentialsConfig};
 use super::{ConfigError, http_url, invalid, keys, missing, parse};
@@ -17,7 +17,21 @@ pub enum Encryption {
     },
 }
 
-/// A validated `sink s3` configuration.
+/// The checksum sent with every upload (`checksum_algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// CRC-32.
+    Crc32,
+    /// CRC-32C.
+    Crc32c,
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+/// A validated `sink s3` configuration. Values S3 defines (the storage class, the ACL) are
+/// kept in S3's spelling; the uploader turns them into the SDK's types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// The bucket.
@@ -34,16 +48,16 @@ pub struct S3Config {
     pub upload_chunk_size: u64,
     /// The Content-Type of objects.
     pub content_type: String,
-    /// The storage class; None: the bucket's.
-    pub storage_class: Option<StorageClass>,
+    /// The storage class, as S3 spells it; None: the bucket's.
+    pub storage_class: Option<String>,
     /// Server-side encryption; None: the bucket's default.
     pub encryption: Option<Encryption>,
-    /// A canned ACL.
-    pub canned_acl: Option<ObjectCannedAcl>,
+    /// A canned ACL, as S3 spells it.
+    pub canned_acl: Option<String>,
     /// Tags, URL-encoded `k=v&k2=v2`.
     pub object_tags: Option<String>,
     /// A checksum for every upload; None: only what requests require.
-    pub checksum: Option<ChecksumAlgorithm>,
+    pub checksum: Option<Checksum>,
     /// Whether to ask if a key is taken before uploading, for servers that ignore
     /// `If-None-Match`.
     pub check_existing: bool,
@@ -87,14 +101,10 @@ pub(super) fn parse(
         .filter(|size| (MIN_PART..=MAX_PART).contains(size))
         .ok_or_else(|| invalid(keys::UPLOAD_CHUNK_SIZE, &chunk_text, "a size from 5M to 5G"))?;
     let storage_class = given(keys::STORAGE_CLASS)
-        .map(|text| {
-            one_of(keys::STORAGE_CLASS, &text, StorageClass::values()).map(StorageClass::from)
-        })
+        .map(|text| one_of(keys::STORAGE_CLASS, &text, StorageClass::values()).map(str::to_owned))
         .transpose()?;
     let canned_acl = given(keys::CANNED_ACL)
-        .map(|text| {
-            one_of(keys::CANNED_ACL, &text, ObjectCannedAcl::values()).map(ObjectCannedAcl::from)
-        })
+        .map(|text| one_of(keys::CANNED_ACL, &text, ObjectCannedAcl::values()).map(str::to_owned))
         .transpose()?;
     let kms_key = given(keys::SSE_KMS_KEY_ID);
     let encryption = match given(keys::SERVER_SIDE_ENCRYPTION) {
@@ -132,10 +142,10 @@ pub(super) fn parse(
     let checksum_text = value(keys::CHECKSUM_ALGORITHM).unwrap_or_default();
     let checksum = match checksum_text.trim().to_ascii_lowercase().as_str() {
         "none" | "off" | "" => None,
-        "crc32" => Some(ChecksumAlgorithm::Crc32),
-        "crc32c" => Some(ChecksumAlgorithm::Crc32C),
-        "sha1" => Some(ChecksumAlgorithm::Sha1),
-        "sha256" => Some(ChecksumAlgorithm::Sha256),
+        "crc32" => Some(Checksum::Crc32),
+        "crc32c" => Some(Checksum::Crc32c),
+        "sha1" => Some(Checksum::Sha1),
+        "sha256" => Some(Checksum::Sha256),
         _ => {
             return Err(invalid(
                 keys::CHECKSUM_ALGORITHM,
@@ -221,10 +231,10 @@ mod tests {
             ("checksum_algorithm", "CRC32C"),
         ])
         .unwrap();
-        assert_eq!(config.storage_class, Some(StorageClass::StandardIa));
+        assert_eq!(config.storage_class.as_deref(), Some("STANDARD_IA"));
         assert_eq!(
-            config.canned_acl,
-            Some(ObjectCannedAcl::BucketOwnerFullControl)
+            config.canned_acl.as_deref(),
+            Some("bucket-owner-full-control")
         );
         assert_eq!(
             config.encryption,
@@ -232,7 +242,7 @@ mod tests {
                 key_id: Some("alias/logs".into())
             })
         );
-        assert_eq!(config.checksum, Some(ChecksumAlgorithm::Crc32C));
+        assert_eq!(config.checksum, Some(Checksum::Crc32c));
     }
 
     #[test]

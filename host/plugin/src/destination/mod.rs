@@ -14,6 +14,41 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::SinkConfig;
+use crate::metrics::Metrics;
+
+/// Why a destination did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The folder of `sink dir` cannot be used.
+    #[error(transparent)]
+    Dir(#[from] DeliveryError),
+    /// The S3 client's threads cannot start.
+    #[error("starting the S3 client's threads: {0}")]
+    Runtime(#[source] io::Error),
+    /// A sink component takes the records itself: it has no destination.
+    #[error("a sink component has no destination")]
+    Component,
+}
+
+/// Opens the destination that `sink` delivers the object engine's objects to: a folder
+/// (`sink dir`) or a bucket (`sink s3`).
+///
+/// # Errors
+///
+/// When the destination cannot be used (nothing is sent yet), or `sink` is a component.
+pub fn open(sink: &SinkConfig, metrics: &Metrics) -> Result<Box<dyn Destination>, OpenError> {
+    Ok(match sink {
+        SinkConfig::Dir { path, file_mode } => {
+            Box::new(dir::DirDestination::open(path, *file_mode)?)
+        }
+        SinkConfig::S3(s3) => Box::new(
+            s3::S3Destination::open((**s3).clone(), metrics.clone()).map_err(OpenError::Runtime)?,
+        ),
+        SinkConfig::Component(_) => return Err(OpenError::Component),
+    })
+}
+
 /// A sealed object, ready to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedObject {

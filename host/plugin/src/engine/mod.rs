@@ -4,11 +4,12 @@
 //! [`Engine::accept`] takes a group of chunks (every flush waiting at that moment) and:
 //!
 //! 1. decodes each event and writes it as a JSON line into the buffer of its object slot,
-//!    a (tag, window) pair;
+//!    a (tag, window) pair (`windows.rs`);
 //! 2. appends each buffer to the slot's open object (opening one, with its key fixed, if
-//!    there is none); the data is cut into blocks that compress independently, so the
-//!    blocks of one object, and of many, compress at once on `compression_threads`; an
-//!    object that reaches `total_file_size` is cut and the rest goes to a new one;
+//!    there is none); the data is cut into blocks that its [codec] compresses
+//!    independently, so the blocks of one object, and of many, compress at once on
+//!    `compression_threads`; an object that reaches `total_file_size` is cut and the rest
+//!    goes to a new one;
 //! 3. syncs the object files, then appends one journal entry for the whole group (the new
 //!    objects, each object's committed state, the chunks' ids) and syncs it.
 //!
@@ -17,11 +18,14 @@
 //! RETRY. Objects close when their window has ended and `window_wait` has passed, after
 //! `upload_timeout`, or at a size cut; closing seals the file and hands it to the
 //! [delivery] thread.
+//!
+//! [codec]: crate::object::codec
 
 pub mod delivery;
 pub mod keys;
 mod parallel;
 mod recovery;
+mod windows;
 
 use std::collections::HashMap;
 use std::io;
@@ -32,15 +36,15 @@ use chrono::Utc;
 
 use crate::config::{JsonLines, ObjectConfig};
 use crate::destination::SealedObject;
-use crate::event::{EventTime, Malformed, events};
+use crate::event::Malformed;
 use crate::log::Logger;
 use crate::object::codec::BlockCompressor;
-use crate::object::encode::write_json_line;
 use crate::object::writer::{ObjectWriter, SLICE};
 use crate::store::Store;
 use crate::store::journal::{ChunkId, Journal, Opened, Record, fold};
 use delivery::Delivery;
 use keys::Keys;
+use windows::{Lines, Slot, Windows};
 
 /// How long after a start after a crash a chunk of the last group accepted before it is
 /// recognised as Fluent Bit sending it again. Fluent Bit sends the chunks it holds within
@@ -114,9 +118,6 @@ pub enum StartError {
     Thread(io::Error),
 }
 
-/// The (tag, window start) an object holds records of.
-type Slot = (String, i64);
-
 #[derive(Debug)]
 struct OpenObject {
     opened: Opened,
@@ -132,6 +133,7 @@ struct OpenObject {
 #[derive(Debug)]
 pub struct Engine {
     config: ObjectConfig,
+    windows: Windows,
     json: JsonLines,
     /// Compresses the blocks of new objects; None for `compression none`.
     compressor: Option<Box<dyn BlockCompressor>>,
@@ -179,13 +181,16 @@ impl Engine {
     pub fn accept(&mut self, chunks: &[(&[u8], &str)]) -> Result<Vec<ChunkOutcome>, AcceptError> {
         self.check_limit()?;
         let now = unix_now();
-        let mut outcomes = Vec::with_capacity(chunks.len());
-        let mut encoded = Vec::with_capacity(chunks.len());
-        for (index, &(chunk, tag)) in chunks.iter().enumerate() {
-            outcomes.push(ChunkOutcome {
+        let mut outcomes: Vec<ChunkOutcome> = chunks
+            .iter()
+            .map(|_| ChunkOutcome {
                 records: 0,
                 malformed: Malformed::default(),
-            });
+            })
+            .collect();
+        let mut fresh = Vec::with_capacity(chunks.len());
+        let mut ids = Vec::with_capacity(chunks.len());
+        for (index, &(chunk, tag)) in chunks.iter().enumerate() {
             let id = ChunkId::of(tag, chunk);
             if self.is_replay(&id) {
                 self.log.info(format_args!(
@@ -195,41 +200,14 @@ impl Engine {
                 ));
                 continue;
             }
-            encoded.push(EncodedChunk {
-                index,
-                id,
-                chunk,
-                tag,
-                windows: HashMap::new(),
-                outcome: ChunkOutcome {
-                    records: 0,
-                    malformed: Malformed::default(),
-                },
-            });
+            ids.push(id);
+            fresh.push((index, chunk, tag));
         }
         // Several chunks (concurrent flushes) are encoded at once.
-        let (json, time_window) = (&self.json, self.config.time_window);
-        parallel::for_each(
-            &mut encoded,
-            self.config.compression_threads,
-            |item| item.chunk.len(),
-            |item| encode_chunk(item, json, time_window),
-        );
-        let mut ids = Vec::with_capacity(encoded.len());
-        // Per tag, then per window; lines keep the order of the chunks.
-        let mut buffers: HashMap<&str, HashMap<i64, Vec<u8>>> = HashMap::new();
-        for item in encoded {
-            ids.push(item.id);
-            outcomes[item.index] = item.outcome;
-            let windows = buffers.entry(item.tag).or_default();
-            for (window, lines) in item.windows {
-                let buffer = windows.entry(window).or_default();
-                if buffer.is_empty() {
-                    *buffer = lines;
-                } else {
-                    buffer.extend_from_slice(&lines);
-                }
-            }
+        let threads = self.config.compression_threads;
+        let (buffers, encoded) = self.windows.encode(fresh, &self.json, threads);
+        for (index, outcome) in encoded {
+            outcomes[index] = outcome;
         }
         if buffers.values().all(HashMap::is_empty) {
             return Ok(outcomes);
@@ -261,7 +239,7 @@ impl Engine {
     /// Writes and commits the buffers of a group; on failure, nothing of it stays.
     fn write_group(
         &mut self,
-        buffers: &HashMap<&str, HashMap<i64, Vec<u8>>>,
+        buffers: &Lines<'_>,
         ids: Vec<ChunkId>,
         now: i64,
     ) -> Result<(), AcceptError> {
@@ -525,10 +503,7 @@ impl Engine {
         now: i64,
         records: &mut Vec<Record>,
     ) -> io::Result<OpenObject> {
-        let window_start = match self.config.time_window {
-            Some(_) => *window,
-            None => now,
-        };
+        let window_start = self.windows.object_start(*window, now);
         let (id, writer) = loop {
             let id = self.next_id;
             self.next_id += 1;
@@ -558,30 +533,11 @@ impl Engine {
         }
         records.push(Record::Open(opened.clone()));
         Ok(OpenObject {
-            closes_at: self.closes_at(&opened),
+            closes_at: self.windows.closes_at(&opened),
             opened,
             writer,
             last_group: self.groups,
         })
-    }
-
-    /// When an object closes: `window_wait` after the later of its window's end and its
-    /// opening (so a late object gathers late records for a while too), and at most
-    /// `upload_timeout` after it opened.
-    fn closes_at(&self, opened: &Opened) -> i64 {
-        let timeout = opened
-            .opened_at
-            .saturating_add(secs(self.config.upload_timeout));
-        match self.config.time_window {
-            Some(window) => {
-                let end = opened.window_start.saturating_add(secs(window));
-                let wait = end
-                    .max(opened.opened_at)
-                    .saturating_add(secs(self.config.window_wait));
-                timeout.min(wait)
-            }
-            None => timeout,
-        }
     }
 
     fn check_limit(&mut self) -> Result<(), AcceptError> {
@@ -740,49 +696,6 @@ impl Engine {
     fn lock_journal(&self) -> std::sync::MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// A chunk of a group and, once encoded, its JSON lines per window.
-struct EncodedChunk<'a> {
-    /// Its place in the group.
-    index: usize,
-    id: ChunkId,
-    chunk: &'a [u8],
-    tag: &'a str,
-    windows: HashMap<i64, Vec<u8>>,
-    outcome: ChunkOutcome,
-}
-
-/// Decodes a chunk's events and writes each as a JSON line into the buffer of its window.
-fn encode_chunk(item: &mut EncodedChunk<'_>, json: &JsonLines, time_window: Option<Duration>) {
-    for event in events(item.chunk) {
-        match event {
-            Ok(event) => {
-                let buffer = item
-                    .windows
-                    .entry(window_of(event.time, time_window))
-                    .or_insert_with(|| Vec::with_capacity(item.chunk.len().saturating_mul(2)));
-                write_json_line(buffer, &event, json);
-                item.outcome.records += 1;
-            }
-            Err(error) => item.outcome.malformed.note(error),
-        }
-    }
-}
-
-/// The start of the window `time` falls in; 0 for all times when windows are off.
-fn window_of(time: EventTime, time_window: Option<Duration>) -> i64 {
-    match time_window {
-        Some(window) => {
-            let window = secs(window);
-            time.seconds.div_euclid(window) * window
-        }
-        None => 0,
-    }
-}
-
-fn secs(duration: Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Now, in Unix seconds.

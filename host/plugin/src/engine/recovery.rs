@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use super::delivery::{Delivery, DeliveryContext};
 use super::keys::Keys;
+use super::windows::Windows;
 use super::{Engine, SERIES_KEPT, StartError, unix_now};
 use crate::config::{Codec, JsonLines, ObjectConfig};
 use crate::destination::{Destination, SealedObject};
@@ -142,6 +143,7 @@ impl Engine {
             compressor: config.compression.compressor(),
             last_write: Instant::now(),
             next_id: recovered.next_index.max(store.next_free_id()),
+            windows: Windows::new(&config),
             config,
             json,
             log,

@@ -33,9 +33,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, SinkConfig};
-use crate::destination::dir::DirDestination;
-use crate::destination::s3::S3Destination;
-use crate::destination::{DeliveryError, Destination};
+use crate::destination;
 use crate::engine::{AcceptError, Engine};
 use crate::event::{DecodeError, Malformed};
 use crate::log::Logger;
@@ -168,7 +166,7 @@ pub enum FlushStatus {
 pub enum StartError {
     /// The destination could not be opened.
     #[error("cannot open the destination: {0}")]
-    Destination(#[from] DeliveryError),
+    Destination(#[from] destination::OpenError),
     /// The object engine could not start (store_dir, journal).
     #[error(transparent)]
     Engine(#[from] crate::engine::StartError),
@@ -237,30 +235,20 @@ impl Instance {
         let filters = Chain::start(&config.filters, lookup, &cache_dir, &log, &metrics)
             .map_err(StartError::Filter)?;
         let shutdown_timeout = config.objects.shutdown_timeout;
-        // The object engine, delivering to `destination`.
-        let objects = |kind: &str, destination: Box<dyn Destination>| {
-            let described = format!("sink {kind}, {}", destination.describe());
-            Engine::start(
-                config.objects,
-                config.json,
-                destination,
-                log.clone(),
-                metrics.clone(),
-            )
-            .map(|engine| (Outlet::Objects(Box::new(engine)), described))
-            .map_err(StartError::Engine)
-        };
         let (outlet, described) = match &config.sink {
-            SinkConfig::Dir { path, file_mode } => {
-                objects("dir", Box::new(DirDestination::open(path, *file_mode)?))?
+            // The object engine, delivering to the sink's destination.
+            sink @ (SinkConfig::Dir { .. } | SinkConfig::S3(_)) => {
+                let destination = destination::open(sink, &metrics)?;
+                let described = format!("sink {}, {}", sink.name(), destination.describe());
+                let engine = Engine::start(
+                    config.objects,
+                    config.json,
+                    destination,
+                    log.clone(),
+                    metrics.clone(),
+                )?;
+                (Outlet::Objects(Box::new(engine)), described)
             }
-            SinkConfig::S3(s3) => objects(
-                "s3",
-                Box::new(
-                    S3Destination::open((**s3).clone(), metrics.clone())
-                        .map_err(StartError::Thread)?,
-                ),
-            )?,
             SinkConfig::Component(sink) => {
                 let instance =
                     start_sink(sink, lookup, &cache_dir, &log).map_err(StartError::Sink)?;

@@ -33,11 +33,12 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl,
+    ServerSideEncryption, StorageClass,
 };
 
 use super::{DeliveryError, Destination, PartDone, ProgressLog, SealedObject, UploadProgress};
-use crate::config::{Encryption, S3Config};
+use crate::config::{Checksum, Encryption, S3Config};
 use crate::metrics::Metrics;
 use credentials::SessionCredentials;
 use error::request_error;
@@ -53,10 +54,10 @@ macro_rules! with_object_options {
         let (encryption, kms_key_id) = encryption_headers(config.encryption.as_ref());
         $request
             .content_type(&config.content_type)
-            .set_storage_class(config.storage_class.clone())
-            .set_acl(config.canned_acl.clone())
+            .set_storage_class(config.storage_class.as_deref().map(StorageClass::from))
+            .set_acl(config.canned_acl.as_deref().map(ObjectCannedAcl::from))
             .set_tagging(config.object_tags.clone())
-            .set_checksum_algorithm(config.checksum.clone())
+            .set_checksum_algorithm(config.checksum.map(algorithm))
             .set_server_side_encryption(encryption)
             .set_ssekms_key_id(kms_key_id)
             .metadata(TOKEN_METADATA, $token)
@@ -198,7 +199,7 @@ impl S3Destination {
                 .part_number(number as i32)
                 .content_length(length as i64)
                 .body(body)
-                .set_checksum_algorithm(self.config.checksum.clone())
+                .set_checksum_algorithm(self.config.checksum.map(algorithm))
                 .send()
                 .await;
             let output = match sent {
@@ -211,7 +212,7 @@ impl S3Destination {
             state.parts.push(PartDone {
                 number: number as u32,
                 etag: output.e_tag().unwrap_or_default().to_owned(),
-                checksum: part_checksum(self.config.checksum.as_ref(), &output),
+                checksum: part_checksum(self.config.checksum, &output),
             });
             record(progress, Some(state.clone()), &object.key)?;
         }
@@ -276,11 +277,11 @@ impl S3Destination {
                 .e_tag(&part.etag);
             let checksum = part.checksum.clone();
             match self.config.checksum {
-                Some(ChecksumAlgorithm::Crc32) => built.set_checksum_crc32(checksum),
-                Some(ChecksumAlgorithm::Crc32C) => built.set_checksum_crc32_c(checksum),
-                Some(ChecksumAlgorithm::Sha1) => built.set_checksum_sha1(checksum),
-                Some(ChecksumAlgorithm::Sha256) => built.set_checksum_sha256(checksum),
-                _ => built,
+                Some(Checksum::Crc32) => built.set_checksum_crc32(checksum),
+                Some(Checksum::Crc32c) => built.set_checksum_crc32_c(checksum),
+                Some(Checksum::Sha1) => built.set_checksum_sha1(checksum),
+                Some(Checksum::Sha256) => built.set_checksum_sha256(checksum),
+                None => built,
             }
             .build()
         });
@@ -475,16 +476,25 @@ fn encryption_headers(
     }
 }
 
+/// The SDK's name of a checksum.
+fn algorithm(checksum: Checksum) -> ChecksumAlgorithm {
+    match checksum {
+        Checksum::Crc32 => ChecksumAlgorithm::Crc32,
+        Checksum::Crc32c => ChecksumAlgorithm::Crc32C,
+        Checksum::Sha1 => ChecksumAlgorithm::Sha1,
+        Checksum::Sha256 => ChecksumAlgorithm::Sha256,
+    }
+}
+
 fn part_checksum(
-    algorithm: Option<&ChecksumAlgorithm>,
+    checksum: Option<Checksum>,
     output: &aws_sdk_s3::operation::upload_part::UploadPartOutput,
 ) -> Option<String> {
-    match algorithm? {
-        ChecksumAlgorithm::Crc32 => output.checksum_crc32(),
-        ChecksumAlgorithm::Crc32C => output.checksum_crc32_c(),
-        ChecksumAlgorithm::Sha1 => output.checksum_sha1(),
-        ChecksumAlgorithm::Sha256 => output.checksum_sha256(),
-        _ => None,
+    match checksum? {
+        Checksum::Crc32 => output.checksum_crc32(),
+        Checksum::Crc32c => output.checksum_crc32_c(),
+        Checksum::Sha1 => output.checksum_sha1(),
+        Checksum::Sha256 => output.checksum_sha256(),
     }
     .map(str::to_owned)
 }
