@@ -583,3 +583,116 @@ fn at_the_descriptor_limit_many_tags_are_all_accepted() {
         },
     );
 }
+
+/// A chunk of records `{"log": "<access log line n>", "n": n}`.
+fn access_log_chunk(first: u64, count: u64) -> Vec<u8> {
+    let mut chunk = ChunkWriter::new();
+    for n in first..first + count {
+        let line = format!(
+            "10.0.0.{} - - \"GET /item/{n} HTTP/1.1\" 200 {}",
+            n % 256,
+            n * 7
+        );
+        chunk.push(
+            EventFormat::V2,
+            TimeForm::EventTime,
+            EventTime::new(TEN_O_CLOCK, 0),
+            None,
+            record(&line, n),
+        );
+    }
+    chunk.finish()
+}
+
+#[test]
+fn log_key_writes_the_field_alone_and_a_record_without_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &[("log_key", "log")]))
+        .unwrap();
+    take_log_lines();
+    assert_eq!(
+        fluent_bit
+            .flusher(out)
+            .flush(&access_log_chunk(0, 3), "web"),
+        FLB_OK
+    );
+    let mut other = ChunkWriter::new();
+    other.push(
+        EventFormat::V2,
+        TimeForm::EventTime,
+        EventTime::new(TEN_O_CLOCK, 0),
+        None,
+        rmpv::Value::Map(vec![("msg".into(), "no log field".into())]),
+    );
+    assert_eq!(
+        fluent_bit.flusher(out).flush(&other.finish(), "web"),
+        FLB_OK
+    );
+    fluent_bit.shutdown().unwrap();
+    let objects = objects(&dir.path().join("rustsink/web"));
+    assert_eq!(objects.len(), 1);
+    assert_eq!(
+        object_text(&objects[0]),
+        "10.0.0.0 - - \"GET /item/0 HTTP/1.1\" 200 0\n\
+         10.0.0.1 - - \"GET /item/1 HTTP/1.1\" 200 7\n\
+         10.0.0.2 - - \"GET /item/2 HTTP/1.1\" 200 14\n\
+         {\"date\":\"2024-05-01T10:00:00.000000Z\",\"msg\":\"no log field\"}\n"
+    );
+    let warned = take_log_lines().into_iter().any(|line| {
+        line.message
+            .contains("1 of 1 records of tag 'web' have no field 'log'")
+    });
+    assert!(warned, "no warning of the record without 'log'");
+}
+
+#[test]
+fn a_damaged_object_of_log_key_lines_is_salvaged_up_to_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        ("Alias", "raw"),
+        ("log_key", "log"),
+        ("shutdown_timeout", "1s"),
+    ];
+    // Three commits, each a block of its own; the deliveries fail, so the sealed object
+    // stays in the store.
+    let blocker = block_deliveries(dir.path());
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    for first in [0, 1000, 2000] {
+        let chunk = access_log_chunk(first, 1000);
+        assert_eq!(fluent_bit.flusher(out).flush(&chunk, "web"), FLB_OK);
+    }
+    fluent_bit.shutdown().unwrap();
+    // Its end cut off, within the last block.
+    let object = dir.path().join(".store/raw/objects/0");
+    let bytes = fs::read(&object).unwrap();
+    fs::write(&object, &bytes[..bytes.len() - 40]).unwrap();
+    fs::remove_file(blocker).unwrap();
+
+    let mut fluent_bit = load(HostVersion::V5);
+    take_log_lines();
+    fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    fluent_bit.shutdown().unwrap();
+    let report = take_log_lines()
+        .into_iter()
+        .map(|line| line.message)
+        .find(|message| message.contains("objects/0") && message.contains("is damaged"));
+    let report = report.expect("no report of the damaged object");
+    assert!(report.contains("are intact"), "{report}");
+    // The first two blocks' lines arrive, as they were written: not JSON, and not lost.
+    let objects = objects(&dir.path().join("rustsink/web"));
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let text = object_text(&objects[0]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2000, "{}", lines.len());
+    assert_eq!(
+        lines[1999],
+        "10.0.0.207 - - \"GET /item/1999 HTTP/1.1\" 200 13993"
+    );
+}

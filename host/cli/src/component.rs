@@ -102,6 +102,7 @@ pub fn filter(args: &FilterArgs) -> Result<bool> {
     let format = JsonLines {
         date_key: None,
         date_format: DateFormat::Iso8601,
+        log_key: None,
     };
     let mut out = Vec::new();
     for event in events(&output) {

@@ -73,6 +73,8 @@ pub const FILTER_OPTION: &str = "filter.N.<option>";
 pub const JSON_DATE_KEY: &str = "json_date_key";
 /// `json_date_format`: how the event time is written.
 pub const JSON_DATE_FORMAT: &str = "json_date_format";
+/// `log_key`: the one field of each record written.
+pub const LOG_KEY: &str = "log_key";
 /// `time_window`: the event-time window of an object.
 pub const TIME_WINDOW: &str = "time_window";
 /// `window_wait`: how long a window stays open for late records after it ends.
@@ -359,6 +361,14 @@ pub const ALL: &[Key] = &[
         doc: "How the event time is written: `iso8601` (`2024-05-01T10:00:00.123456Z`), \
               `java_sql_timestamp` (`2024-05-01 10:00:00.123456`), `double` (seconds with \
               fraction), `epoch` (whole seconds) or `epoch_ms` (milliseconds).",
+    },
+    Key {
+        name: LOG_KEY,
+        default: None,
+        doc: "Write only this field of each record, one per line, as `out_s3` does: a string as \
+              it is (raw text, not JSON), any other value as JSON; the time is not written. A \
+              record without the field is written whole, as a JSON line, and counted in a \
+              warning. Unset: whole records.",
     },
     Key {
         name: TIME_WINDOW,

@@ -93,6 +93,8 @@ pub struct JsonLines {
     pub date_key: Option<String>,
     /// The format of the event time (`json_date_format`).
     pub date_format: DateFormat,
+    /// The one field each line holds (`log_key`); None: the whole record.
+    pub log_key: Option<String>,
 }
 
 /// How records are cut into objects, named, journalled and delivered.
@@ -204,6 +206,7 @@ impl Config {
             json: JsonLines {
                 date_key,
                 date_format,
+                log_key: value(keys::LOG_KEY).filter(|key| !key.is_empty()),
             },
             objects,
             metrics_listen,

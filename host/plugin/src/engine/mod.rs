@@ -63,12 +63,14 @@ const WAVE: usize = 4 << 20;
 const RAW_PER_STORED_BYTE: u64 = 4;
 
 /// What became of one chunk of an accepted group.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ChunkOutcome {
     /// Events written.
     pub records: usize,
     /// The events that were not written because they are malformed.
     pub malformed: Malformed,
+    /// The events written whole because they lack the `log_key` field.
+    pub without_log_key: usize,
 }
 
 /// Why a group of chunks was not accepted; none of it was written.
@@ -181,13 +183,7 @@ impl Engine {
     pub fn accept(&mut self, chunks: &[(&[u8], &str)]) -> Result<Vec<ChunkOutcome>, AcceptError> {
         self.check_limit()?;
         let now = unix_now();
-        let mut outcomes: Vec<ChunkOutcome> = chunks
-            .iter()
-            .map(|_| ChunkOutcome {
-                records: 0,
-                malformed: Malformed::default(),
-            })
-            .collect();
+        let mut outcomes: Vec<ChunkOutcome> = chunks.iter().map(|_| Default::default()).collect();
         let mut fresh = Vec::with_capacity(chunks.len());
         let mut ids = Vec::with_capacity(chunks.len());
         for (index, &(chunk, tag)) in chunks.iter().enumerate() {
@@ -207,6 +203,15 @@ impl Engine {
         let threads = self.config.compression_threads;
         let (buffers, encoded) = self.windows.encode(fresh, &self.json, threads);
         for (index, outcome) in encoded {
+            if outcome.without_log_key > 0
+                && let Some(log_key) = &self.json.log_key
+            {
+                self.log.warn(format_args!(
+                    "{} of {} records of tag '{}' have no field '{log_key}' (log_key): they are \
+                     written whole, as JSON lines",
+                    outcome.without_log_key, outcome.records, chunks[index].1
+                ));
+            }
             outcomes[index] = outcome;
         }
         if buffers.values().all(HashMap::is_empty) {
@@ -523,6 +528,7 @@ impl Engine {
             window_start,
             opened_at: now,
             codec: self.config.compression.codec,
+            raw_lines: self.json.log_key.is_some(),
             series: key.series,
             index: Some(key.index),
             token: uuid::Uuid::new_v4().simple().to_string(),

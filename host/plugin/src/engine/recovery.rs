@@ -258,7 +258,7 @@ impl Recovery<'_> {
             Ok(Ok(())) => match object.sealed {
                 Some(len) => cut_to(&path, len),
                 None => {
-                    let end = self.end_of_data(&path, codec, committed);
+                    let end = self.end_of_data(&path, opened, committed);
                     ObjectWriter::reopen(&path, codec, end)
                         .and_then(|mut writer| writer.seal())
                         .inspect(|&len| {
@@ -300,11 +300,11 @@ impl Recovery<'_> {
     /// and may have lost later commits, the end of the file's intact part past it. (Data
     /// past the last commit that was never answered OK may then be delivered too: at least
     /// once.)
-    fn end_of_data(&self, path: &Path, codec: Codec, committed: Committed) -> Committed {
+    fn end_of_data(&self, path: &Path, opened: &Opened, committed: Committed) -> Committed {
         if !self.damaged || std::fs::metadata(path).map_or(0, |m| m.len()) <= committed.len {
             return committed;
         }
-        match check::intact_prefix(path, codec) {
+        match check::intact_prefix(path, opened.codec, opened.raw_lines) {
             Ok(Some(prefix)) if prefix.len > committed.len => prefix,
             _ => committed,
         }
@@ -337,7 +337,8 @@ impl Recovery<'_> {
         // sealed, in quarantine, under a key of tag `unknown`.
         let path = self.store.object_path(id);
         let codec = std::fs::read(&path).map_or(Codec::None, |bytes| Codec::sniff(&bytes));
-        let prefix = match check::intact_prefix(&path, codec) {
+        // Its lines are taken to be JSON: without the file beside it, nothing says otherwise.
+        let prefix = match check::intact_prefix(&path, codec, false) {
             Ok(Some(prefix)) if prefix.raw > 0 => prefix,
             _ => {
                 // Created just before a crash, before anything was written to it.
@@ -374,7 +375,7 @@ impl Recovery<'_> {
         let codec = opened.codec;
         let format = codec.format();
         let found_len = std::fs::metadata(&path).map_or(0, |m| m.len());
-        let prefix = check::intact_prefix(&path, codec);
+        let prefix = check::intact_prefix(&path, codec, opened.raw_lines);
         let prefix = match prefix {
             Ok(Some(prefix)) if prefix.raw > 0 => prefix,
             // Opened just before a crash, with nothing written yet.

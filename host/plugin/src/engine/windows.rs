@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::{ChunkOutcome, parallel};
 use crate::config::{JsonLines, ObjectConfig};
-use crate::event::{EventTime, Malformed, events};
-use crate::object::encode::write_json_line;
+use crate::event::{EventTime, events};
+use crate::object::encode::write_line;
 use crate::store::journal::Opened;
 
 /// The (tag, window start) an object holds records of.
@@ -87,10 +87,7 @@ impl Windows {
                 chunk,
                 tag,
                 windows: HashMap::new(),
-                outcome: ChunkOutcome {
-                    records: 0,
-                    malformed: Malformed::default(),
-                },
+                outcome: ChunkOutcome::default(),
             })
             .collect();
         parallel::for_each(
@@ -125,7 +122,9 @@ impl Windows {
                         .windows
                         .entry(self.start_of(event.time))
                         .or_insert_with(|| Vec::with_capacity(item.chunk.len().saturating_mul(2)));
-                    write_json_line(buffer, &event, json);
+                    if !write_line(buffer, &event, json) {
+                        item.outcome.without_log_key += 1;
+                    }
                     item.outcome.records += 1;
                 }
                 Err(error) => item.outcome.malformed.note(error),

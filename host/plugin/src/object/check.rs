@@ -78,19 +78,23 @@ pub fn verify(
 /// end: the state to seal it at. None when not even the header is intact.
 ///
 /// Compressed data may decode without error and still be damaged (deflate has no
-/// checksum of its own). So besides decoding, the data must be whole JSON lines, as
-/// rustsink writes them: the prefix ends before the first line that is not.
+/// checksum of its own). So besides decoding, the data must be whole lines, and JSON
+/// lines unless `raw_lines` (`log_key` values), as rustsink writes them: the prefix ends
+/// before the first line that is not.
 ///
 /// # Errors
 ///
 /// When the file cannot be read.
-pub fn intact_prefix(path: &Path, codec: Codec) -> io::Result<Option<Committed>> {
+pub fn intact_prefix(path: &Path, codec: Codec, raw_lines: bool) -> io::Result<Option<Committed>> {
     let format = codec.format();
     let bytes = std::fs::read(path)?;
     let Some(stored) = bytes.strip_prefix(format.header()) else {
         return Ok(None);
     };
-    let mut lines = LineCheck::default();
+    let mut lines = LineCheck {
+        raw: raw_lines,
+        ..LineCheck::default()
+    };
     let mut hasher = crc32fast::Hasher::new();
     let mut raw = 0;
     let mut last = None;
@@ -131,8 +135,10 @@ struct LineCheck {
     partial: Vec<u8>,
     /// Bytes fed before `partial`: the end of the last whole, valid line.
     valid_up_to: u64,
-    /// Whether a line that is not JSON was found; nothing after it counts.
+    /// Whether a line that is not JSON (or too long) was found; nothing after it counts.
     failed: bool,
+    /// Whether any line counts, JSON or not.
+    raw: bool,
 }
 
 /// A line longer than this is damage: no record comes near it.
@@ -148,10 +154,10 @@ impl LineCheck {
             };
             let line_len = self.partial.len() + at + 1;
             let valid = if self.partial.is_empty() {
-                is_json(&data[..at])
+                self.raw || is_json(&data[..at])
             } else {
                 self.partial.extend_from_slice(&data[..at]);
-                let valid = is_json(&self.partial);
+                let valid = self.raw || is_json(&self.partial);
                 self.partial.clear();
                 valid
             };
@@ -251,11 +257,11 @@ mod tests {
             let path = dir.path().join(format!("object-{codec}"));
             let (committed, _) = object(&path, compression, 40_000, false);
             // Intact, unsealed: all of it.
-            assert_eq!(intact_prefix(&path, codec).unwrap(), Some(committed));
+            assert_eq!(intact_prefix(&path, codec, false).unwrap(), Some(committed));
             // Cut in the middle of a block, as a crash during a write leaves it.
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
-            let cut = intact_prefix(&path, codec).unwrap().unwrap();
+            let cut = intact_prefix(&path, codec, false).unwrap().unwrap();
             assert!(cut.len < bytes.len() as u64 - 100 && cut.raw > 0, "{cut:?}");
             // Damage in the middle: what is before it survives, and seals to a valid
             // object.
@@ -263,7 +269,7 @@ mod tests {
             let middle = damaged.len() / 2;
             damaged[middle..middle + 64].fill(0x5a);
             std::fs::write(&path, &damaged).unwrap();
-            let prefix = intact_prefix(&path, codec).unwrap().unwrap();
+            let prefix = intact_prefix(&path, codec, false).unwrap().unwrap();
             assert!(prefix.len <= middle as u64 && prefix.raw > 0, "{prefix:?}");
             let mut writer = ObjectWriter::reopen(&path, codec, prefix).unwrap();
             let sealed = writer.seal().unwrap();
@@ -274,7 +280,7 @@ mod tests {
             // A damaged header leaves nothing to salvage.
             damaged[0] = 0;
             std::fs::write(&path, &damaged).unwrap();
-            assert_eq!(intact_prefix(&path, codec).unwrap(), None);
+            assert_eq!(intact_prefix(&path, codec, false).unwrap(), None);
         }
     }
 
@@ -296,7 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plain");
         std::fs::write(&path, b"{\"a\":1}\n{\"a\":2}\n{\"a\"").unwrap();
-        let prefix = intact_prefix(&path, Codec::None).unwrap().unwrap();
+        let prefix = intact_prefix(&path, Codec::None, false).unwrap().unwrap();
         assert_eq!(prefix.len, 16);
         assert_eq!(verify(&path, Codec::None, prefix, None).unwrap(), Ok(()));
         let wrong = Committed { crc: 1, ..prefix };

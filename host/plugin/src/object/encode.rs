@@ -15,14 +15,52 @@
 //!
 //! The V2 metadata map is not written. The record is written straight from its msgpack
 //! bytes, which the event's decoding checked.
+//!
+//! With `log_key`, a line holds only that field's value, as `out_s3` writes it: a string (or
+//! binary) as it is, any other value as JSON. A record without the field is written whole,
+//! as JSON, rather than lost.
 
 use std::io::Write;
 
 use time::OffsetDateTime;
 
 use crate::config::{DateFormat, JsonLines};
-use crate::event::msgpack::{Item, read_item};
+use crate::event::msgpack::{Item, read_item, skip_value};
 use crate::event::{Event, EventTime};
+
+/// Appends one event as a line, newline included: its `log_key` field if that is set (and
+/// the record has it), else the whole record as JSON. Returns false for a record that
+/// lacks the `log_key` field.
+pub fn write_line(out: &mut Vec<u8>, event: &Event<'_>, format: &JsonLines) -> bool {
+    let Some(log_key) = &format.log_key else {
+        write_json_line(out, event, format);
+        return true;
+    };
+    let mut body = event.body;
+    if let Ok(Item::Map(fields)) = read_item(&mut body) {
+        for _ in 0..fields {
+            let is_log_key = matches!(read_item(&mut &body[..]),
+                Ok(Item::Str(key) | Item::Bin(key)) if key == log_key.as_bytes());
+            // Past the key (which may be a map or an array), and past its value unless
+            // it is the field.
+            if skip_value(&mut body).is_err() || (!is_log_key && skip_value(&mut body).is_err()) {
+                break;
+            }
+            if !is_log_key {
+                continue;
+            }
+            let mut value = body;
+            match read_item(&mut value) {
+                Ok(Item::Str(raw) | Item::Bin(raw)) => out.extend_from_slice(raw),
+                _ => write_value(out, &mut body),
+            }
+            out.push(b'\n');
+            return true;
+        }
+    }
+    write_json_line(out, event, format);
+    false
+}
 
 /// Appends one event as a JSON line, newline included.
 pub fn write_json_line(out: &mut Vec<u8>, event: &Event<'_>, format: &JsonLines) {
@@ -316,7 +354,59 @@ mod tests {
         JsonLines {
             date_key: Some("date".into()),
             date_format: DateFormat::Iso8601,
+            log_key: None,
         }
+    }
+
+    #[test]
+    fn log_key_writes_that_field_alone_a_string_as_it_is() {
+        let format = JsonLines {
+            log_key: Some("log".into()),
+            ..iso()
+        };
+        let time = EventTime::new(1_714_557_600, 0);
+        let write = |body: Value| {
+            let mut chunk = ChunkWriter::new();
+            chunk.push(EventFormat::V2, TimeForm::EventTime, time, None, body);
+            let chunk = chunk.finish();
+            let event = events(&chunk).next().unwrap().unwrap();
+            let mut out = Vec::new();
+            let found = write_line(&mut out, &event, &format);
+            (String::from_utf8(out).unwrap(), found)
+        };
+        let field = |value: Value| {
+            Value::Map(vec![
+                (
+                    Value::Map(vec![(1.into(), 2.into())]),
+                    Value::from("a map key"),
+                ),
+                (Value::from("stream"), Value::from("stdout")),
+                (Value::from("log"), value),
+            ])
+        };
+        assert_eq!(
+            write(field(Value::from("GET / 200 \"ok\""))),
+            ("GET / 200 \"ok\"\n".to_owned(), true)
+        );
+        assert_eq!(
+            write(field(Value::Binary(b"raw bytes".to_vec()))),
+            ("raw bytes\n".to_owned(), true)
+        );
+        let nested = Value::Map(vec![(Value::from("level"), Value::from("info"))]);
+        assert_eq!(
+            write(field(nested)),
+            ("{\"level\":\"info\"}\n".to_owned(), true)
+        );
+        assert_eq!(write(field(Value::from(7))), ("7\n".to_owned(), true));
+        // Without the field, the record is written whole.
+        let other = Value::Map(vec![(Value::from("msg"), Value::from("x"))]);
+        assert_eq!(
+            write(other),
+            (
+                "{\"date\":\"2024-05-01T10:00:00.000000Z\",\"msg\":\"x\"}\n".to_owned(),
+                false
+            )
+        );
     }
 
     #[test]
@@ -348,6 +438,7 @@ mod tests {
                 JsonLines {
                     date_key: Some("t".into()),
                     date_format: format,
+                    log_key: None,
                 },
             );
             assert_eq!(text, format!("{{\"t\":{expected}}}\n"), "{format:?}");
@@ -355,6 +446,7 @@ mod tests {
         let none = JsonLines {
             date_key: None,
             date_format: DateFormat::Iso8601,
+            log_key: None,
         };
         assert_eq!(line(body, time, none), "{}\n");
     }
@@ -458,6 +550,7 @@ mod tests {
             &JsonLines {
                 date_key: None,
                 date_format: crate::config::DateFormat::Iso8601,
+                log_key: None,
             },
         );
         assert!(line.len() < 8 * MAX_KEY_TEXT, "{} bytes", line.len());

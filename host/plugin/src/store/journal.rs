@@ -74,6 +74,9 @@ pub struct Opened {
     /// How the file is stored. (Versions 1 and 2 wrote `"gzip": true` or `false`.)
     #[serde(alias = "gzip", deserialize_with = "codec_or_gzip_flag")]
     pub codec: Codec,
+    /// Whether its lines are values of `log_key` fields, which need not be JSON.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_lines: bool,
     /// The key with `$INDEX` and `$UUID` left as they are: keys of one series differ only
     /// in those, and `$INDEX` counts within its series.
     #[serde(default)]
@@ -629,6 +632,7 @@ mod tests {
             window_start: 3600,
             opened_at: 3700,
             codec: Codec::Gzip,
+            raw_lines: false,
             series: "k/$INDEX".into(),
             index: Some(id),
             token: format!("token-{id}"),

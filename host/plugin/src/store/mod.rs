@@ -337,6 +337,7 @@ impl Store {
                         window_start: 0,
                         opened_at: 0,
                         codec: read_start(&path).map_or(Codec::None, |start| Codec::sniff(&start)),
+                        raw_lines: false,
                         series: String::new(),
                         index: None,
                         token: String::new(),
