@@ -25,7 +25,7 @@ const ACCOUNT_B: &str = "222222222222";
 const LINES: u64 = 2_000;
 
 /// Runs `steps` with tests/moto/aws_calls.py; the answers in order.
-fn aws(endpoint: &str, steps: Value) -> Vec<Value> {
+pub(crate) fn aws(endpoint: &str, steps: Value) -> Vec<Value> {
     let mut child = Command::new("python3")
         .arg(repo_root().join("tests/moto/aws_calls.py"))
         .arg(endpoint)
@@ -696,5 +696,67 @@ fn irsa_from_the_environment_uses_sts_endpoint_and_role_session_name() {
         "{log}"
     );
     let bucket = Bucket::open(&endpoint, "logs", (&admin.0, &admin.1));
+    assert_eq!(bucket.numbers(), (0..LINES).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_profile_of_the_shared_credentials_file_gives_the_base_credentials() {
+    let moto = Moto::start_on(free_port());
+    let endpoint = moto.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let mut steps =
+        vec![json!({"service": "s3", "call": "create_bucket", "args": {"Bucket": "logs"}})];
+    steps.extend(user_with_key("admin", &allow_all()));
+    steps.extend(user_with_key("agent", &allow_all()));
+    steps.push(json!({"auth_after": 0}));
+    let answers = aws(&endpoint, json!(steps));
+    let admin = key_of(&answers[3]);
+    let agent = key_of(&answers[6]);
+    // The default profile holds a key moto does not know; profile `logs` the agent's.
+    let shared = dir.path().join("credentials");
+    std::fs::write(
+        &shared,
+        format!(
+            "[default]\naws_access_key_id = AKIAUNKNOWNUNKNOWN00\naws_secret_access_key = x\n\
+             [logs]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            agent.0, agent.1
+        ),
+    )
+    .unwrap();
+    let input = dir.path().join("app.log");
+    write_log(&input, LINES);
+    let run = |conf: &Path| {
+        let out = run_command(conf, &input)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &shared)
+            .output()
+            .unwrap();
+        succeeded(&out)
+    };
+
+    // No role to assume: only the base credentials sign.
+    let conf = |name: &str, extra: &str| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        crate::s3::s3_conf(
+            &folder,
+            &endpoint,
+            &format!("    upload_retry_limit 2\n{extra}"),
+        )
+    };
+    let default = conf("default", "");
+    let log = run(&default);
+    assert!(log.contains("AKIAUNKNOWNUNKNOWN00"), "{log}");
+    let bucket = Bucket::open(&endpoint, "logs", (&admin.0, &admin.1));
+    assert!(bucket.keys().is_empty());
+    assert_eq!(
+        lines_kept_in(&dir.path().join("default/store")),
+        LINES as usize
+    );
+
+    let profile = conf("profile", "    profile logs\n");
+    let log = run(&profile);
+    assert!(!log.contains("[error]"), "{log}");
     assert_eq!(bucket.numbers(), (0..LINES).collect::<Vec<_>>());
 }

@@ -14,6 +14,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use rustsink::config::{Config, SinkConfig};
 use rustsink::destination::s3::S3Destination;
 use rustsink::destination::{Destination, PartDone, SealedObject, UploadProgress};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -610,4 +611,55 @@ fn a_fresh_store_never_overwrites_an_object_in_the_bucket() {
         expected,
         "every line of both runs, none written over"
     );
+}
+
+/// A bucket with Object Lock and a default retention takes only uploads that carry
+/// Content-MD5 (or a checksum): `send_content_md5` gives them one, in one piece and in parts.
+#[test]
+fn send_content_md5_uploads_into_a_bucket_with_object_lock() {
+    let moto = Moto::start_on(free_port());
+    let endpoint = moto.endpoint();
+    let lock = json!({
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}
+    });
+    crate::credentials::aws(
+        &endpoint,
+        json!([
+            {"service": "s3", "call": "create_bucket",
+             "args": {"Bucket": BUCKET, "ObjectLockEnabledForBucket": true}},
+            {"service": "s3", "call": "put_object_lock_configuration",
+             "args": {"Bucket": BUCKET, "ObjectLockConfiguration": lock}},
+        ]),
+    );
+    let bucket = Bucket::open(&endpoint, BUCKET, ("test", "test"));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("app.log");
+    write_log(&input, 2_000);
+    // About 8 MiB after gzip: uploaded in parts of 5 MiB.
+    let large = dir.path().join("large.log");
+    write_log(&large, 170_000);
+
+    let without = dir.path().join("without");
+    fs::create_dir_all(&without).unwrap();
+    let conf = s3_conf(&without, &endpoint, "    upload_retry_limit 1\n");
+    let out = run_command(&conf, &input).output().unwrap();
+    let log = succeeded(&out);
+    assert!(log.contains("Content-MD5"), "{log}");
+    assert!(bucket.keys().is_empty());
+
+    // Each run adds its lines to the bucket: 2,000, then 170,000 more.
+    for (name, input, total) in [("small", &input, 2_000), ("large", &large, 172_000)] {
+        let folder = dir.path().join(name);
+        fs::create_dir_all(&folder).unwrap();
+        let conf = s3_conf(&folder, &endpoint, "    send_content_md5 on\n");
+        let out = run_command(&conf, input).output().unwrap();
+        let log = succeeded(&out);
+        assert!(
+            !log.contains("[error]") && !log.contains("[ warn]"),
+            "{log}"
+        );
+        assert_eq!(bucket.numbers().len(), total, "{name}");
+    }
+    assert_eq!(bucket.open_uploads(), 0);
 }

@@ -14,6 +14,9 @@ const LAST_HOP: usize = 9;
 pub struct CredentialsConfig {
     /// Explicit IRSA; None: the AWS default chain gives the base credentials.
     pub web_identity: Option<WebIdentity>,
+    /// The shared-config profile the default chain reads (`profile`); None: its own choice
+    /// (`AWS_PROFILE`, else `default`).
+    pub profile: Option<String>,
     /// Roles assumed in order, each with the credentials of the one before.
     pub roles: Vec<RoleHop>,
     /// The session name of every role session (`role_session_name`).
@@ -99,6 +102,16 @@ pub(super) fn parse(
         }),
     };
 
+    let profile = given(keys::PROFILE);
+    if profile.is_some() && web_identity.is_some() {
+        return Err(invalid(
+            keys::PROFILE,
+            profile.as_deref().unwrap_or_default(),
+            "no profile when 'web_identity_token_file' gives the base credentials: the two \
+             name different sources",
+        ));
+    }
+
     let mut roles = Vec::new();
     let mut gap = None;
     for n in 1..=LAST_HOP {
@@ -176,6 +189,7 @@ pub(super) fn parse(
     }
     Ok(CredentialsConfig {
         web_identity,
+        profile,
         roles,
         session_name,
         session_duration,
@@ -280,6 +294,14 @@ mod tests {
     fn no_keys_mean_the_default_chain() {
         let config = credentials(&[]).unwrap();
         assert_eq!(config.web_identity, None);
+        assert_eq!(config.profile, None);
+        assert_eq!(
+            credentials(&[("profile", " logs ")])
+                .unwrap()
+                .profile
+                .as_deref(),
+            Some("logs")
+        );
         assert!(config.roles.is_empty());
         assert_eq!(config.session_duration, Duration::from_secs(3600));
         assert!(config.session_name.starts_with("rustsink-"));
@@ -350,6 +372,15 @@ mod tests {
                 &[("role_arn", A), ("external_id.2", "xy")],
                 "role_arn",
                 "role_arn.2",
+            ),
+            (
+                &[
+                    ("profile", "logs"),
+                    ("web_identity_token_file", "/t"),
+                    ("web_identity_role_arn", A),
+                ],
+                "profile",
+                "'logs'",
             ),
             (
                 &[("role_arn", A), ("role_session_name", "has space")],

@@ -35,6 +35,12 @@ pub const OBJECT_TAGS: &str = "object_tags";
 pub const CHECKSUM_ALGORITHM: &str = "checksum_algorithm";
 /// `s3_check_existing`: ask whether a key is taken before uploading to it.
 pub const S3_CHECK_EXISTING: &str = "s3_check_existing";
+/// `send_content_md5`: whether uploads carry Content-MD5.
+pub const SEND_CONTENT_MD5: &str = "send_content_md5";
+/// `profile`: the AWS shared-config profile of the base credentials.
+pub const PROFILE: &str = "profile";
+/// `format`: what objects hold.
+pub const FORMAT: &str = "format";
 /// `role_arn`: a role to assume for uploads; `role_arn.2`, `role_arn.3`, ... chain more.
 pub const ROLE_ARN: &str = "role_arn";
 /// `external_id`: the external id of `role_arn`; `external_id.N` of `role_arn.N`.
@@ -264,6 +270,22 @@ pub const ALL: &[Key] = &[
               object and needs `s3:GetObject`.",
     },
     Key {
+        name: PROFILE,
+        default: None,
+        doc: "The profile of the AWS shared config and credentials files \
+              (`~/.aws/config`, `~/.aws/credentials`, or `AWS_CONFIG_FILE` and \
+              `AWS_SHARED_CREDENTIALS_FILE`) that gives the base credentials. Unset: \
+              `AWS_PROFILE`, else `default`. With a profile, a web identity in the environment \
+              (IRSA) is not used; `role_arn` hops start from the profile's credentials.",
+    },
+    Key {
+        name: SEND_CONTENT_MD5,
+        default: Some("off"),
+        doc: "`on`: every PutObject and UploadPart carries the Content-MD5 of its body, which \
+              buckets with Object Lock require (unless `checksum_algorithm` is set). Each body \
+              is read twice: once for the digest, once to send it.",
+    },
+    Key {
         name: FILTER,
         default: None,
         doc: "A filter component (a `.wasm` file built for `rustsink:plugin@0.1.0`), applied \
@@ -361,6 +383,12 @@ pub const ALL: &[Key] = &[
         doc: "How the event time is written: `iso8601` (`2024-05-01T10:00:00.123456Z`), \
               `java_sql_timestamp` (`2024-05-01 10:00:00.123456`), `double` (seconds with \
               fraction), `epoch` (whole seconds) or `epoch_ms` (milliseconds).",
+    },
+    Key {
+        name: FORMAT,
+        default: Some("json_lines"),
+        doc: "What objects hold: `json_lines`, one JSON object per record and line (the \
+              format `out_s3` calls `json_lines`).",
     },
     Key {
         name: LOG_KEY,

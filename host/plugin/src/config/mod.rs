@@ -189,6 +189,10 @@ impl Config {
         let date_key = value(keys::JSON_DATE_KEY)
             .filter(|key| parse::boolean(key) != Ok(false) && !key.is_empty());
         let date_format = parse_date_format(&value(keys::JSON_DATE_FORMAT).unwrap_or_default())?;
+        let format = value(keys::FORMAT).unwrap_or_default();
+        if !format.trim().eq_ignore_ascii_case("json_lines") {
+            return Err(invalid(keys::FORMAT, &format, "json_lines"));
+        }
         let objects = parse_objects(&value, lookup(keys::S3_KEY_FORMAT).is_some())?;
         let metrics_listen = match value(keys::METRICS_LISTEN) {
             Some(text) if !text.trim().is_empty() => Some(text.trim().parse().map_err(|_| {
@@ -588,6 +592,12 @@ mod tests {
                 .json
                 .date_format,
             DateFormat::EpochMs
+        );
+        assert!(config(&[("format", "JSON_LINES")]).is_ok());
+        let error = config(&[("format", "otlp_json")]).unwrap_err().to_string();
+        assert!(
+            error.contains("'otlp_json' for key 'format'") && error.contains("json_lines"),
+            "{error}"
         );
         let error = config(&[("json_date_format", "rfc2822")]).unwrap_err();
         assert!(error.to_string().contains("'json_date_format'"), "{error}");

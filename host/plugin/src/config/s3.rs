@@ -61,6 +61,8 @@ pub struct S3Config {
     /// Whether to ask if a key is taken before uploading, for servers that ignore
     /// `If-None-Match`.
     pub check_existing: bool,
+    /// Whether uploads carry Content-MD5.
+    pub send_content_md5: bool,
 }
 
 /// S3's smallest part (all but the last) of a multipart upload.
@@ -159,6 +161,9 @@ pub(super) fn parse(
     let check_text = value(keys::S3_CHECK_EXISTING).unwrap_or_default();
     let check_existing = parse::boolean(&check_text)
         .map_err(|expected| invalid(keys::S3_CHECK_EXISTING, &check_text, expected))?;
+    let md5_text = value(keys::SEND_CONTENT_MD5).unwrap_or_default();
+    let send_content_md5 = parse::boolean(&md5_text)
+        .map_err(|expected| invalid(keys::SEND_CONTENT_MD5, &md5_text, expected))?;
     Ok(S3Config {
         bucket,
         region,
@@ -173,6 +178,7 @@ pub(super) fn parse(
         object_tags,
         checksum,
         check_existing,
+        send_content_md5,
     })
 }
 

@@ -124,18 +124,23 @@ impl SessionCredentials {
                     .build(),
             )
             .build();
-        let base = match config
-            .web_identity
-            .clone()
-            .or_else(web_identity_from_environment)
-        {
+        // A profile names the base credentials; else IRSA's environment, if set, does.
+        let web_identity = match &config.profile {
+            Some(_) => None,
+            None => config
+                .web_identity
+                .clone()
+                .or_else(web_identity_from_environment),
+        };
+        let base = match web_identity {
             Some(web_identity) => Base::WebIdentity(web_identity),
-            None => Base::DefaultChain(Box::new(
-                DefaultCredentialsChain::builder()
-                    .region(region)
-                    .build()
-                    .await,
-            )),
+            None => {
+                let mut chain = DefaultCredentialsChain::builder().region(region);
+                if let Some(profile) = &config.profile {
+                    chain = chain.profile_name(profile);
+                }
+                Base::DefaultChain(Box::new(chain.build().await))
+            }
         };
         SessionCredentials {
             inner: Arc::new(Inner {

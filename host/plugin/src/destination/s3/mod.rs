@@ -122,7 +122,8 @@ impl S3Destination {
             .bucket(&self.config.bucket)
             .key(&object.key)
             .body(body)
-            .content_length(object.len as i64);
+            .content_length(object.len as i64)
+            .set_content_md5(self.content_md5(&object.path, 0, object.len).await?);
         let sent = with_object_options!(request, &self.config, &object.token)
             .if_none_match("*")
             .send()
@@ -199,6 +200,7 @@ impl S3Destination {
                 .part_number(number as i32)
                 .content_length(length as i64)
                 .body(body)
+                .set_content_md5(self.content_md5(&object.path, offset, length).await?)
                 .set_checksum_algorithm(self.config.checksum.map(algorithm))
                 .send()
                 .await;
@@ -451,6 +453,60 @@ where
     error.code() == Some("PreconditionFailed")
 }
 
+impl S3Destination {
+    /// The Content-MD5 of bytes `offset..offset + length` of an object's file, if
+    /// `send_content_md5` asks for it.
+    async fn content_md5(
+        &self,
+        path: &Path,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<String>, DeliveryError> {
+        if !self.config.send_content_md5 {
+            return Ok(None);
+        }
+        let file = path.to_owned();
+        let digest = tokio::task::spawn_blocking(move || md5_of(&file, offset, length))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|digest| digest);
+        digest.map(Some).map_err(|source| DeliveryError::Io {
+            action: "reading for its Content-MD5",
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// The base64 MD5 of bytes `offset..offset + length` of the file at `path`.
+fn md5_of(path: &Path, offset: u64, length: u64) -> std::io::Result<String> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    use std::io::{Read, Seek, SeekFrom};
+
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut hasher = md5::Md5::new();
+    let mut rest = file.take(length);
+    let mut buffer = vec![0; 256 << 10];
+    let mut read = 0;
+    loop {
+        let n = rest.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        read += n as u64;
+    }
+    if read != length {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{} ends {} bytes early", path.display(), length - read),
+        ));
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+}
+
 /// Bytes `offset..offset + length` of an object's file, streamed.
 async fn file_part(path: &Path, offset: u64, length: u64) -> Result<ByteStream, DeliveryError> {
     ByteStream::read_from()
@@ -511,4 +567,21 @@ fn record(
             detail: source.to_string(),
             credentials_refused: false,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_md5_is_the_base64_md5_of_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object");
+        std::fs::write(&path, b"xxThe quick brown fox jumps over the lazy dogyy").unwrap();
+        let fox = md5_of(&path, 2, 43).unwrap();
+        assert_eq!(fox, "nhB9nTcrtoJr2B01QqQZ1g==");
+        assert_eq!(md5_of(&path, 0, 0).unwrap(), "1B2M2Y8AsgTpgAmY7PhCfg==");
+        let error = md5_of(&path, 40, 20).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 }
