@@ -17,6 +17,7 @@ fuzz_target!(|batch: &[u8]| {
     let format = JsonLines {
         date_key: Some("date".into()),
         date_format: DateFormat::Iso8601,
+        log_key: None,
     };
     let mut line = Vec::new();
     for event in events(batch).flatten() {

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rustsink_cli::fluent_conf;
 use rustsink::config::Config;
+use rustsink_cli::fluent_conf;
 
 fuzz_target!(|text: &str| {
     let dir = tempfile::tempdir().unwrap();

@@ -1,17 +1,23 @@
 //! Any bytes as a flush chunk: decoding and JSON encoding never panic, every line is valid
 //! JSON, every record that was checked reads as a value, and an error points inside the
-//! chunk, after the events that decoded.
+//! chunk, after the events that decoded. With `log_key`, a record is written as one line
+//! or more (a raw value may hold newlines), and whole as JSON when it lacks the field.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rustsink::config::{DateFormat, JsonLines};
 use rustsink::event::events;
-use rustsink::object::encode::write_json_line;
+use rustsink::object::encode::{write_json_line, write_line};
 
 fuzz_target!(|chunk: &[u8]| {
     let format = JsonLines {
         date_key: Some("date".into()),
         date_format: DateFormat::Iso8601,
+        log_key: None,
+    };
+    let raw = JsonLines {
+        log_key: Some("log".into()),
+        ..format.clone()
     };
     let mut line = Vec::new();
     for item in events(chunk) {
@@ -21,6 +27,12 @@ fuzz_target!(|chunk: &[u8]| {
                 line.clear();
                 write_json_line(&mut line, &event, &format);
                 rustsink_fuzz::assert_json(&line);
+                line.clear();
+                let found = write_line(&mut line, &event, &raw);
+                assert_eq!(line.last(), Some(&b'\n'));
+                if !found {
+                    rustsink_fuzz::assert_json(&line);
+                }
             }
             Err(error) => assert!(error.offset < chunk.len()),
         }
