@@ -379,3 +379,29 @@ fn check_refuses_a_time_window_that_does_not_divide_a_day() {
         }
     }
 }
+
+#[test]
+fn check_warns_that_fluent_bits_tls_keys_never_reach_rustsink() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("fluent-bit.conf");
+    let out = rustsink_check(
+        &conf,
+        "[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path /tmp/x\n    \
+         tls.verify off\n    tls.ca_file /etc/ca.pem\n    tls_ca_fil /etc/ca.pem\n",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for key in ["tls.verify", "tls.ca_file"] {
+        assert!(
+            stdout.contains(&format!(
+                "Fluent Bit keeps '{key}' to itself and rustsink never sees it; a private CA \
+                 goes in 'tls_ca_file'"
+            )),
+            "{key}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("unknown key 'tls_ca_fil' is ignored; did you mean 'tls_ca_file'?"),
+        "{stdout}"
+    );
+}

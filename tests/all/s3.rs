@@ -28,6 +28,16 @@ pub(crate) struct Moto {
 
 impl Moto {
     pub(crate) fn start_on(port: u16) -> Moto {
+        Moto::start_with(port, &[])
+    }
+
+    /// Moto serving HTTPS with a certificate and its key (PEM files).
+    pub(crate) fn start_https(port: u16, certificate: &Path, key: &Path) -> Moto {
+        let (certificate, key) = (certificate.to_str().unwrap(), key.to_str().unwrap());
+        Moto::start_with(port, &["--ssl-cert", certificate, "--ssl-key", key])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> Moto {
         let child = Command::new("python3")
             .args([
                 "-m",
@@ -37,6 +47,7 @@ impl Moto {
                 "-p",
                 &port.to_string(),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -662,4 +673,112 @@ fn send_content_md5_uploads_into_a_bucket_with_object_lock() {
         assert_eq!(bucket.numbers().len(), total, "{name}");
     }
     assert_eq!(bucket.open_uploads(), 0);
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is missing: run `bash .ci/setup`");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "openssl {args:?}: {error}");
+}
+
+/// An endpoint whose certificate a private CA signed: refused until `tls_ca_file` names
+/// the CA, and the data waits in the store meanwhile.
+#[test]
+fn tls_ca_file_trusts_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path();
+    fs::write(pki.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let new_key = ["-newkey", "rsa:2048", "-nodes", "-days", "2"];
+    openssl(
+        pki,
+        &[
+            &["req", "-x509"],
+            &new_key[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=rustsink test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        pki,
+        &[
+            &["req"],
+            &new_key[..2],
+            &[
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let moto = Moto::start_https(
+        free_port(),
+        &pki.join("server.pem"),
+        &pki.join("server.key"),
+    );
+    let endpoint = format!("https://127.0.0.1:{}", moto.port());
+    let ca = pki.join("ca.pem");
+    let ca_text = ca.to_str().unwrap();
+    let list = json!({"service": "s3", "call": "list_objects_v2", "args": {"Bucket": BUCKET}, "verify": ca_text});
+    crate::credentials::aws(
+        &endpoint,
+        json!([{"service": "s3", "call": "create_bucket", "args": {"Bucket": BUCKET}, "verify": ca_text}]),
+    );
+    let input = dir.path().join("app.log");
+    write_log(&input, 2_000);
+
+    let without = dir.path().join("without");
+    fs::create_dir_all(&without).unwrap();
+    let conf = s3_conf(&without, &endpoint, "    shutdown_timeout 3s\n");
+    let log = succeeded(&run_command(&conf, &input).output().unwrap());
+    assert!(log.contains("certificate"), "{log}");
+    let listed = crate::credentials::aws(&endpoint, json!([list]));
+    assert_eq!(listed[0]["KeyCount"], 0, "{listed:?}");
+
+    let with = dir.path().join("with");
+    fs::create_dir_all(&with).unwrap();
+    let conf = s3_conf(&with, &endpoint, &format!("    tls_ca_file {ca_text}\n"));
+    let log = succeeded(&run_command(&conf, &input).output().unwrap());
+    assert!(
+        !log.contains("[error]") && !log.contains("[ warn]"),
+        "{log}"
+    );
+    let listed = crate::credentials::aws(&endpoint, json!([list]));
+    assert_eq!(listed[0]["KeyCount"], 1, "{listed:?}");
 }

@@ -6,7 +6,8 @@ The steps are a JSON list, run in order; the answers are printed as a JSON list.
   {"service": "iam", "call": "create_user", "args": {...},
    "account": "222222222222", "key": "AKIA...", "secret": "..."}
       one boto3 call; "account" makes it in that moto account (otherwise the account of
-      the key), "key"/"secret" sign it (otherwise a dummy key, fine while auth is off).
+      the key), "key"/"secret" sign it (otherwise a dummy key, fine while auth is off),
+      "verify" names the CA file of an HTTPS endpoint.
   {"auth_after": N}
       moto authenticates and authorizes every request after the next N (0: from now on).
 """
@@ -35,6 +36,7 @@ def run(endpoint, step):
         region_name="us-east-1",
         aws_access_key_id=step.get("key", "test"),
         aws_secret_access_key=step.get("secret", "test"),
+        verify=step.get("verify"),
     )
     account = step.get("account")
     if account:

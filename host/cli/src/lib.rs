@@ -99,7 +99,14 @@ fn check(path: &std::path::Path) -> Result<bool> {
     for section in fluent_conf::outputs_named(&sections, PLUGIN_NAME) {
         count += 1;
         for (key, _) in &section.entries.properties {
-            if keys::find(key).is_none() && !keys::consumed_by_fluent_bit(key) {
+            if key.eq_ignore_ascii_case("tls.ca_file") || key.eq_ignore_ascii_case("tls.verify") {
+                println!(
+                    "{}: warning: Fluent Bit keeps '{key}' to itself and rustsink never sees \
+                     it; a private CA goes in '{}' (certificates are always verified)",
+                    section.origin,
+                    keys::TLS_CA_FILE
+                );
+            } else if keys::find(key).is_none() && !keys::consumed_by_fluent_bit(key) {
                 let hint =
                     did_you_mean(key).map_or(String::new(), |k| format!("; did you mean '{k}'?"));
                 println!(

@@ -15,6 +15,8 @@ pub const BUCKET: &str = "bucket";
 pub const REGION: &str = "region";
 /// `endpoint`: an S3-compatible server instead of AWS's.
 pub const ENDPOINT: &str = "endpoint";
+/// `tls_ca_file`: certificates to trust besides the system's.
+pub const TLS_CA_FILE: &str = "tls_ca_file";
 /// `s3_path_style`: bucket in the path instead of the host name.
 pub const S3_PATH_STYLE: &str = "s3_path_style";
 /// `upload_chunk_size`: the part size of multipart uploads.
@@ -202,6 +204,15 @@ pub const ALL: &[Key] = &[
         doc: "The URL of an S3-compatible server (MinIO, Ceph, a local test server) instead \
               of AWS's endpoint for the region. Setting it turns `s3_path_style` on unless \
               that is set.",
+    },
+    Key {
+        name: TLS_CA_FILE,
+        default: None,
+        doc: "A PEM file of CA certificates trusted besides the system's, for an `endpoint` \
+              (or `sts_endpoint`) whose certificate a private CA signed. Certificates are \
+              always verified: the AWS SDK cannot skip it. (Fluent Bit keeps its own `tls.*` \
+              keys, such as `tls.ca_file` and `tls.verify`, to itself: they never reach \
+              rustsink.)",
     },
     Key {
         name: S3_PATH_STYLE,
@@ -537,8 +548,9 @@ const FLUENT_BIT_KEYS: &[&str] = &[
     "log_suppress_interval",
     "host",
     "port",
+    "tls",
 ];
-const FLUENT_BIT_PREFIXES: &[&str] = &["tls", "storage.", "net."];
+const FLUENT_BIT_PREFIXES: &[&str] = &["tls.", "storage.", "net."];
 
 /// Whether Fluent Bit itself takes `key` (`Match`, `Workers`, `tls.verify`, ...), so that
 /// `output_get_property` never returns it.

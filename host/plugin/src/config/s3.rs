@@ -63,6 +63,8 @@ pub struct S3Config {
     pub check_existing: bool,
     /// Whether uploads carry Content-MD5.
     pub send_content_md5: bool,
+    /// PEM certificates trusted besides the system's (`tls_ca_file`), read at start.
+    pub ca_certificates: Option<Vec<u8>>,
 }
 
 /// S3's smallest part (all but the last) of a multipart upload.
@@ -161,6 +163,9 @@ pub(super) fn parse(
     let check_text = value(keys::S3_CHECK_EXISTING).unwrap_or_default();
     let check_existing = parse::boolean(&check_text)
         .map_err(|expected| invalid(keys::S3_CHECK_EXISTING, &check_text, expected))?;
+    let ca_certificates = given(keys::TLS_CA_FILE)
+        .map(|path| read_certificates(&path))
+        .transpose()?;
     let md5_text = value(keys::SEND_CONTENT_MD5).unwrap_or_default();
     let send_content_md5 = parse::boolean(&md5_text)
         .map_err(|expected| invalid(keys::SEND_CONTENT_MD5, &md5_text, expected))?;
@@ -179,7 +184,30 @@ pub(super) fn parse(
         checksum,
         check_existing,
         send_content_md5,
+        ca_certificates,
     })
+}
+
+/// The PEM file of `tls_ca_file`, checked to hold a certificate.
+fn read_certificates(path: &str) -> Result<Vec<u8>, ConfigError> {
+    let pem = std::fs::read(path).map_err(|error| {
+        invalid(
+            keys::TLS_CA_FILE,
+            path,
+            format!("a readable file ({error})"),
+        )
+    })?;
+    if !pem
+        .windows(27)
+        .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(invalid(
+            keys::TLS_CA_FILE,
+            path,
+            "a PEM file of certificates (-----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    Ok(pem)
 }
 
 /// `text` if it is one of `allowed` (ignoring case), in the spelling S3 uses.

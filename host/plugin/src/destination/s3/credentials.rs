@@ -17,7 +17,7 @@ use aws_config::BehaviorVersion;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::future;
-use aws_sdk_s3::config::{Credentials, ProvideCredentials, Region};
+use aws_sdk_s3::config::{Credentials, ProvideCredentials, Region, SharedHttpClient};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::timeout::TimeoutConfig;
@@ -98,6 +98,7 @@ impl SessionCredentials {
     pub async fn new(
         config: &CredentialsConfig,
         region: Region,
+        http: Option<SharedHttpClient>,
         metrics: Metrics,
     ) -> SessionCredentials {
         let sts_region = config
@@ -111,6 +112,7 @@ impl SessionCredentials {
         };
         let mut sts_config = aws_sdk_sts::Config::builder();
         sts_config.set_endpoint_url(config.sts_endpoint.clone());
+        sts_config.set_http_client(http);
         let sts_config = sts_config
             .behavior_version(BehaviorVersion::latest())
             .region(sts_region)

@@ -26,6 +26,7 @@ use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::IdentityCache;
+use aws_sdk_s3::config::SharedHttpClient;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -86,7 +87,8 @@ impl S3Destination {
             .thread_name("rustsink-s3")
             .enable_all()
             .build()?;
-        let (client, credentials) = runtime.block_on(build_client(&config, metrics));
+        let http = https_client(&config)?;
+        let (client, credentials) = runtime.block_on(build_client(&config, http, metrics));
         Ok(S3Destination {
             config,
             client,
@@ -404,15 +406,44 @@ impl Destination for S3Destination {
     }
 }
 
-async fn build_client(config: &S3Config, metrics: Metrics) -> (Client, SessionCredentials) {
+/// An HTTPS client that also trusts `tls_ca_file`'s certificates; None: the SDK's own.
+fn https_client(config: &S3Config) -> std::io::Result<Option<SharedHttpClient>> {
+    use aws_smithy_http_client::tls;
+    let Some(pem) = &config.ca_certificates else {
+        return Ok(None);
+    };
+    let trust = tls::TrustStore::default().with_pem_certificate(pem.clone());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(std::io::Error::other)?;
+    let client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https();
+    Ok(Some(client))
+}
+
+async fn build_client(
+    config: &S3Config,
+    http: Option<SharedHttpClient>,
+    metrics: Metrics,
+) -> (Client, SessionCredentials) {
     let region = RegionProviderChain::first_try(config.region.clone().map(Region::new))
         .or_default_provider()
         .or_else(Region::new("us-east-1"))
         .region()
         .await
         .unwrap_or_else(|| Region::new("us-east-1"));
-    let credentials = SessionCredentials::new(&config.credentials, region.clone(), metrics).await;
-    let shared = aws_config::defaults(BehaviorVersion::latest())
+    let credentials =
+        SessionCredentials::new(&config.credentials, region.clone(), http.clone(), metrics).await;
+    let mut shared = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(http) = http {
+        shared = shared.http_client(http);
+    }
+    let shared = shared
         .region(region)
         .credentials_provider(credentials.clone())
         // SessionCredentials caches, and renews on refusal, which the SDK's cache cannot.
