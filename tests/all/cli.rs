@@ -405,3 +405,76 @@ fn check_warns_that_fluent_bits_tls_keys_never_reach_rustsink() {
         "{stdout}"
     );
 }
+
+/// The entries of a component cache and their inodes: a rewritten entry gets a new one.
+fn cache_entries(cache: &Path) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut entries: Vec<(String, u64)> = fs::read_dir(cache)
+        .map(|dir| {
+            dir.map(|entry| entry.unwrap())
+                .map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    (name, entry.metadata().unwrap().ino())
+                })
+                .filter(|(name, _)| name != "key")
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn check_precompiles_components_into_the_store_and_fluent_bit_starts_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let conf = dir.path().join("fluent-bit.conf");
+    let text_of = |store: &Path| {
+        format!(
+            "[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path {}\n    \
+             store_dir {}\n    filter.1 {}\n    filter.1.key log\n    filter.1.regex x\n",
+            dir.path().join("out").display(),
+            store.display(),
+            components().grep.display()
+        )
+    };
+    // A store_dir that is not there yet is not created: Fluent Bit may run as another
+    // user, whose store_dir it would then refuse.
+    let out = rustsink_check(&conf, &text_of(&store));
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(!store.exists());
+    // With --precompile it is, as this user's, and the component is compiled into it.
+    let out = Command::new(rustsink_bin())
+        .args(["check", "--precompile", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let cache = store.join("components");
+    let entries = cache_entries(&cache);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    // The plugin loads the component from that entry: nothing is compiled or written again.
+    let mut fluent_bit = load(rustsink_cli::harness::HostVersion::V5);
+    let section = rustsink_cli::harness::OutputSection::new([
+        ("Name", "rustsink"),
+        ("Match", "*"),
+        ("sink", "dir"),
+        ("path", &dir.path().join("out").display().to_string()),
+        ("store_dir", &store.display().to_string()),
+        ("filter.1", &components().grep.display().to_string()),
+        ("filter.1.key", "log"),
+        ("filter.1.regex", "x"),
+    ]);
+    fluent_bit.add_output(&section).unwrap();
+    fluent_bit.shutdown().unwrap();
+    assert_eq!(cache_entries(&cache), entries);
+
+    // A store_dir of another user's is left alone: check compiles elsewhere.
+    let foreign = dir.path().join("foreign");
+    fs::create_dir(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let out = rustsink_check(&conf, &text_of(&foreign));
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(!foreign.join("components").exists());
+}

@@ -12,7 +12,7 @@ pub mod fluent_conf;
 pub mod harness;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -36,10 +36,19 @@ enum Command {
     /// sections of a Fluent Bit configuration file.
     Run(run::RunArgs),
     /// Check the rustsink [OUTPUT] sections of a Fluent Bit configuration file.
+    ///
+    /// Components are compiled into the cache of each output's store_dir, so that Fluent
+    /// Bit starts without compiling them, when store_dir is a folder of this user's; else
+    /// into a cache of this command's.
     Check {
         /// The configuration file.
         #[arg(short, long)]
         config: PathBuf,
+        /// Create a missing store_dir (0700, this user's) to keep the compiled components
+        /// in. Run it as the user Fluent Bit runs as: rustsink refuses a store_dir of
+        /// another user's.
+        #[arg(long)]
+        precompile: bool,
     },
     /// Print the least-privilege IAM policies (and role trust policies) that the
     /// `sink s3` outputs of a Fluent Bit configuration file need, as JSON.
@@ -71,7 +80,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run::run(&args),
-        Command::Check { config } => check(&config),
+        Command::Check { config, precompile } => check(&config, precompile),
         Command::Policy { config } => policy(&config),
         Command::Redrive { config } => redrive(&config),
         Command::Describe { component } => component::describe(&component),
@@ -92,7 +101,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Validates every rustsink output of a file; Ok(false) when one is invalid.
-fn check(path: &std::path::Path) -> Result<bool> {
+fn check(path: &Path, precompile: bool) -> Result<bool> {
     let sections = fluent_conf::read(path)?;
     let mut valid = true;
     let mut count = 0;
@@ -118,7 +127,10 @@ fn check(path: &std::path::Path) -> Result<bool> {
         let lookup = |key: &str| section.entries.get(key).map(str::to_owned);
         let checked = Config::from_lookup(lookup)
             .map_err(anyhow::Error::from)
-            .and_then(|config| check_components(&config, &lookup));
+            .and_then(|config| {
+                let cache = component_cache(&config, precompile);
+                check_components(&config, &lookup, &cache)
+            });
         match checked {
             Ok(declared) => {
                 let keys = section
@@ -152,12 +164,12 @@ fn check(path: &std::path::Path) -> Result<bool> {
 fn check_components(
     config: &Config,
     lookup: &dyn Fn(&str) -> Option<String>,
+    cache: &Path,
 ) -> Result<DeclaredOptions> {
     let log = rustsink::log::Logger::stderr("check", rustsink::log::Threshold::from_env());
-    let cache = component::cache_dir();
     let metrics = rustsink::metrics::Metrics::new("check");
     let chain =
-        rustsink::wasm::chain::Chain::start(&config.filters, lookup, &cache, &log, &metrics)?;
+        rustsink::wasm::chain::Chain::start(&config.filters, lookup, cache, &log, &metrics)?;
     let mut declared = DeclaredOptions {
         filters: chain
             .filters()
@@ -170,13 +182,27 @@ fn check_components(
         sink: None,
     };
     if let rustsink::config::SinkConfig::Component(sink) = &config.sink {
-        let sink = rustsink::wasm::sink::start_sink(sink, lookup, &cache, &log)?;
+        let sink = rustsink::wasm::sink::start_sink(sink, lookup, cache, &log)?;
         let component = sink.component();
         let options = component.description().options.iter();
         let names = options.map(|option| option.name.clone()).collect();
         declared.sink = Some((component.name().to_owned(), names));
     }
     Ok(declared)
+}
+
+/// Where `check` keeps the components it compiles: the cache the plugin reads
+/// (`<store_dir>/components`) when store_dir is this user's (created, with
+/// `--precompile`, when missing), else the command's own.
+fn component_cache(config: &Config, precompile: bool) -> PathBuf {
+    let store_dir = &config.objects.store_dir;
+    if precompile && !store_dir.exists() {
+        let _ = rustsink::store::private::create_dir(store_dir);
+    }
+    match rustsink::store::private::check_folder(store_dir) {
+        Ok(()) => rustsink::pipeline::component_cache_dir(store_dir),
+        Err(_) => component::cache_dir(),
+    }
 }
 
 /// The options the components of an output declare: by filter position, and the sink's,

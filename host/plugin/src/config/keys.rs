@@ -231,7 +231,8 @@ pub const ALL: &[Key] = &[
         name: CONTENT_TYPE,
         default: Some("application/x-ndjson"),
         doc: "The Content-Type of objects. With `compression gzip` the objects are gzip \
-              files (the key ends in `.gz`); no Content-Encoding is set, so clients do not \
+              files (the key ends in `.gz`), with `zstd` zstd files (`.zst`); no \
+              Content-Encoding is set, so clients do not \
               unpack them on download.",
     },
     Key {

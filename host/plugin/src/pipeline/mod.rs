@@ -189,6 +189,11 @@ pub enum StartError {
     },
 }
 
+/// Where the components of the instances of `store_dir` are kept compiled.
+pub fn component_cache_dir(store_dir: &std::path::Path) -> std::path::PathBuf {
+    store_dir.join("components")
+}
+
 struct Job {
     chunk: Vec<u8>,
     tag: String,
@@ -224,7 +229,7 @@ impl Instance {
         log: Logger,
     ) -> Result<Arc<Instance>, StartError> {
         let store_dir = config.objects.store_dir.clone();
-        let cache_dir = store_dir.join("components");
+        let cache_dir = component_cache_dir(&store_dir);
         let metrics = Metrics::new(log.instance());
         let endpoint = config
             .metrics_listen

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The codecs side by side, in one run: the same seeded log (`varied`, realistic messages)
+# goes through the built librustsink.so with `sink dir`, driven by `rustsink run` with two
+# flush workers on both cores, once per codec and level.
+#
+# For each: CPU-seconds per GB of raw log (the plugin alone: the process less the input
+# thread that plays Fluent Bit's input), peak RSS of the process, the ratio of the JSON
+# lines to the stored bytes, and stored bytes per record. Best of three runs by wall time.
+#
+# usage: bash benches/codecs.sh [MEGABYTES]     (default 512)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+megabytes="${1:-512}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+cargo build --release --quiet
+python3 benches/generate_logs.py "$megabytes" 1 varied > "$work/app.log"
+bytes=$(stat -c %s "$work/app.log")
+lines=$(wc -l < "$work/app.log")
+
+measure() {
+    local label="$1" keys="$2" best="" wall user sys rss_kib input_cpu
+    printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n%b' \
+        "$work/out" "$work/store" "$keys" > "$work/bench.conf"
+    for _ in 1 2 3; do
+        rm -rf "$work/out" "$work/store"
+        /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
+            target/release/rustsink run --config "$work/bench.conf" \
+            --input "$work/app.log" --chunk-records 2000 --workers 2 2> "$work/log"
+        read -r wall user sys rss_kib < "$work/time"
+        if [ -z "$best" ] || awk -v a="$wall" -v b="$best" 'BEGIN {exit !(a < b)}'; then
+            best="$wall"; cp "$work/time" "$work/best"
+            grep -o "used [0-9.]* s of CPU" "$work/log" | awk '{print $2}' > "$work/best_input"
+        fi
+    done
+    read -r wall user sys rss_kib < "$work/best"
+    read -r input_cpu < "$work/best_input"
+    local stored json
+    stored=$(find "$work/out" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+    # The JSON lines, decoded by the codecs' own command-line tools.
+    json=$(find "$work/out" -type f -print0 | sort -z | while IFS= read -r -d '' object; do
+        case "$object" in
+            *.gz) gzip -dc "$object" ;;
+            *.zst) zstd -dcq "$object" ;;
+            *) cat "$object" ;;
+        esac
+    done | wc -c)
+    awk -v label="$label" -v wall="$wall" -v user="$user" -v sys="$sys" -v rss="$rss_kib" \
+        -v bytes="$bytes" -v lines="$lines" -v stored="$stored" -v json="$json" \
+        -v input_cpu="$input_cpu" 'BEGIN {
+        gb = bytes / 1073741824
+        printf "| %s | %.1f | %.1f | %.0f | %.2f | %.1f |\n",
+            label, (user + sys - input_cpu) / gb, bytes / 1048576 / wall, rss / 1024,
+            json / stored, stored / lines
+    }'
+}
+
+echo "input: $megabytes MiB, $lines lines, seed 1, varied; 2 cores, 2 flush workers"
+echo "| codec | CPU-s per GB, plugin | MB/s | peak RSS MiB | ratio | stored bytes per record |"
+echo "|---|---|---|---|---|---|"
+measure "none" "    compression none\n"
+measure "gzip 4 (default)" ""
+measure "gzip 6" "    compression_level 6\n"
+measure "zstd 1" "    compression zstd\n    compression_level 1\n"
+measure "zstd 3 (zstd's default)" "    compression zstd\n"
+measure "zstd 6" "    compression zstd\n    compression_level 6\n"
