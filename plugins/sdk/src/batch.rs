@@ -47,6 +47,32 @@ impl Record {
         self.get(key).and_then(Value::as_str)
     }
 
+    /// The value of field `key` if it is an integer that fits an `i64`.
+    pub fn get_i64(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(Value::as_i64)
+    }
+
+    /// The value of field `key` if it is a non-negative integer that fits a `u64`.
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(Value::as_u64)
+    }
+
+    /// The value of field `key` as a float: a float, or an integer (JSON writers, such as
+    /// JavaScript's, may write `57.0` as `57`).
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        match self.get(key)? {
+            Value::F32(float) => Some(f64::from(*float)),
+            Value::F64(float) => Some(*float),
+            Value::Integer(integer) => integer.as_f64(),
+            _ => None,
+        }
+    }
+
+    /// The value of field `key` if it is a boolean.
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(Value::as_bool)
+    }
+
     /// Sets field `key`, in place if it exists, else at the end.
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {
         let value = value.into();
@@ -162,7 +188,7 @@ pub(crate) fn filter(
     Ok(out)
 }
 
-fn write_record(out: &mut Vec<u8>, record: Record) -> Result<(), Error> {
+pub(crate) fn write_record(out: &mut Vec<u8>, record: Record) -> Result<(), Error> {
     let Record {
         time,
         metadata,

@@ -43,6 +43,10 @@
 //!
 //! rustsink_sdk::export_filter!(NoDebug);
 //! ```
+//!
+//! A component's code also runs natively, for its tests: [`testing`] turns JSON lines into
+//! records and runs a filter over them, and [`log`] and [`count`] are recorded in memory
+//! there instead of reaching a host.
 
 mod batch;
 mod filter;
@@ -51,6 +55,7 @@ pub mod http;
 mod json;
 mod options;
 mod sink;
+pub mod testing;
 
 pub use batch::{Record, Timestamp};
 pub use filter::{Filter, Verdict};
@@ -63,7 +68,7 @@ pub mod bindings {
     /// The `filter` world.
     pub mod filter {
         wit_bindgen::generate!({
-            path: "../../wit",
+            path: "wit",
             world: "filter",
             pub_export_macro: true,
             export_macro_name: "export_filter_world",
@@ -74,7 +79,7 @@ pub mod bindings {
     /// The `sink` world; its types and host functions are those of the filter world.
     pub mod sink {
         wit_bindgen::generate!({
-            path: "../../wit",
+            path: "wit",
             world: "sink",
             pub_export_macro: true,
             export_macro_name: "export_sink_world",
@@ -130,14 +135,22 @@ impl Error {
     }
 }
 
-/// Writes a line to Fluent Bit's log, prefixed with the component's name.
+/// Writes a line to Fluent Bit's log, prefixed with the component's name. Natively (in a
+/// component's tests), the line is kept for [`testing::logged`].
 pub fn log(level: Level, message: &str) {
+    #[cfg(target_family = "wasm")]
     bindings::filter::rustsink::plugin::host::log(level, message);
+    #[cfg(not(target_family = "wasm"))]
+    testing::record_log(level, message);
 }
 
-/// Adds `delta` to the counter `name`, which the host reports.
+/// Adds `delta` to the counter `name`, which the host reports. Natively (in a component's
+/// tests), the sum is kept for [`testing::counted`].
 pub fn count(name: &str, delta: u64) {
+    #[cfg(target_family = "wasm")]
     bindings::filter::rustsink::plugin::host::count(name, delta);
+    #[cfg(not(target_family = "wasm"))]
+    testing::record_count(name, delta);
 }
 
 /// Logs a formatted line at info level.
@@ -157,6 +170,11 @@ macro_rules! warn {
 macro_rules! debug {
     ($($arg:tt)*) => { $crate::log($crate::Level::Debug, &format!($($arg)*)) };
 }
+
+/// The README's examples, compiled and run as tests (`cargo test --features http`).
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
 
 #[doc(hidden)]
 pub mod __private {

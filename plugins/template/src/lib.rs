@@ -56,3 +56,32 @@ impl Filter for RemoveFields {
 }
 
 rustsink_sdk::export_filter!(RemoveFields);
+
+// `cargo test` runs these natively: no Fluent Bit, no WebAssembly.
+#[cfg(test)]
+mod tests {
+    use rustsink_sdk::testing::{records_from_json_lines, run_filter};
+
+    use super::*;
+
+    #[test]
+    fn the_named_fields_are_removed_and_the_rest_kept() {
+        let records =
+            records_from_json_lines("{\"user\":\"ann\",\"token\":\"t0k\",\"password\":\"pw\"}")
+                .unwrap();
+        let out = run_filter::<RemoveFields>(&[("fields", "password, token")], records).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to_json(None), "{\"user\":\"ann\"}");
+    }
+
+    #[test]
+    fn no_field_named_is_an_error_that_says_so() {
+        let error = run_filter::<RemoveFields>(&[("fields", " , ")], vec![]).unwrap_err();
+        assert!(
+            error.message.contains("option 'fields'"),
+            "{}",
+            error.message
+        );
+        assert!(run_filter::<RemoveFields>(&[], vec![]).is_err());
+    }
+}
