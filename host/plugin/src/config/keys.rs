@@ -450,7 +450,9 @@ pub const ALL: &[Key] = &[
         default: None,
         doc: "The level of `compression`. Gzip: 1 (fastest) to 9 (smallest), default 4, which \
               costs about a quarter less CPU than 6 for objects about 3% larger, still smaller \
-              than out_s3's. Zstd: 1 to 19, default 3. Ignored with `compression none`.",
+              than out_s3's. Zstd: 1 to 19, default 1, which on rustsink's blocks of about \
+              128 KiB compresses as well as 3 for about three quarters of its CPU. Ignored \
+              with `compression none`.",
     },
     Key {
         name: COMPRESSION_THREADS,

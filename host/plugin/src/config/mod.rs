@@ -220,8 +220,10 @@ impl Config {
 
 /// The gzip level when `compression_level` is not set.
 const GZIP_LEVEL: i32 = 4;
-/// The zstd level when `compression_level` is not set.
-const ZSTD_LEVEL: i32 = 3;
+/// The zstd level when `compression_level` is not set: on blocks of about 128 KiB of JSON
+/// lines, level 1 compresses as well as 3 for about three quarters of its CPU
+/// (BENCHMARKS.md).
+const ZSTD_LEVEL: i32 = 1;
 
 fn parse_objects(
     value: &dyn Fn(&'static str) -> Option<String>,
@@ -657,7 +659,7 @@ mod tests {
             objects.compression,
             Compression {
                 codec: Codec::Zstd,
-                level: 3
+                level: 1
             }
         );
         let template = keys::DEFAULT_KEY_FORMAT.replace(".gz", ".zst");
