@@ -1,6 +1,9 @@
 //! Filter components through the harness, as Fluent Bit drives the plugin: real
 //! components built for wasm32-wasip2, including ones that misbehave on purpose.
 
+use std::path::Path;
+use std::process::Command;
+
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use rustsink_cli::harness::{HostVersion, take_log_lines};
@@ -613,4 +616,63 @@ fn check_warns_of_component_options_nothing_takes() {
     for taken in ["filter.1.key", "filter.1.regex", "filter.1.timeout"] {
         assert!(!stdout.contains(&format!("'{taken}'")), "{stdout}");
     }
+}
+
+/// The Python twin of `grep` (plugins/python/grep) and the Rust one, on the same input in
+/// one run: the same records kept, so the same objects, byte for byte once decompressed.
+#[test]
+fn the_python_grep_writes_the_same_objects_as_the_rust_grep() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("app.log");
+    let mut lines = String::new();
+    for n in 0..3_000 {
+        let level = ["ERROR", "INFO", "WARN", "DEBUG"][n % 4];
+        lines.push_str(&format!(
+            "{level} request {n} took {}ms for \"user-{}\" ünïcode\n",
+            n % 97,
+            n % 13
+        ));
+    }
+    std::fs::write(&input, lines).unwrap();
+    let output = |name: &str, filter: &Path, extra: &str| {
+        format!(
+            "[OUTPUT]\n    Name rustsink\n    Match *\n    Alias {name}\n    sink dir\n    \
+             path {}\n    store_dir {}\n    filter.1 {}\n    filter.1.key log\n    \
+             filter.1.regex ^(ERROR|WARN) \n{extra}",
+            dir.path().join(name).display(),
+            dir.path().join(format!("{name}-store")).display(),
+            filter.display()
+        )
+    };
+    let conf = dir.path().join("fluent-bit.conf");
+    std::fs::write(
+        &conf,
+        output("rust", &components().grep, "")
+            + &output("python", python_grep(), "    filter.1.timeout 30s\n"),
+    )
+    .unwrap();
+    let out = Command::new(rustsink_bin())
+        .args(["run", "--config"])
+        .arg(&conf)
+        .arg("--input")
+        .arg(&input)
+        .env("RUSTSINK_PLUGIN", plugin_path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let text = |name: &str| -> String {
+        objects(&dir.path().join(name))
+            .iter()
+            .map(|object| object_text(object))
+            .collect()
+    };
+    let (rust, python) = (text("rust"), text("python"));
+    assert_eq!(rust.lines().count(), 1_500, "{rust:.300}");
+    assert!(
+        rust.lines()
+            .all(|line| line.contains("\"ERROR ") || line.contains("\"WARN "))
+    );
+    assert_eq!(python, rust);
+    assert!(log.contains("[grep] counters: dropped=1500"), "{log}");
 }

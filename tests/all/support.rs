@@ -337,3 +337,55 @@ pub fn components() -> &'static Components {
         }
     })
 }
+
+/// `plugins/python/grep` built with componentize-py (from PyPI, `bash .ci/setup`), once per
+/// test process, into `target/components/python/`, with the pure-Python msgpack it
+/// imports (installed there from PyPI on first use).
+pub fn python_grep() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out_dir = repo_root().join("target/components/python");
+        let site = out_dir.join("site");
+        let run = |command: &mut Command, what: &str| {
+            let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(
+                out.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if !site.join("msgpack").exists() {
+            run(
+                Command::new("python3")
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
+                    .args(["--no-binary", "msgpack", "--target"])
+                    .arg(&site)
+                    .arg("msgpack==1.1.2")
+                    .env("MSGPACK_PUREPYTHON", "1"),
+                "installing the pure-Python msgpack",
+            );
+        }
+        let wasm = out_dir.join("grep.wasm");
+        let source = repo_root().join("plugins/python/grep");
+        run(
+            Command::new(python_script("componentize-py"))
+                .arg("-d")
+                .arg(repo_root().join("wit"))
+                .args(["-w", "filter", "componentize", "app", "-o"])
+                .arg(&wasm)
+                .arg("-p")
+                .arg(&source)
+                .arg("-p")
+                .arg(&site)
+                .current_dir(&source),
+            "componentize-py (run `bash .ci/setup`)",
+        );
+        wasm
+    })
+}
