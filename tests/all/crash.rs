@@ -24,7 +24,7 @@ const KILLS: usize = 50;
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     if let Some(dir) = std::env::var_os(CHILD) {
-        return feed_the_plugin(Path::new(&dir));
+        return feed_the_plugin(Path::new(&dir), "gzip");
     }
     let dir = tempfile::tempdir().unwrap();
     let test = "crash::kill_9_at_random_moments_loses_and_duplicates_nothing";
@@ -33,13 +33,30 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(duplicates, 0, "records written twice");
 }
 
+/// The same with zstd objects: a frame is what a commit ends with.
+#[test]
+fn kill_9_at_random_moments_with_zstd_objects_loses_and_duplicates_nothing() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return feed_the_plugin(Path::new(&dir), "zstd");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let test = "crash::kill_9_at_random_moments_with_zstd_objects_loses_and_duplicates_nothing";
+    let seen = kill_and_restart(dir.path(), test, 20, |_, _| {});
+    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
+    assert_eq!(duplicates, 0, "records written twice");
+    let zstd = objects(dir.path())
+        .iter()
+        .all(|path| path.to_string_lossy().ends_with(".jsonl.zst"));
+    assert!(zstd, "every object is a zstd one");
+}
+
 /// The journal damaged between runs, for real: a flipped byte in its middle, its end cut
 /// off, or the whole file deleted. A record may then arrive twice (README's at-least-once
 /// rule), but none is lost.
 #[test]
 fn kill_9_with_the_journal_damaged_between_runs_loses_nothing() {
     if let Some(dir) = std::env::var_os(CHILD) {
-        return feed_the_plugin(Path::new(&dir));
+        return feed_the_plugin(Path::new(&dir), "gzip");
     }
     let dir = tempfile::tempdir().unwrap();
     let test = "crash::kill_9_with_the_journal_damaged_between_runs_loses_nothing";
@@ -178,8 +195,9 @@ fn feed(child: &mut Child, next_chunk: &mut u64, until: Option<u64>) {
     }
 }
 
-/// The child's side: runs the plugin and flushes the chunks named on stdin.
-fn feed_the_plugin(dir: &Path) {
+/// The child's side: runs the plugin with `compression` and flushes the chunks named on
+/// stdin.
+fn feed_the_plugin(dir: &Path, compression: &str) {
     let mut fluent_bit = load(HostVersion::V5);
     let out = fluent_bit
         .add_output(&dir_output(
@@ -190,6 +208,7 @@ fn feed_the_plugin(dir: &Path) {
                 ("shutdown_timeout", "2m"),
                 ("window_wait", "1s"),
                 ("total_file_size", "24K"),
+                ("compression", compression),
             ],
         ))
         .unwrap();
