@@ -7,9 +7,13 @@
 # runs measure filtering, not compiling; the first compile is timed on its own. CPU per
 # record is the run's CPU less that of the same run without a filter.
 #
+# componentize-py comes from PyPI (`bash .ci/setup` installs it).
+#
 # usage: bash benches/languages.sh [MEGABYTES]     (default 64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# pip put componentize-py in Python's scripts folder, which need not be on PATH.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 megabytes="${1:-64}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -275,3 +275,34 @@ fn object_damage(test: &str, compression: &str) {
         object_text(path);
     }
 }
+
+/// Objects open when the process was killed are finished with the codec they began with,
+/// whatever `compression` the restart has: README's promise for a changed configuration.
+#[test]
+fn open_objects_are_finished_with_their_own_codec_after_a_restart_with_another() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return feed_and_wait(Path::new(&dir));
+    }
+    let test =
+        "damage::open_objects_are_finished_with_their_own_codec_after_a_restart_with_another";
+    in_own_process(test, || {
+        let dir = tempfile::tempdir().unwrap();
+        let before = store_with_delivered_and_open_objects(dir.path(), test, "zstd");
+        let open = fs::read_dir(dir.path().join(".store/dmg/objects"))
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().path().extension().is_none())
+            .count();
+        assert!(open > 0, "no object was open at the kill");
+        let warnings = restart(dir.path(), "gzip");
+        assert!(warnings.is_empty(), "{warnings:#?}");
+        assert_nothing_lost_or_overwritten(dir.path(), &before);
+        for (path, bytes) in delivered(dir.path()) {
+            let name = path.to_string_lossy();
+            assert!(name.ends_with(".jsonl.zst"), "{name}");
+            assert!(
+                bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+                "{name} is no zstd"
+            );
+        }
+    });
+}

@@ -275,13 +275,15 @@ fn the_server_going_away_mid_upload_loses_and_repeats_nothing() {
     scene.proxy.hold(Some("partNumber=2"));
     let child = scene.run().stderr(Stdio::piped()).spawn().unwrap();
 
-    // Part 2 is on its way: the server goes away for a while, then comes back.
+    // Part 2 is on its way: the server goes away for a while, then comes back. Longer
+    // than the SDK's own quick retries of one attempt (three, with backoff up to about 3 s
+    // in all), so that the attempt fails as a whole even on a loaded machine.
     scene
         .proxy
         .wait_for("partNumber=2", Duration::from_secs(120));
     scene.proxy.set_down(true);
     scene.proxy.hold(None);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(8));
     scene.proxy.set_down(false);
 
     let log = succeeded(&child.wait_with_output().unwrap());

@@ -336,7 +336,7 @@ impl Recovery<'_> {
         // Without the file beside it, its tag and key are unknown; what it holds is kept,
         // sealed, in quarantine, under a key of tag `unknown`.
         let path = self.store.object_path(id);
-        let codec = std::fs::read(&path).map_or(Codec::None, |bytes| Codec::sniff(&bytes));
+        let codec = Codec::of_file(&path);
         // Its lines are taken to be JSON: without the file beside it, nothing says otherwise.
         let prefix = match check::intact_prefix(&path, codec, false) {
             Ok(Some(prefix)) if prefix.raw > 0 => prefix,

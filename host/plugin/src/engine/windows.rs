@@ -144,6 +144,6 @@ struct Encoded<'a> {
 }
 
 /// A duration in whole seconds, saturating.
-pub fn secs(duration: Duration) -> i64 {
+fn secs(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }

@@ -336,7 +336,7 @@ impl Store {
                         tag: String::new(),
                         window_start: 0,
                         opened_at: 0,
-                        codec: read_start(&path).map_or(Codec::None, |start| Codec::sniff(&start)),
+                        codec: Codec::of_file(&path),
                         raw_lines: false,
                         series: String::new(),
                         index: None,
@@ -421,13 +421,6 @@ impl Store {
 }
 
 /// The object files in `dir` (named by their id), and their bytes.
-/// The first bytes of a file, enough to tell its codec.
-fn read_start(path: &Path) -> io::Result<Vec<u8>> {
-    let mut start = Vec::with_capacity(16);
-    io::Read::read_to_end(&mut io::Read::take(fs::File::open(path)?, 16), &mut start)?;
-    Ok(start)
-}
-
 fn count_objects(dir: &Path) -> io::Result<Usage> {
     let mut usage = Usage::default();
     for entry in fs::read_dir(dir).map_err(|e| with_path(e, "listing", dir))? {

@@ -14,11 +14,10 @@
 //! quarter of the hashing that priming costs per block.
 
 use std::io;
-use std::sync::{Mutex, PoisonError};
 
 use flate2::{Compress, FlushCompress};
 
-use super::{Block, BlockCompressor, StreamPosition};
+use super::{Block, BlockCompressor, Spares, StreamPosition};
 
 /// A compressor kept for later blocks, and where its last block ended.
 #[derive(Debug)]
@@ -32,17 +31,7 @@ struct Spare {
 #[derive(Debug)]
 pub struct Deflater {
     level: u32,
-    spare: Mutex<Vec<Spare>>,
-}
-
-impl Deflater {
-    /// A deflater at `level` (0 to 9).
-    pub fn new(level: u32) -> Deflater {
-        Deflater {
-            level,
-            spare: Mutex::new(Vec::new()),
-        }
-    }
+    spare: Spares<Spare>,
 }
 
 impl BlockCompressor for Deflater {
@@ -52,30 +41,32 @@ impl BlockCompressor for Deflater {
         let dictionary: &[u8] = if continues { &[] } else { &block.dictionary };
         let result = deflate_block(&mut compressor, dictionary, block.raw);
         if result.is_ok() {
-            self.spare
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Spare {
-                    compressor,
-                    ends_at: block.end(),
-                });
+            self.spare.put(Spare {
+                compressor,
+                ends_at: block.end(),
+            });
         }
         block.compressed = Some(result);
     }
 
     fn release(&self) {
-        self.spare
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.spare.clear();
     }
 }
 
 impl Deflater {
+    /// A deflater at `level` (0 to 9).
+    pub fn new(level: u32) -> Deflater {
+        Deflater {
+            level,
+            spare: Spares::new(),
+        }
+    }
+
     /// A compressor for a block starting at `position`, and whether it stopped right
     /// there (its window then holds what precedes the block).
     fn take_compressor(&self, position: StreamPosition) -> (Compress, bool) {
-        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut spare = self.spare.lock();
         if let Some(at) = spare.iter().position(|s| s.ends_at == position) {
             return (spare.swap_remove(at).compressor, true);
         }

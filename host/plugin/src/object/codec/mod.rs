@@ -20,12 +20,16 @@ mod zstd;
 use std::borrow::Cow;
 use std::fmt::Debug;
 use std::io;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
 pub use deflate::Deflater;
 
 use super::writer::Committed;
+
+/// Enough of a file's start to hold any codec's header.
+const HEADER_MAX: usize = 16;
 
 /// How far back a block may refer: the most of the preceding data a block's dictionary
 /// holds.
@@ -65,9 +69,22 @@ impl Codec {
         }
     }
 
-    /// The codec an object file's first bytes show, for a file the journal does not
-    /// describe: the one whose header it starts with (plain when none matches).
-    pub fn sniff(bytes: &[u8]) -> Codec {
+    /// The codec of the object file at `path` that the journal does not describe, by the
+    /// header it starts with (plain when none matches, or the file cannot be read). Reads
+    /// only the file's first bytes.
+    pub fn of_file(path: &std::path::Path) -> Codec {
+        let mut start = Vec::with_capacity(HEADER_MAX);
+        let read = std::fs::File::open(path).and_then(|file| {
+            io::Read::read_to_end(&mut io::Read::take(file, HEADER_MAX as u64), &mut start)
+        });
+        match read {
+            Ok(_) => Codec::sniff(&start),
+            Err(_) => Codec::None,
+        }
+    }
+
+    /// The codec whose header `bytes` start with (plain when none matches).
+    fn sniff(bytes: &[u8]) -> Codec {
         Codec::ALL
             .into_iter()
             .find(|codec| {
@@ -156,6 +173,36 @@ pub trait BlockCompressor: Send + Sync + Debug {
     fn release(&self);
 }
 
+/// Compression contexts kept between blocks, shared by the threads that compress: a context
+/// costs hundreds of KiB to set up. [`BlockCompressor::release`] clears them.
+struct Spares<T>(Mutex<Vec<T>>);
+
+impl<T> Spares<T> {
+    fn new() -> Spares<T> {
+        Spares(Mutex::new(Vec::new()))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<T>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn put(&self, spare: T) {
+        self.lock().push(spare);
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+impl<T> Debug for Spares<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spares")
+            .field("kept", &self.lock().len())
+            .finish()
+    }
+}
+
 /// Where a block starts: in which stream of uncompressed data, and how far into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamPosition {
@@ -205,6 +252,7 @@ mod tests {
     #[test]
     fn every_codec_is_told_by_its_header_and_named_as_configured() {
         for codec in Codec::ALL {
+            assert!(codec.format().header().len() <= HEADER_MAX);
             assert_eq!(Codec::sniff(codec.format().header()), codec);
             let json = serde_json::to_string(&codec).unwrap();
             assert_eq!(json, format!("\"{}\"", codec.name()));

@@ -6,11 +6,9 @@
 //! valid one; every frame's end is a point where a commit may end, and a seal appends
 //! nothing. A frame's checksum catches damage that would still decode.
 
-use std::sync::{Mutex, PoisonError};
-
 use zstd::zstd_safe;
 
-use super::{Block, BlockCompressor, Format, Piece};
+use super::{Block, BlockCompressor, Format, Piece, Spares};
 use crate::object::writer::Committed;
 
 /// An empty frame: single segment, content size 0, one empty last block, and the
@@ -65,17 +63,10 @@ impl Format for Zstd {
 
 /// Compresses each block into a frame of its own, at one level, keeping its compression
 /// contexts for the next blocks.
+#[derive(Debug)]
 pub struct FrameCompressor {
     level: i32,
-    spare: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
-}
-
-impl std::fmt::Debug for FrameCompressor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrameCompressor")
-            .field("level", &self.level)
-            .finish_non_exhaustive()
-    }
+    spare: Spares<zstd::bulk::Compressor<'static>>,
 }
 
 impl FrameCompressor {
@@ -83,17 +74,12 @@ impl FrameCompressor {
     pub fn new(level: i32) -> FrameCompressor {
         FrameCompressor {
             level,
-            spare: Mutex::new(Vec::new()),
+            spare: Spares::new(),
         }
     }
 
     fn take(&self) -> std::io::Result<zstd::bulk::Compressor<'static>> {
-        let spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        if let Some(compressor) = spare {
+        if let Some(compressor) = self.spare.lock().pop() {
             return Ok(compressor);
         }
         let mut compressor = zstd::bulk::Compressor::new(self.level)?;
@@ -107,20 +93,14 @@ impl BlockCompressor for FrameCompressor {
     fn compress(&self, block: &mut Block<'_>) {
         let result = self.take().and_then(|mut compressor| {
             let frame = compressor.compress(block.raw)?;
-            self.spare
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(compressor);
+            self.spare.put(compressor);
             Ok(frame)
         });
         block.compressed = Some(result);
     }
 
     fn release(&self) {
-        self.spare
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.spare.clear();
     }
 }
 
