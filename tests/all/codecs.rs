@@ -10,18 +10,6 @@ use rustsink_cli::harness::HostVersion;
 
 use crate::support::*;
 
-/// Runs `sql` in DuckDB (from PyPI, `bash .ci/setup`) and returns its one row, as text.
-fn duckdb(sql: &str) -> String {
-    let script = "import duckdb, sys; print(*duckdb.sql(sys.argv[1]).fetchone(), sep='|')";
-    let out = Command::new("python3")
-        .args(["-c", script, sql])
-        .output()
-        .expect("running python3");
-    let error = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "DuckDB: {error}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[test]
 fn zstd_objects_read_back_with_zstd_and_duckdb() {
     let dir = tempfile::tempdir().unwrap();

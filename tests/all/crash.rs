@@ -24,7 +24,7 @@ const KILLS: usize = 50;
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     if let Some(dir) = std::env::var_os(CHILD) {
-        return feed_the_plugin(Path::new(&dir), "gzip");
+        return feed_the_plugin(Path::new(&dir), &[("compression", "gzip")]);
     }
     let dir = tempfile::tempdir().unwrap();
     let test = "crash::kill_9_at_random_moments_loses_and_duplicates_nothing";
@@ -37,7 +37,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 #[test]
 fn kill_9_at_random_moments_with_zstd_objects_loses_and_duplicates_nothing() {
     if let Some(dir) = std::env::var_os(CHILD) {
-        return feed_the_plugin(Path::new(&dir), "zstd");
+        return feed_the_plugin(Path::new(&dir), &[("compression", "zstd")]);
     }
     let dir = tempfile::tempdir().unwrap();
     let test = "crash::kill_9_at_random_moments_with_zstd_objects_loses_and_duplicates_nothing";
@@ -50,13 +50,31 @@ fn kill_9_at_random_moments_with_zstd_objects_loses_and_duplicates_nothing() {
     assert!(zstd, "every object is a zstd one");
 }
 
+/// The same with Parquet objects: killed while an object's Parquet file is being written
+/// too, which is written again from the object's lines on the next start.
+#[test]
+fn kill_9_at_random_moments_with_parquet_objects_loses_and_duplicates_nothing() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return feed_the_plugin(Path::new(&dir), &[("format", "parquet")]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let test = "crash::kill_9_at_random_moments_with_parquet_objects_loses_and_duplicates_nothing";
+    let seen = kill_and_restart(dir.path(), test, 20, |_, _| {});
+    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
+    assert_eq!(duplicates, 0, "records written twice");
+    let parquet = objects(dir.path())
+        .iter()
+        .all(|path| path.to_string_lossy().ends_with(".parquet"));
+    assert!(parquet, "every object is a Parquet one");
+}
+
 /// The journal damaged between runs, for real: a flipped byte in its middle, its end cut
 /// off, or the whole file deleted. A record may then arrive twice (README's at-least-once
 /// rule), but none is lost.
 #[test]
 fn kill_9_with_the_journal_damaged_between_runs_loses_nothing() {
     if let Some(dir) = std::env::var_os(CHILD) {
-        return feed_the_plugin(Path::new(&dir), "gzip");
+        return feed_the_plugin(Path::new(&dir), &[("compression", "gzip")]);
     }
     let dir = tempfile::tempdir().unwrap();
     let test = "crash::kill_9_with_the_journal_damaged_between_runs_loses_nothing";
@@ -195,23 +213,18 @@ fn feed(child: &mut Child, next_chunk: &mut u64, until: Option<u64>) {
     }
 }
 
-/// The child's side: runs the plugin with `compression` and flushes the chunks named on
-/// stdin.
-fn feed_the_plugin(dir: &Path, compression: &str) {
+/// The child's side: runs the plugin with `keys` and flushes the chunks named on stdin.
+fn feed_the_plugin(dir: &Path, keys: &[(&str, &str)]) {
     let mut fluent_bit = load(HostVersion::V5);
-    let out = fluent_bit
-        .add_output(&dir_output(
-            dir,
-            &[
-                ("Alias", "crash"),
-                ("time_window", "10m"),
-                ("shutdown_timeout", "2m"),
-                ("window_wait", "1s"),
-                ("total_file_size", "24K"),
-                ("compression", compression),
-            ],
-        ))
-        .unwrap();
+    let mut options = vec![
+        ("Alias", "crash"),
+        ("time_window", "10m"),
+        ("shutdown_timeout", "2m"),
+        ("window_wait", "1s"),
+        ("total_file_size", "24K"),
+    ];
+    options.extend_from_slice(keys);
+    let out = fluent_bit.add_output(&dir_output(dir, &options)).unwrap();
     let stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
         let line = line.unwrap();

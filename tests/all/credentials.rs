@@ -547,6 +547,8 @@ impl EcsTask {
             tag: "t".into(),
             window_start: 0,
             path,
+            codec: rustsink::config::Codec::None,
+            format: rustsink::config::ObjectFormat::JsonLines,
             len: key.len() as u64,
             progress: None,
         };

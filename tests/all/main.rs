@@ -12,6 +12,7 @@ mod filters;
 mod hardening;
 mod metrics;
 mod objects;
+mod parquet;
 mod process;
 mod quarantine;
 mod release;

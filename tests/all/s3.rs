@@ -508,6 +508,8 @@ fn a_multipart_upload_resumes_from_its_recorded_parts() {
                 tag: "t".into(),
                 window_start: 0,
                 path: path.clone(),
+                codec: rustsink::config::Codec::None,
+                format: rustsink::config::ObjectFormat::JsonLines,
                 len: data.len() as u64,
                 progress: None,
             };

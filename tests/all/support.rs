@@ -142,9 +142,21 @@ pub fn object_text(path: &Path) -> String {
 }
 
 /// The JSON lines of every object of `tag` under `dir` (default key template), in object
-/// order, parsed.
+/// order, parsed; the rows of Parquet objects as JSON objects.
 pub fn json_lines(dir: &Path, tag: &str) -> Vec<serde_json::Value> {
-    objects(&dir.join("rustsink").join(tag))
+    let objects = objects(&dir.join("rustsink").join(tag));
+    let (parquet, lines): (Vec<_>, Vec<_>) = objects
+        .iter()
+        .partition(|path| path.to_string_lossy().ends_with(".parquet"));
+    assert!(
+        parquet.is_empty() || lines.is_empty(),
+        "Parquet objects and others under {}",
+        dir.display()
+    );
+    if !parquet.is_empty() {
+        return parquet_rows(&objects);
+    }
+    lines
         .iter()
         .flat_map(|path| {
             object_text(path)
@@ -153,6 +165,37 @@ pub fn json_lines(dir: &Path, tag: &str) -> Vec<serde_json::Value> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// The rows of Parquet files, in order, as JSON objects, read by pyarrow (from PyPI,
+/// `bash .ci/setup`) in one process; timestamps as their ISO 8601 text.
+pub fn parquet_rows(paths: &[PathBuf]) -> Vec<serde_json::Value> {
+    let script = "import json, sys, pyarrow.parquet as pq\n\
+                  for path in sys.argv[1:]:\n    \
+                  for row in pq.read_table(path).to_pylist():\n        \
+                  print(json.dumps(row, default=lambda t: t.isoformat()))";
+    python(script, paths)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
+/// Runs `script` in Python with `args`, and returns what it printed, trimmed.
+pub fn python<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("running python3");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python3: {error}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs `sql` in DuckDB (from PyPI, `bash .ci/setup`) and returns its one row, as text.
+pub fn duckdb(sql: &str) -> String {
+    let script = "import duckdb, sys; print(*duckdb.sql(sys.argv[1]).fetchone(), sep='|')";
+    python(script, &[sql])
 }
 
 /// The `n` field of every line of `tag`'s objects under `dir`, in order.

@@ -93,6 +93,10 @@ pub const UPLOAD_TIMEOUT: &str = "upload_timeout";
 pub const TOTAL_FILE_SIZE: &str = "total_file_size";
 /// `compression`: gzip, zstd or none.
 pub const COMPRESSION: &str = "compression";
+/// `parquet.schema`: the file that declares the columns of Parquet objects.
+pub const PARQUET_SCHEMA: &str = "parquet.schema";
+/// `parquet.row_group_size`: the most bytes a row group of a Parquet object holds.
+pub const PARQUET_ROW_GROUP_SIZE: &str = "parquet.row_group_size";
 /// `compression_level`: the level of the `compression` codec.
 pub const COMPRESSION_LEVEL: &str = "compression_level";
 /// `metrics_listen`: the address of the Prometheus metrics endpoint.
@@ -400,7 +404,28 @@ pub const ALL: &[Key] = &[
         name: FORMAT,
         default: Some("json_lines"),
         doc: "What objects hold: `json_lines`, one JSON object per record and line (the \
-              format `out_s3` calls `json_lines`).",
+              format `out_s3` calls `json_lines`); or `parquet`, one Parquet file per object, \
+              with a column per field and the event time as a timestamp column named by \
+              `json_date_key` (see Parquet objects). Parquet objects wait in `store_dir` as \
+              zstd JSON lines, `total_file_size` counts those, and they are written as Parquet \
+              when they are delivered; the default key ends in `.parquet` and the default \
+              `content_type` is `application/vnd.apache.parquet`.",
+    },
+    Key {
+        name: PARQUET_SCHEMA,
+        default: None,
+        doc: "With `format parquet`: a JSON file that declares the columns, `{\"columns\": \
+              [{\"name\": \"level\", \"type\": \"string\"}, ...]}`, with the types `string`, \
+              `int64`, `float64`, `boolean`, `timestamp` and `json` (the value's JSON text). \
+              Fields not declared are left out; a value that does not fit its column is written \
+              as null and counted in a warning. Unset: each object's columns are found from its \
+              records, and nothing is left out.",
+    },
+    Key {
+        name: PARQUET_ROW_GROUP_SIZE,
+        default: Some("32M"),
+        doc: "With `format parquet`: the most bytes a row group holds, 1M to 1G. A row group \
+              is held in memory while it is written.",
     },
     Key {
         name: LOG_KEY,
@@ -440,7 +465,8 @@ pub const ALL: &[Key] = &[
     Key {
         name: COMPRESSION,
         default: Some("gzip"),
-        doc: "`gzip`, `zstd` or `none`. Gzip objects read back with `gzip -d` and any gzip \
+        doc: "`gzip`, `zstd` or `none`. With `format parquet`, the compression of the Parquet \
+              pages: `zstd` (the default then), `snappy`, `gzip` or `none`. Gzip objects read back with `gzip -d` and any gzip \
               reader; zstd objects (one frame per block of about 128 KiB, each with its \
               checksum) with `zstd -d`, DuckDB and any zstd reader, for about a third of gzip's \
               CPU (BENCHMARKS.md).",
@@ -451,8 +477,9 @@ pub const ALL: &[Key] = &[
         doc: "The level of `compression`. Gzip: 1 (fastest) to 9 (smallest), default 4, which \
               costs about a quarter less CPU than 6 for objects about 3% larger, still smaller \
               than out_s3's. Zstd: 1 to 19, default 1, which on rustsink's blocks of about \
-              128 KiB compresses as well as 3 for about three quarters of its CPU. Ignored \
-              with `compression none`.",
+              128 KiB compresses as well as 3 for about three quarters of its CPU. With \
+              `format parquet`, the level of the pages' gzip or zstd. Ignored with \
+              `compression none` and `snappy`.",
     },
     Key {
         name: COMPRESSION_THREADS,

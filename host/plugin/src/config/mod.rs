@@ -14,8 +14,10 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::object::ObjectFormat;
 pub use crate::object::codec::{Codec, Compression};
 use crate::object::key::KeyTemplate;
+pub use crate::object::parquet::{Columns, PageCompression, ParquetOptions};
 pub use component::{AllowedHost, ComponentLimits, ComponentSinkConfig};
 pub use credentials::{CredentialsConfig, RoleHop, WebIdentity, web_identity_from_environment};
 pub use filter::{FilterConfig, MAX_FILTERS, OnError};
@@ -108,8 +110,14 @@ pub struct ObjectConfig {
     pub upload_timeout: Duration,
     /// The stored (compressed) size at which an object is cut.
     pub total_file_size: u64,
-    /// The compression.
+    /// What objects hold.
+    pub format: ObjectFormat,
+    /// How objects are stored until they are delivered: the compression of JSON lines
+    /// objects, and zstd for Parquet ones.
     pub compression: Compression,
+    /// How Parquet objects are written (also for those the journal holds when `format` is
+    /// `json_lines` now).
+    pub parquet: ParquetOptions,
     /// How many objects are compressed at once; at least 1.
     pub compression_threads: usize,
     /// The most objects open at once; at least 1.
@@ -188,12 +196,37 @@ impl Config {
         let sink = parse_sink(&value(keys::SINK).unwrap_or_default(), lookup, &value)?;
         let date_key = value(keys::JSON_DATE_KEY)
             .filter(|key| parse::boolean(key) != Ok(false) && !key.is_empty());
-        let date_format = parse_date_format(&value(keys::JSON_DATE_FORMAT).unwrap_or_default())?;
-        let format = value(keys::FORMAT).unwrap_or_default();
-        if !format.trim().eq_ignore_ascii_case("json_lines") {
-            return Err(invalid(keys::FORMAT, &format, "json_lines"));
+        let mut date_format =
+            parse_date_format(&value(keys::JSON_DATE_FORMAT).unwrap_or_default())?;
+        let log_key = value(keys::LOG_KEY).filter(|key| !key.is_empty());
+        let given = |key: &str| lookup(key).is_some();
+        let objects = parse_objects(&value, &given, date_key.as_deref())?;
+        if objects.format == ObjectFormat::Parquet {
+            if let Some(log_key) = &log_key {
+                return Err(invalid(
+                    keys::LOG_KEY,
+                    log_key,
+                    "no log_key with format parquet: log_key writes raw lines, Parquet writes \
+                     columns",
+                ));
+            }
+            if let SinkConfig::Component(_) = sink {
+                return Err(invalid(
+                    keys::FORMAT,
+                    "parquet",
+                    "json_lines with a sink component, which takes the records themselves",
+                ));
+            }
+            // The stored lines carry the time as RFC 3339, which the time column is read from.
+            date_format = DateFormat::Iso8601;
         }
-        let objects = parse_objects(&value, lookup(keys::S3_KEY_FORMAT).is_some())?;
+        let mut sink = sink;
+        if let SinkConfig::S3(s3) = &mut sink
+            && objects.format == ObjectFormat::Parquet
+            && !given(keys::CONTENT_TYPE)
+        {
+            s3.content_type = PARQUET_CONTENT_TYPE.to_owned();
+        }
         let metrics_listen = match value(keys::METRICS_LISTEN) {
             Some(text) if !text.trim().is_empty() => Some(text.trim().parse().map_err(|_| {
                 invalid(
@@ -210,13 +243,16 @@ impl Config {
             json: JsonLines {
                 date_key,
                 date_format,
-                log_key: value(keys::LOG_KEY).filter(|key| !key.is_empty()),
+                log_key,
             },
             objects,
             metrics_listen,
         })
     }
 }
+
+/// The media type of Parquet objects (the default `content_type` with `format parquet`).
+const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
 
 /// The gzip level when `compression_level` is not set.
 const GZIP_LEVEL: i32 = 4;
@@ -227,7 +263,8 @@ const ZSTD_LEVEL: i32 = 1;
 
 fn parse_objects(
     value: &dyn Fn(&'static str) -> Option<String>,
-    key_format_given: bool,
+    given: &dyn Fn(&str) -> bool,
+    time_column: Option<&str>,
 ) -> Result<ObjectConfig, ConfigError> {
     let text = |key: &'static str| value(key).unwrap_or_default();
     let duration = |key: &'static str| {
@@ -266,15 +303,36 @@ fn parse_objects(
              that windows start at the same times every day; or off",
         ));
     }
-    let codec = match text(keys::COMPRESSION).trim().to_ascii_lowercase().as_str() {
-        "gzip" => Codec::Gzip,
-        "zstd" => Codec::Zstd,
-        "none" | "off" => Codec::None,
+    let format = match text(keys::FORMAT).trim().to_ascii_lowercase().as_str() {
+        "json_lines" => ObjectFormat::JsonLines,
+        "parquet" => ObjectFormat::Parquet,
+        _ => {
+            return Err(invalid(
+                keys::FORMAT,
+                &text(keys::FORMAT),
+                "json_lines or parquet",
+            ));
+        }
+    };
+    let parquet = format == ObjectFormat::Parquet;
+    // With Parquet, `compression` is the pages' codec, zstd unless it is set.
+    let compression_text = match parquet && !given(keys::COMPRESSION) {
+        true => "zstd".to_owned(),
+        false => text(keys::COMPRESSION),
+    };
+    let (codec, snappy) = match compression_text.trim().to_ascii_lowercase().as_str() {
+        "gzip" => (Codec::Gzip, false),
+        "zstd" => (Codec::Zstd, false),
+        "none" | "off" => (Codec::None, false),
+        "snappy" if parquet => (Codec::None, true),
         _ => {
             return Err(invalid(
                 keys::COMPRESSION,
-                &text(keys::COMPRESSION),
-                "gzip, zstd or none",
+                &compression_text,
+                match parquet {
+                    true => "zstd, snappy, gzip or none (the page compression of format parquet)",
+                    false => "gzip, zstd or none (snappy only with format parquet)",
+                },
             ));
         }
     };
@@ -288,10 +346,48 @@ fn parse_objects(
         Some(_) if codec != Codec::None => whole(keys::COMPRESSION_LEVEL, levels)? as i32,
         _ => default_level,
     };
-    let compression = Compression { codec, level };
-    let key_text = match key_format_given {
-        false => keys::DEFAULT_KEY_FORMAT.replace(".gz", codec.format().extension()),
-        true => text(keys::S3_KEY_FORMAT),
+    let configured = Compression { codec, level };
+    let (compression, page_compression) = match parquet {
+        // Parquet objects wait as zstd JSON lines, the cheapest to write and read back.
+        true => (
+            Compression {
+                codec: Codec::Zstd,
+                level: ZSTD_LEVEL,
+            },
+            match codec {
+                _ if snappy => PageCompression::Snappy,
+                Codec::None => PageCompression::None,
+                Codec::Gzip => PageCompression::Gzip(level.unsigned_abs()),
+                Codec::Zstd => PageCompression::Zstd(level),
+            },
+        ),
+        false => (configured, PageCompression::Zstd(ZSTD_LEVEL)),
+    };
+    let schema = match value(keys::PARQUET_SCHEMA).filter(|p| !p.trim().is_empty()) {
+        Some(path) => Some(
+            Columns::read(std::path::Path::new(path.trim()), time_column)
+                .map_err(|error| invalid(keys::PARQUET_SCHEMA, &path, error))?,
+        ),
+        None => None,
+    };
+    let row_group_bytes = size(keys::PARQUET_ROW_GROUP_SIZE)?;
+    if !(1024 * 1024..=1024 * 1024 * 1024).contains(&row_group_bytes) {
+        return Err(invalid(
+            keys::PARQUET_ROW_GROUP_SIZE,
+            &text(keys::PARQUET_ROW_GROUP_SIZE),
+            "a size from 1M to 1G",
+        ));
+    }
+    let parquet_options = ParquetOptions {
+        compression: page_compression,
+        row_group_bytes: row_group_bytes as usize,
+        schema,
+        time_column: time_column.map(str::to_owned),
+    };
+    let key_text = match (given(keys::S3_KEY_FORMAT), parquet) {
+        (false, true) => keys::DEFAULT_KEY_FORMAT.replace(".jsonl.gz", ".parquet"),
+        (false, false) => keys::DEFAULT_KEY_FORMAT.replace(".gz", codec.format().extension()),
+        (true, _) => text(keys::S3_KEY_FORMAT),
     };
     let key_format = KeyTemplate::parse(&key_text, &text(keys::S3_KEY_FORMAT_TAG_DELIMITERS))
         .map_err(|error| invalid(keys::S3_KEY_FORMAT, &key_text, error.to_string()))?;
@@ -367,7 +463,9 @@ fn parse_objects(
         window_wait: duration(keys::WINDOW_WAIT)?,
         upload_timeout,
         total_file_size,
+        format,
         compression,
+        parquet: parquet_options,
         compression_threads,
         max_open_objects,
         key_format,
@@ -650,6 +748,69 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn parquet_objects_wait_as_zstd_lines_and_compression_names_their_pages() {
+        let parquet = config(&[("format", "parquet"), ("json_date_format", "epoch")]).unwrap();
+        let objects = &parquet.objects;
+        assert_eq!(objects.format, ObjectFormat::Parquet);
+        assert_eq!(
+            objects.compression,
+            Compression {
+                codec: Codec::Zstd,
+                level: 1
+            }
+        );
+        assert_eq!(objects.parquet.compression, PageCompression::Zstd(1));
+        assert_eq!(objects.parquet.time_column.as_deref(), Some("date"));
+        assert_eq!(objects.parquet.row_group_bytes, 32 << 20);
+        let template = keys::DEFAULT_KEY_FORMAT.replace(".jsonl.gz", ".parquet");
+        assert_eq!(
+            objects.key_format,
+            KeyTemplate::parse(&template, ".").unwrap()
+        );
+        // The time column is read from RFC 3339 text, whatever json_date_format says.
+        assert_eq!(parquet.json.date_format, DateFormat::Iso8601);
+        let SinkConfig::S3(s3) = &parquet.sink else {
+            panic!("sink s3")
+        };
+        assert_eq!(s3.content_type, "application/vnd.apache.parquet");
+
+        let pages = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("format", "parquet")];
+            all.extend_from_slice(pairs);
+            config(&all).map(|c| c.objects.parquet.compression)
+        };
+        assert_eq!(
+            pages(&[("compression", "snappy")]),
+            Ok(PageCompression::Snappy)
+        );
+        assert_eq!(pages(&[("compression", "none")]), Ok(PageCompression::None));
+        assert_eq!(
+            pages(&[("compression", "gzip"), ("compression_level", "9")]),
+            Ok(PageCompression::Gzip(9))
+        );
+        let error = config(&[("compression", "snappy")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("snappy only with format parquet"), "{error}");
+        let error = config(&[("format", "parquet"), ("log_key", "log")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'log_key'") && error.contains("parquet"),
+            "{error}"
+        );
+        let error = config(&[("format", "parquet"), ("parquet.row_group_size", "10K")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'parquet.row_group_size'") && error.contains("1M to 1G"),
+            "{error}"
+        );
+        let error = config(&[("format", "csv")]).unwrap_err().to_string();
+        assert!(error.contains("json_lines or parquet"), "{error}");
     }
 
     #[test]

@@ -291,6 +291,8 @@ mod tests {
             tag: "app".into(),
             window_start: 0,
             path: source.clone(),
+            codec: crate::object::codec::Codec::Gzip,
+            format: crate::object::ObjectFormat::JsonLines,
             len: 5,
             progress: None,
         };

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
+use crate::object::ObjectFormat;
+use crate::object::codec::Codec;
 
 /// Why a destination did not open.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,11 @@ pub struct SealedObject {
     pub window_start: i64,
     /// Its file in `store_dir`.
     pub path: PathBuf,
+    /// How its file is stored.
+    pub codec: Codec,
+    /// What it is delivered as: a Parquet object's file holds its lines, and the delivery
+    /// writes the Parquet file from them.
+    pub format: ObjectFormat,
     /// The file's length.
     pub len: u64,
     /// How far an earlier attempt at uploading it in parts came.
@@ -92,6 +99,8 @@ impl SealedObject {
             tag: opened.tag.clone(),
             window_start: opened.window_start,
             path,
+            codec: opened.codec,
+            format: opened.format,
             len,
             progress,
         }
@@ -212,6 +221,9 @@ pub enum DeliveryError {
         /// The key.
         key: String,
     },
+    /// The object could not be written in its format.
+    #[error("writing the object as Parquet: {0}")]
+    Convert(#[from] crate::object::parquet::ConvertError),
     /// The key cannot name an object at this destination.
     #[error("the key '{key}' cannot be used: {reason}")]
     InvalidKey {
@@ -232,6 +244,7 @@ impl DeliveryError {
             // The object goes to another key of its series.
             DeliveryError::KeyTaken { .. } => true,
             DeliveryError::InvalidKey { .. } => false,
+            DeliveryError::Convert(error) => error.is_retryable(),
         }
     }
 
@@ -243,6 +256,7 @@ impl DeliveryError {
             DeliveryError::Request { detail, .. } => detail.clone(),
             DeliveryError::KeyTaken { .. } => "the key holds another object".to_owned(),
             DeliveryError::InvalidKey { reason, .. } => (*reason).to_owned(),
+            DeliveryError::Convert(error) => error.cause(),
         }
     }
 }

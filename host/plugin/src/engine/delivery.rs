@@ -11,6 +11,7 @@
 //! deleted, with `retry_exhausted_action delete`). Quarantined objects are handed to this
 //! thread again at every start and every half hour, and leave quarantine once delivered.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +23,8 @@ use crate::config::RetryExhaustedAction;
 use crate::destination::{DeliveryError, Destination, ProgressLog, SealedObject, UploadProgress};
 use crate::log::Logger;
 use crate::metrics::Metrics;
+use crate::object::ObjectFormat;
+use crate::object::parquet::{self, ParquetOptions};
 use crate::store::Store;
 use crate::store::journal::{Journal, Record};
 
@@ -78,6 +81,8 @@ pub struct DeliveryContext {
     pub exhausted: RetryExhaustedAction,
     /// How many objects are delivered at the same time; at least 1.
     pub concurrency: usize,
+    /// How Parquet objects are written.
+    pub parquet: Arc<ParquetOptions>,
 }
 
 impl Delivery {
@@ -231,6 +236,8 @@ impl Deliverer {
     fn spawn_attempt(&mut self, pending: Pending) -> bool {
         let destination = Arc::clone(&self.context.destination);
         let journal = Arc::clone(&self.context.journal);
+        let parquet = Arc::clone(&self.context.parquet);
+        let log = self.context.log.clone();
         let results = self.results.clone();
         // The object waits in a slot that the thread empties; if the thread cannot start,
         // the slot is still full and the object is handed back.
@@ -241,7 +248,7 @@ impl Deliverer {
             .spawn(move || {
                 let pending = taken.lock().unwrap_or_else(PoisonError::into_inner).take();
                 if let Some(mut pending) = pending {
-                    let result = attempt(&*destination, &journal, &mut pending);
+                    let result = attempt(&*destination, &journal, &parquet, &log, &mut pending);
                     let attempt = Box::new(Attempt { pending, result });
                     let _ = results.send(Message::Attempted(attempt));
                 }
@@ -508,6 +515,8 @@ fn append_record(journal: &Mutex<Journal>, record: &Record) -> std::io::Result<(
 fn attempt(
     destination: &dyn Destination,
     journal: &Mutex<Journal>,
+    parquet: &ParquetOptions,
+    log: &Logger,
     pending: &mut Pending,
 ) -> Result<(), DeliveryError> {
     let mut progress = JournalProgress {
@@ -516,7 +525,8 @@ fn attempt(
         journal,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        destination.put(&pending.object, &mut progress)
+        let object = deliverable(&pending.object, parquet, log)?;
+        destination.put(&object, &mut progress)
     }))
     .unwrap_or_else(|_| {
         Err(DeliveryError::Io {
@@ -528,6 +538,46 @@ fn attempt(
     pending.object.progress = progress.progress;
     pending.attempts += 1;
     result
+}
+
+/// The object as its destination gets it. A Parquet object's Parquet file is written from
+/// its lines by the first attempt, beside its file, and kept for the next ones: every
+/// attempt sends the same bytes.
+fn deliverable<'a>(
+    object: &'a SealedObject,
+    options: &ParquetOptions,
+    log: &Logger,
+) -> Result<Cow<'a, SealedObject>, DeliveryError> {
+    if object.format != ObjectFormat::Parquet {
+        return Ok(Cow::Borrowed(object));
+    }
+    let path = parquet::beside(&object.path);
+    let len = match std::fs::symlink_metadata(&path) {
+        // Damaged files, and anything else in the way, are written again.
+        Ok(metadata) if metadata.is_file() && parquet::is_whole(&path) => metadata.len(),
+        _ => {
+            let converted = parquet::convert(&object.path, object.codec, options, &path)?;
+            if converted.unfit > 0 {
+                log.warn(format_args!(
+                    "object '{}': {} of its values did not fit their column in parquet.schema \
+                     and are written as null; the first: {}",
+                    object.key,
+                    converted.unfit,
+                    converted.first_unfit.as_deref().unwrap_or_default()
+                ));
+            }
+            log.debug(format_args!(
+                "object '{}': {} rows written as Parquet, {} bytes from {}",
+                object.key, converted.rows, converted.len, object.len
+            ));
+            converted.len
+        }
+    };
+    Ok(Cow::Owned(SealedObject {
+        path,
+        len,
+        ..object.clone()
+    }))
 }
 
 /// The progress of one object's upload, kept in the journal.

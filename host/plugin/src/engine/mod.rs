@@ -529,6 +529,7 @@ impl Engine {
             opened_at: now,
             codec: self.config.compression.codec,
             raw_lines: self.json.log_key.is_some(),
+            format: self.config.format,
             series: key.series,
             index: Some(key.index),
             token: uuid::Uuid::new_v4().simple().to_string(),

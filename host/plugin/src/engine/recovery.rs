@@ -131,6 +131,7 @@ impl Engine {
             retry_limit: config.upload_retry_limit,
             exhausted: config.retry_exhausted_action,
             concurrency: config.upload_concurrency,
+            parquet: Arc::new(config.parquet.clone()),
         })
         .map_err(StartError::Thread)?;
         for object in finished {

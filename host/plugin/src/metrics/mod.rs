@@ -211,6 +211,7 @@ impl Metrics {
             DeliveryError::Request { .. } => "request",
             DeliveryError::KeyTaken { .. } => "key_taken",
             DeliveryError::InvalidKey { .. } => "invalid_key",
+            DeliveryError::Convert(_) => "convert",
         };
         FAMILIES
             .delivery_failures

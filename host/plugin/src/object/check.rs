@@ -286,14 +286,8 @@ mod tests {
 
     fn decode(codec: Codec, bytes: &[u8]) -> Vec<u8> {
         let mut text = Vec::new();
-        match codec {
-            Codec::Gzip => flate2::read::GzDecoder::new(bytes)
-                .read_to_end(&mut text)
-                .map(drop)
-                .unwrap(),
-            Codec::Zstd => text = zstd::stream::decode_all(bytes).unwrap(),
-            Codec::None => text = bytes.to_vec(),
-        }
+        let mut reader = codec.format().reader(Box::new(bytes)).unwrap();
+        reader.read_to_end(&mut text).unwrap();
         text
     }
 

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::destination::UploadProgress;
+use crate::object::ObjectFormat;
 use crate::object::codec::Codec;
 use crate::object::writer::Committed;
 
@@ -77,6 +78,9 @@ pub struct Opened {
     /// Whether its lines are values of `log_key` fields, which need not be JSON.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw_lines: bool,
+    /// What it is delivered as: Parquet objects are written from their lines on delivery.
+    #[serde(default, skip_serializing_if = "ObjectFormat::is_json_lines")]
+    pub format: ObjectFormat,
     /// The key with `$INDEX` and `$UUID` left as they are: keys of one series differ only
     /// in those, and `$INDEX` counts within its series.
     #[serde(default)]
@@ -633,6 +637,7 @@ mod tests {
             opened_at: 3700,
             codec: Codec::Gzip,
             raw_lines: false,
+            format: ObjectFormat::JsonLines,
             series: "k/$INDEX".into(),
             index: Some(id),
             token: format!("token-{id}"),

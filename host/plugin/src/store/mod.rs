@@ -182,19 +182,21 @@ impl Store {
             Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
             _ => {}
         }
+        remove_written_from(&self.object_path(id));
         let _ = fs::remove_file(self.opened_path(id));
         Ok(())
     }
 
-    /// Removes the files that say how an object was opened whose object is gone (a crash
-    /// came between the removal of the two).
+    /// Removes the files beside objects that are gone (a crash came between the removal of
+    /// an object and of the files beside it): how it was opened, its Parquet file.
     pub fn remove_lone_opened_files(&self) {
         let objects = self.root.join("objects");
         for entry in fs::read_dir(&objects).into_iter().flatten().flatten() {
             let name = entry.file_name();
             let Some(id) = name.to_str().and_then(|n| {
-                n.strip_suffix(".open")
-                    .or_else(|| n.strip_suffix(".open-new"))
+                [".open", ".open-new", ".parquet", ".parquet-new"]
+                    .iter()
+                    .find_map(|suffix| n.strip_suffix(suffix))
             }) else {
                 continue;
             };
@@ -267,6 +269,8 @@ impl Store {
             ));
         }
         private::write(&target.with_extension("key"), key.as_bytes())?;
+        // A Parquet file is written again from the object when it is tried again.
+        remove_written_from(&self.object_path(id));
         fs::rename(self.object_path(id), &target)?;
         let _ = fs::rename(self.opened_path(id), target.with_extension("open"));
         journal::sync_parent(&target)?;
@@ -288,6 +292,7 @@ impl Store {
             ));
         }
         fs::rename(self.object_path(id), &target)?;
+        remove_written_from(&self.object_path(id));
         let _ = fs::remove_file(self.opened_path(id));
         journal::sync_parent(&target)?;
         Ok(target)
@@ -338,6 +343,7 @@ impl Store {
                         opened_at: 0,
                         codec: Codec::of_file(&path),
                         raw_lines: false,
+                        format: crate::object::ObjectFormat::JsonLines,
                         series: String::new(),
                         index: None,
                         token: String::new(),
@@ -380,6 +386,7 @@ impl Store {
         let path = self.quarantined_path(id);
         let _ = fs::remove_file(path.with_extension("key"));
         let _ = fs::remove_file(path.with_extension("open"));
+        remove_written_from(&path);
         fs::remove_file(path)
     }
 
@@ -418,6 +425,14 @@ impl Store {
         let journal = fs::metadata(self.journal_path()).map_or(0, |m| m.len());
         objects + journal
     }
+}
+
+/// Removes what was written from the object file at `path` to be delivered (a Parquet
+/// file), if anything was.
+fn remove_written_from(path: &Path) {
+    let written = crate::object::parquet::beside(path);
+    let _ = fs::remove_file(written.with_extension("parquet-new"));
+    let _ = fs::remove_file(written);
 }
 
 /// The object files in `dir` (named by their id), and their bytes.

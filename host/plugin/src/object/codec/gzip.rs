@@ -87,6 +87,15 @@ impl Format for Gzip {
             && inflater.ended
             && inflated == raw
     }
+
+    fn reader<'a>(
+        &self,
+        stored: Box<dyn std::io::Read + 'a>,
+    ) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+        Ok(Box::new(flate2::read::GzDecoder::new(
+            std::io::BufReader::new(stored),
+        )))
+    }
 }
 
 /// Inflates raw deflate data fed in pieces.

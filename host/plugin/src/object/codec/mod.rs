@@ -148,6 +148,12 @@ pub trait Format: Sync + Debug {
     /// Where and why the bytes stop being a valid object; everything visited before is
     /// intact.
     fn scan(&self, stored: &[u8], visit: &mut dyn FnMut(Piece<'_>) -> bool) -> Result<(), String>;
+    /// The decoded data of a sealed object, read from `stored` as it is needed.
+    ///
+    /// # Errors
+    ///
+    /// When the decoder cannot be set up.
+    fn reader<'a>(&self, stored: Box<dyn io::Read + 'a>) -> io::Result<Box<dyn io::Read + 'a>>;
     /// Whether `stored`, which ends at a [`Piece::End`] and decodes to `raw` bytes, seals
     /// into a whole object: a point may look like one and be none (deflate's marker can
     /// turn up inside compressed data).

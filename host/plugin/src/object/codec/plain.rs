@@ -39,4 +39,11 @@ impl Format for Plain {
         }
         Ok(())
     }
+
+    fn reader<'a>(
+        &self,
+        stored: Box<dyn std::io::Read + 'a>,
+    ) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+        Ok(stored)
+    }
 }

@@ -59,6 +59,13 @@ impl Format for Zstd {
         }
         Ok(())
     }
+    fn reader<'a>(
+        &self,
+        stored: Box<dyn std::io::Read + 'a>,
+    ) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+        // The decoder reads on across frames.
+        Ok(Box::new(::zstd::stream::read::Decoder::new(stored)?))
+    }
 }
 
 /// Compresses each block into a frame of its own, at one level, keeping its compression
