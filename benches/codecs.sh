@@ -6,8 +6,12 @@
 # For each: CPU-seconds per GB of raw log (the plugin alone: the process less the input
 # thread that plays Fluent Bit's input), peak RSS of the process, the ratio of the JSON
 # lines to the stored bytes, and stored bytes per record. Best of three runs by wall time.
+# Parquet objects are measured against the JSON lines of the `none` row (the same records),
+# and their CPU includes writing the Parquet files. Last, the peak RSS of the process with
+# no input: the floor of every peak RSS.
 #
 # usage: bash benches/codecs.sh [MEGABYTES]     (default 512)
+#        ONLY=Parquet bash benches/codecs.sh     (the rows whose label has that text, and `none`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 megabytes="${1:-512}"
@@ -21,6 +25,9 @@ lines=$(wc -l < "$work/app.log")
 
 measure() {
     local label="$1" keys="$2" best="" wall user sys rss_kib input_cpu
+    if [ -n "${ONLY:-}" ] && [ "$label" != none ] && [[ "$label" != *"$ONLY"* ]]; then
+        return
+    fi
     printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n%b' \
         "$work/out" "$work/store" "$keys" > "$work/bench.conf"
     for _ in 1 2 3; do
@@ -37,15 +44,18 @@ measure() {
     read -r wall user sys rss_kib < "$work/best"
     read -r input_cpu < "$work/best_input"
     local stored json
-    stored=$(find "$work/out" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+    stored=$(find "$work/out" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
     # The JSON lines, decoded by the codecs' own command-line tools.
     json=$(find "$work/out" -type f -print0 | sort -z | while IFS= read -r -d '' object; do
         case "$object" in
             *.gz) gzip -dc "$object" ;;
             *.zst) zstd -dcq "$object" ;;
+            *.parquet) ;;
             *) cat "$object" ;;
         esac
     done | wc -c)
+    # The JSON lines of the `none` row stand for Parquet objects' records.
+    if [ "$json" -eq 0 ]; then json="${json_lines:-0}"; else json_lines="$json"; fi
     awk -v label="$label" -v wall="$wall" -v user="$user" -v sys="$sys" -v rss="$rss_kib" \
         -v bytes="$bytes" -v lines="$lines" -v stored="$stored" -v json="$json" \
         -v input_cpu="$input_cpu" 'BEGIN {
@@ -66,3 +76,13 @@ measure "zstd 1 (default)" "    compression zstd\n"
 measure "zstd 2" "    compression zstd\n    compression_level 2\n"
 measure "zstd 3" "    compression zstd\n    compression_level 3\n"
 measure "zstd 6" "    compression zstd\n    compression_level 6\n"
+measure "Parquet, zstd pages (default)" "    format parquet\n"
+measure "Parquet, zstd pages, 24M objects (about 100 MB of input)" "    format parquet\n    total_file_size 24M\n"
+measure "Parquet, snappy pages" "    format parquet\n    compression snappy\n"
+measure "Parquet, 16M row groups" "    format parquet\n    parquet.row_group_size 16M\n"
+measure "Parquet, 32M row groups" "    format parquet\n    parquet.row_group_size 32M\n"
+# The floor of every peak RSS: the same process with nothing to read.
+: > "$work/empty.log"
+/usr/bin/time -f "%M" -o "$work/time" target/release/rustsink run --config "$work/bench.conf" \
+    --input "$work/empty.log" --workers 2 2> /dev/null
+echo "idle (no input): peak RSS $(( $(cat "$work/time") / 1024 )) MiB"

@@ -435,11 +435,15 @@ fn a_component_that_prints_a_lot_keeps_working_and_its_log_stays_bounded() {
 fn files_environment_clock_and_network_are_not_granted() {
     type Check = fn(&serde_json::Value) -> bool;
     let refused: Check = |got| got.as_str().is_some_and(|t| t.starts_with("refused"));
-    let cases: [(&str, Check); 4] = [
+    let cases: [(&str, Check); 5] = [
         ("files", refused),
         ("env", |got| got.as_str() == Some("[]")),
         ("clock", |got| got.as_u64() == Some(0)),
         ("network", refused),
+        // A filter that imports wasi:http loads, and every request is refused.
+        ("http", |got| {
+            got.as_str() == Some("refused: ErrorCode::HttpRequestDenied")
+        }),
     ];
     for (behaviour, check) in cases {
         let (written, answers, dir) = run_hostile(behaviour, "retry");

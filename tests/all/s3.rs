@@ -429,6 +429,53 @@ fn small_and_multipart_objects_land_with_their_headers() {
 }
 
 #[test]
+fn a_parquet_object_is_uploaded_in_parts_and_reads_back() {
+    let moto = Moto::start_on(free_port());
+    let bucket = Bucket::create(&moto.endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = s3_conf(dir.path(), &moto.endpoint(), "    format parquet\n");
+    // About 8 MiB of Parquet: an upload in two parts.
+    let log = dir.path().join("app.log");
+    write_log(&log, 200_000);
+    succeeded(
+        &run_command(&conf, &log)
+            .args(["--tag", "app"])
+            .output()
+            .unwrap(),
+    );
+
+    let keys = bucket.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].ends_with(".parquet"), "{keys:?}");
+    let head = bucket
+        .runtime
+        .block_on(
+            bucket
+                .client
+                .head_object()
+                .bucket(BUCKET)
+                .key(&keys[0])
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/vnd.apache.parquet"));
+    assert!(
+        head.e_tag()
+            .is_some_and(|etag| etag.trim_matches('"').ends_with("-2")),
+        "two parts: {:?}",
+        head.e_tag()
+    );
+    let object = dir.path().join("object.parquet");
+    fs::write(&object, bucket.get(&keys[0])).unwrap();
+    // Each record's `log` is a line of the input, `{"n": ..., "noise": ...}`.
+    let script = "import json, sys, pyarrow.parquet as pq\n\
+                  t = pq.read_table(sys.argv[1])\n\
+                  n = sorted(json.loads(line)['n'] for line in t.column('log').to_pylist())\n\
+                  print(t.schema.names, len(n), n == list(range(len(n))))";
+    assert_eq!(python(script, &[&object]), "['date', 'log'] 200000 True");
+}
+
+#[test]
 fn objects_wait_in_store_dir_until_the_server_is_up() {
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");

@@ -423,9 +423,10 @@ pub const ALL: &[Key] = &[
     },
     Key {
         name: PARQUET_ROW_GROUP_SIZE,
-        default: Some("32M"),
+        default: Some("8M"),
         doc: "With `format parquet`: the most bytes a row group holds, 1M to 1G. A row group \
-              is held in memory while it is written.",
+              is held in memory while it is written, and the process's peak memory grows with \
+              it (BENCHMARKS.md); on logs, larger row groups compress no better.",
     },
     Key {
         name: LOG_KEY,

@@ -764,7 +764,7 @@ mod tests {
         );
         assert_eq!(objects.parquet.compression, PageCompression::Zstd(1));
         assert_eq!(objects.parquet.time_column.as_deref(), Some("date"));
-        assert_eq!(objects.parquet.row_group_bytes, 32 << 20);
+        assert_eq!(objects.parquet.row_group_bytes, 8 << 20);
         let template = keys::DEFAULT_KEY_FORMAT.replace(".jsonl.gz", ".parquet");
         assert_eq!(
             objects.key_format,

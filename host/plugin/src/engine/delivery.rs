@@ -24,7 +24,7 @@ use crate::destination::{DeliveryError, Destination, ProgressLog, SealedObject, 
 use crate::log::Logger;
 use crate::metrics::Metrics;
 use crate::object::ObjectFormat;
-use crate::object::parquet::{self, ParquetOptions};
+use crate::object::parquet::{self, ParquetWriter};
 use crate::store::Store;
 use crate::store::journal::{Journal, Record};
 
@@ -58,6 +58,9 @@ struct Attempt {
 pub struct Delivery {
     sender: Sender<Message>,
     thread: Option<JoinHandle<()>>,
+    /// For quarantine rounds.
+    store: Store,
+    log: Logger,
 }
 
 /// What the delivery thread works with.
@@ -81,8 +84,8 @@ pub struct DeliveryContext {
     pub exhausted: RetryExhaustedAction,
     /// How many objects are delivered at the same time; at least 1.
     pub concurrency: usize,
-    /// How Parquet objects are written.
-    pub parquet: Arc<ParquetOptions>,
+    /// Writes Parquet objects' files.
+    pub parquet: Arc<ParquetWriter>,
 }
 
 impl Delivery {
@@ -94,12 +97,15 @@ impl Delivery {
     pub fn start(context: DeliveryContext) -> std::io::Result<Delivery> {
         let (sender, receiver) = mpsc::channel();
         let results = sender.clone();
+        let (store, log) = (context.store.clone(), context.log.clone());
         let thread = std::thread::Builder::new()
             .name(format!("rustsink:{}:deliver", context.log.instance()))
             .spawn(move || Deliverer::new(context, results).run(receiver))?;
         Ok(Delivery {
             sender,
             thread: Some(thread),
+            store,
+            log,
         })
     }
 
@@ -107,6 +113,27 @@ impl Delivery {
     pub fn deliver(&self, object: SealedObject) {
         // The thread ends only after `finish` or drop, which take `self`.
         let _ = self.sender.send(Message::Deliver(object));
+    }
+
+    /// Queues every object in quarantine again (those queued already stay as they are),
+    /// with a line that says how many wait there.
+    pub fn retry_quarantine(&self) {
+        let quarantined = self.store.quarantined();
+        let Some(oldest) = quarantined.first() else {
+            return;
+        };
+        let bytes: u64 = quarantined.iter().map(|object| object.len).sum();
+        self.log.warn(format_args!(
+            "{} objects ({bytes} bytes) wait in quarantine in {}, the oldest '{}'; they are \
+             tried again now and every {} minutes",
+            quarantined.len(),
+            self.store.root().join("quarantine").display(),
+            oldest.key,
+            QUARANTINE_RETRY.as_secs() / 60
+        ));
+        for object in quarantined {
+            self.deliver(object);
+        }
     }
 
     /// Delivers what is queued, giving up at `deadline` (attempts under way are waited
@@ -190,16 +217,7 @@ impl Deliverer {
                 None => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match message {
-                Ok(Message::Deliver(object)) => {
-                    if self.known.insert(object.id) {
-                        self.queue.push(Pending {
-                            object,
-                            attempts: 0,
-                            rekeys: 0,
-                            next_at: Instant::now(),
-                        });
-                    }
-                }
+                Ok(Message::Deliver(object)) => self.queue(object),
                 Ok(Message::Finish { deadline: at }) => deadline = Some(at),
                 Ok(Message::Attempted(attempt)) => {
                     self.in_flight -= 1;
@@ -213,6 +231,17 @@ impl Deliverer {
             if deadline.is_none_or(|at| Instant::now() < at) {
                 self.start_due();
             }
+        }
+    }
+
+    fn queue(&mut self, object: SealedObject) {
+        if self.known.insert(object.id) {
+            self.queue.push(Pending {
+                object,
+                attempts: 0,
+                rekeys: 0,
+                next_at: Instant::now(),
+            });
         }
     }
 
@@ -515,7 +544,7 @@ fn append_record(journal: &Mutex<Journal>, record: &Record) -> std::io::Result<(
 fn attempt(
     destination: &dyn Destination,
     journal: &Mutex<Journal>,
-    parquet: &ParquetOptions,
+    parquet: &ParquetWriter,
     log: &Logger,
     pending: &mut Pending,
 ) -> Result<(), DeliveryError> {
@@ -545,7 +574,7 @@ fn attempt(
 /// attempt sends the same bytes.
 fn deliverable<'a>(
     object: &'a SealedObject,
-    options: &ParquetOptions,
+    parquet: &ParquetWriter,
     log: &Logger,
 ) -> Result<Cow<'a, SealedObject>, DeliveryError> {
     if object.format != ObjectFormat::Parquet {
@@ -556,7 +585,7 @@ fn deliverable<'a>(
         // Damaged files, and anything else in the way, are written again.
         Ok(metadata) if metadata.is_file() && parquet::is_whole(&path) => metadata.len(),
         _ => {
-            let converted = parquet::convert(&object.path, object.codec, options, &path)?;
+            let converted = parquet.convert(&object.path, object.codec, &path)?;
             if converted.unfit > 0 {
                 log.warn(format_args!(
                     "object '{}': {} of its values did not fit their column in parquet.schema \

@@ -41,7 +41,8 @@ use crate::log::Logger;
 use crate::object::codec::BlockCompressor;
 use crate::object::writer::{ObjectWriter, SLICE};
 use crate::store::Store;
-use crate::store::journal::{ChunkId, Journal, Opened, Record, fold};
+use crate::store::journal::{ChunkId, Journal, Opened, Record};
+use crate::store::limit::StoreLimit;
 use delivery::Delivery;
 use keys::Keys;
 use windows::{Lines, Slot, Windows};
@@ -158,8 +159,8 @@ pub struct Engine {
     started: Instant,
     /// When quarantined objects were last handed to the delivery thread.
     quarantine_round: Instant,
-    /// Whether the log said that the store limit is reached.
-    at_limit: bool,
+    /// `store_dir_limit_size`, and whether it is reached.
+    limit: StoreLimit,
     /// Groups written so far.
     groups: u64,
     /// When the log last said that `max_open_objects` closed objects early.
@@ -181,7 +182,12 @@ impl Engine {
     ///
     /// Nothing of the group was accepted: the store is at its limit, or writing failed.
     pub fn accept(&mut self, chunks: &[(&[u8], &str)]) -> Result<Vec<ChunkOutcome>, AcceptError> {
-        self.check_limit()?;
+        if let Err(reached) = self.limit.check(&self.store, &self.log) {
+            return Err(AcceptError::LimitReached {
+                used: reached.used,
+                limit: reached.limit,
+            });
+        }
         let now = unix_now();
         let mut outcomes: Vec<ChunkOutcome> = chunks.iter().map(|_| Default::default()).collect();
         let mut fresh = Vec::with_capacity(chunks.len());
@@ -547,33 +553,6 @@ impl Engine {
         })
     }
 
-    fn check_limit(&mut self) -> Result<(), AcceptError> {
-        let Some(limit) = self.config.store_dir_limit_size else {
-            return Ok(());
-        };
-        let used = self.store.used_bytes();
-        if used >= limit {
-            if !self.at_limit {
-                self.log.warn(format_args!(
-                    "store_dir {} holds {used} bytes, at store_dir_limit_size {limit}: flushes \
-                     return RETRY and Fluent Bit keeps the data until deliveries free space \
-                     (said once until then)",
-                    self.store.root().display()
-                ));
-                self.at_limit = true;
-            }
-            return Err(AcceptError::LimitReached { used, limit });
-        }
-        if self.at_limit {
-            self.log.info(format_args!(
-                "store_dir is below store_dir_limit_size again ({used} of {limit} bytes); \
-                 accepting data"
-            ));
-            self.at_limit = false;
-        }
-        Ok(())
-    }
-
     /// Closes the objects that are due, seals what is closed, frees idle compressors and
     /// compacts the journal. Call it about once a second.
     pub fn tick(&mut self) {
@@ -603,38 +582,16 @@ impl Engine {
         self.compact_if_large();
     }
 
-    /// Hands the objects in quarantine to the delivery thread again, with a line that says
-    /// how many wait there.
+    /// Has the delivery thread try the objects in quarantine again.
     fn retry_quarantine(&mut self) {
         self.quarantine_round = Instant::now();
-        let quarantined = self.store.quarantined();
-        let Some(oldest) = quarantined.first() else {
-            return;
-        };
-        let bytes: u64 = quarantined.iter().map(|object| object.len).sum();
-        self.log.warn(format_args!(
-            "{} objects ({bytes} bytes) wait in quarantine in {}, the oldest '{}'; they are \
-             tried again now and every {} minutes",
-            quarantined.len(),
-            self.store.root().join("quarantine").display(),
-            oldest.key,
-            delivery::QUARANTINE_RETRY.as_secs() / 60
-        ));
-        for object in quarantined {
-            self.delivery.deliver(object);
-        }
+        self.delivery.retry_quarantine();
     }
 
     fn compact_if_large(&self) {
-        let mut journal = self.lock_journal();
-        if journal.len() < COMPACT_AT {
-            return;
-        }
-        let compacted = journal.records().and_then(|records| {
-            let mut state = fold(records);
-            state.forget_series_before(unix_now() - SERIES_KEPT);
-            journal.compact(&state)
-        });
+        let compacted = self
+            .lock_journal()
+            .compact_past(COMPACT_AT, unix_now() - SERIES_KEPT);
         if let Err(error) = compacted {
             self.log.warn(format_args!(
                 "compacting the journal in {} failed: {error}; it keeps growing until a later \

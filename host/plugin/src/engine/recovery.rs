@@ -27,8 +27,10 @@ use crate::destination::{Destination, SealedObject};
 use crate::log::Logger;
 use crate::metrics::Metrics;
 use crate::object::check;
+use crate::object::parquet::ParquetWriter;
 use crate::object::writer::{Committed, ObjectWriter};
 use crate::store::journal::{Damage, Journal, LiveObject, Opened, Record, fold, unfold};
+use crate::store::limit::StoreLimit;
 use crate::store::{self, Store};
 
 impl Engine {
@@ -131,7 +133,7 @@ impl Engine {
             retry_limit: config.upload_retry_limit,
             exhausted: config.retry_exhausted_action,
             concurrency: config.upload_concurrency,
-            parquet: Arc::new(config.parquet.clone()),
+            parquet: Arc::new(ParquetWriter::new(config.parquet.clone())),
         })
         .map_err(StartError::Thread)?;
         for object in finished {
@@ -145,6 +147,7 @@ impl Engine {
             last_write: Instant::now(),
             next_id: recovered.next_index.max(store.next_free_id()),
             windows: Windows::new(&config),
+            limit: StoreLimit::new(config.store_dir_limit_size),
             config,
             json,
             log,
@@ -156,7 +159,6 @@ impl Engine {
             accepted_before_crash: recovered.last_accepted,
             quarantine_round,
             started: Instant::now(),
-            at_limit: false,
             groups: 0,
             bound_reported: None,
             store,

@@ -539,6 +539,23 @@ impl Journal {
         Ok(())
     }
 
+    /// Once the journal has grown past `limit` bytes, replaces it with the state its
+    /// records fold into, forgetting the key series of windows before `series_from`.
+    /// Returns whether it did.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be read or the new journal cannot be written; the old one is kept.
+    pub fn compact_past(&mut self, limit: u64, series_from: i64) -> io::Result<bool> {
+        if self.len < limit {
+            return Ok(false);
+        }
+        let mut state = fold(self.records()?);
+        state.forget_series_before(series_from);
+        self.compact(&state)?;
+        Ok(true)
+    }
+
     /// Reads every record back from the file.
     ///
     /// # Errors

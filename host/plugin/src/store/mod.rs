@@ -14,6 +14,7 @@
 //! | `journal.torn-<time>` | bytes of the journal that were not whole records, kept for inspection |
 
 pub mod journal;
+pub mod limit;
 pub mod private;
 
 use std::fs;

@@ -1,5 +1,6 @@
 //! Outbound HTTP for sink components: requests go out only to the hosts of
-//! `sink.allowed_hosts`.
+//! `sink.allowed_hosts`. Filters may import wasi:http too, and every request they make is
+//! refused (`refuse_requests`).
 //!
 //! The check is made on the authority the request is sent to (the host and port the
 //! connection is opened to, from the request's URI), never on a header: the `Host`
@@ -12,6 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Method};
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::AllowedHost;
@@ -39,6 +44,8 @@ pub(super) struct HttpGrant {
     /// Whether a request was refused since [`take_refused`](Self::take_refused), shared by
     /// every clone.
     refused: Arc<AtomicBool>,
+    /// Why a request is refused when no host is allowed.
+    no_host: &'static str,
 }
 
 impl HttpGrant {
@@ -55,6 +62,7 @@ impl HttpGrant {
             log: log.clone(),
             component: component.to_owned(),
             refused: Arc::new(AtomicBool::new(false)),
+            no_host: "sink.allowed_hosts is empty: no host is allowed",
         }
     }
 
@@ -74,9 +82,13 @@ impl HttpGrant {
         self.refusal(&uri)
     }
 
-    /// No request at all.
-    pub(super) fn none(log: &Logger) -> HttpGrant {
-        HttpGrant::new(&[], Duration::ZERO, log, "component")
+    /// No request at all: for filters, which never make requests.
+    pub(super) fn none(log: &Logger, component: &str) -> HttpGrant {
+        HttpGrant {
+            no_host: "filter components make no requests; a sink component can, to the hosts \
+                      in sink.allowed_hosts",
+            ..HttpGrant::new(&[], Duration::ZERO, log, component)
+        }
     }
 
     /// Why a request to `uri` may not go out, if it may not.
@@ -87,7 +99,7 @@ impl HttpGrant {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         if self.allowed.is_empty() {
-            return Some("sink.allowed_hosts is empty: no host is allowed".to_owned());
+            return Some(self.no_host.to_owned());
         }
         if self
             .allowed
@@ -114,6 +126,67 @@ impl HttpGrant {
             first_byte_timeout: cap(options.first_byte_timeout),
             between_bytes_timeout: cap(options.between_bytes_timeout),
         }
+    }
+}
+
+/// The wasi:http interface [`refuse_requests`] replaces, as `wasmtime-wasi-http` names it.
+const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// Replaces `wasi:http/outgoing-handler` in `linker` with one that refuses every request at
+/// once, and says so: for filters. A filter's calls run on no runtime that would run
+/// wasi-http's request tasks, so its refusal must not be one.
+///
+/// # Errors
+///
+/// When the linker has no such interface to replace.
+pub(super) fn refuse_requests<T: 'static>(
+    linker: &mut Linker<T>,
+    grant: impl Fn(&mut T) -> (&mut ResourceTable, &HttpGrant) + Send + Sync + 'static,
+) -> wasmtime::Result<()> {
+    type Handled = (Result<Resource<HostFutureIncomingResponse>, ErrorCode>,);
+    linker.allow_shadowing(true);
+    let mut handler = linker.instance(OUTGOING_HANDLER)?;
+    handler.func_wrap(
+        "handle",
+        move |mut store: StoreContextMut<'_, T>,
+              (request, options): (
+            Resource<HostOutgoingRequest>,
+            Option<Resource<RequestOptions>>,
+        )|
+              -> wasmtime::Result<Handled> {
+            let (table, grant) = grant(store.data_mut());
+            let request = table.delete(request)?;
+            if let Some(options) = options {
+                table.delete(options)?;
+            }
+            grant.refused.store(true, Ordering::Relaxed);
+            grant.log.warn(format_args!(
+                "[{}] refused a {} request to {}{}: {}",
+                grant.component,
+                method_name(&request.method),
+                request.authority.as_deref().unwrap_or_default(),
+                request.path_with_query.as_deref().unwrap_or_default(),
+                grant.no_host
+            ));
+            Ok((Err(ErrorCode::HttpRequestDenied),))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+fn method_name(method: &Method) -> &str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+        Method::Other(other) => other,
     }
 }
 

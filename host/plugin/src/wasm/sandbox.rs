@@ -26,7 +26,7 @@ use super::bindings::rustsink::plugin::host::{self, Level};
 use super::bindings::rustsink::plugin::types::{self, Description};
 use super::bindings::{Filter, Sink};
 use super::engine::TickerGuard;
-use super::http::HttpGrant;
+use super::http::{self, HttpGrant};
 use super::{CONTRACT, cache, engine};
 use crate::config::ComponentLimits;
 use crate::log::Logger;
@@ -150,8 +150,15 @@ impl Sandbox {
             }
             World::Sink => {
                 Sink::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-                wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
             }
+        }
+        // Filters get wasi:http too, so that one built with tools that import it (as
+        // componentize-js does) loads; every request it makes is refused.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        if world == World::Filter {
+            http::refuse_requests(&mut linker, |state: &mut HostState| {
+                (&mut state.table, &state.grant)
+            })?;
         }
         Ok((component, linker))
     }
@@ -211,7 +218,7 @@ impl Sandbox {
             grant: self
                 .http
                 .clone()
-                .unwrap_or_else(|| HttpGrant::none(&self.log)),
+                .unwrap_or_else(|| HttpGrant::none(&self.log, &self.name)),
             limits: MemoryCap {
                 bytes: self.limits.memory,
             },

@@ -4,7 +4,8 @@
 //! - `memory`: allocates without end;
 //! - `trap`: panics (a trap, mid-batch);
 //! - `inflate`: turns each record into one with a field 100 times its size;
-//! - `files`, `env`, `clock`, `network`: tries to read them, and writes what it got into
+//! - `files`, `env`, `clock`, `network`, `http`: tries to read them (`http`: a request
+//!   through wasi:http, which a filter imports like a sink), and writes what it got into
 //!   the record's `got` field;
 //! - `chatty`: prints 8 KiB for every record, poison or not;
 //! - `sleep`: sleeps for an hour, and writes how long it slept by its own clock into
@@ -24,7 +25,7 @@ impl Filter for Hostile {
             summary: "misbehaves on purpose".into(),
             options: vec![OptionSpec::required(
                 "behaviour",
-                "loop, memory, trap, inflate, files, env, clock, network, chatty, sleep",
+                "loop, memory, trap, inflate, files, env, clock, network, http, chatty, sleep",
             )],
         }
     }
@@ -89,6 +90,12 @@ impl Filter for Hostile {
             "network" => {
                 let got = std::net::TcpStream::connect("127.0.0.1:1")
                     .map_or_else(|e| format!("refused: {e}"), |_| "connected".to_owned());
+                record.set("got", got);
+            }
+            "http" => {
+                let url = rustsink_sdk::http::Url::parse("http://127.0.0.1:9/").unwrap();
+                let got = rustsink_sdk::http::post(&url, &[], b"poison")
+                    .map_or_else(|e| format!("refused: {e}"), |r| format!("answered {}", r.status));
                 record.set("got", got);
             }
             _ => {}
