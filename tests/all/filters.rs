@@ -680,3 +680,60 @@ fn the_python_grep_writes_the_same_objects_as_the_rust_grep() {
     assert_eq!(python, rust);
     assert!(log.contains("[grep] counters: dropped=1500"), "{log}");
 }
+
+/// Runs `cargo` with `args` in `dir`, and fails the test with its output if it fails.
+fn cargo(dir: &std::path::Path, args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = std::process::Command::new(cargo)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("running cargo");
+    assert!(
+        out.status.success(),
+        "cargo {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn cargo_generate_makes_a_filter_of_the_template_that_tests_builds_and_loads() {
+    // cargo-generate from crates.io (`bash .ci/setup`).
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    let sdk = format!("sdk_path={}", root.join("plugins/sdk").display());
+    let template = root.join("plugins/template");
+    let args = [
+        "generate",
+        "--path",
+        template.to_str().unwrap(),
+        "--name",
+        "drop-secrets",
+        "--define",
+        &sdk,
+        "--vcs",
+        "none",
+        "--silent",
+    ];
+    cargo(dir.path(), &args);
+    let project = dir.path().join("drop-secrets");
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"drop-secrets\""), "{manifest}");
+    assert!(!project.join("Cargo.toml.liquid").exists());
+    assert!(!project.join("cargo-generate.toml").exists());
+    // Its native tests pass, and it builds into a component that rustsink loads.
+    let target = root.join("target/generated");
+    let target = target.to_str().unwrap();
+    cargo(&project, &["test", "--quiet", "--target-dir", target]);
+    let build = ["build", "--quiet", "--release", "--target", "wasm32-wasip2"];
+    cargo(&project, &[&build[..], &["--target-dir", target]].concat());
+    let component = root.join("target/generated/wasm32-wasip2/release/drop_secrets.wasm");
+    let described = described(&component);
+    assert!(
+        described.starts_with("remove-fields (filter): "),
+        "{described}"
+    );
+}

@@ -1,7 +1,7 @@
 //! A filter to start from: removes the fields named in its `fields` option.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2`, then use
-//! `target/wasm32-wasip2/release/template.wasm`:
+//! `target/wasm32-wasip2/release/<crate name>.wasm`:
 //!
 //! ```text
 //! [OUTPUT]
@@ -10,8 +10,8 @@
 //!     filter.1.fields  password,token
 //! ```
 //!
-//! Try it without Fluent Bit: `rustsink filter template.wasm --option fields=token
-//! --input records.ndjson`.
+//! Try it without Fluent Bit: `rustsink filter <crate name>.wasm --option fields=token
+//! --input records.ndjson`, and test it natively with `cargo test`.
 
 use rustsink_sdk::{Description, Error, Filter, OptionSpec, Options, Record, Verdict};
 

@@ -506,7 +506,8 @@ pub const ALL: &[Key] = &[
         doc: "The key template: strftime of the window start (UTC), `$TAG`, `$TAG[n]`, \
               `$INDEX`, `$UUID`, `$HOSTNAME`, `$AGENT_ID` and `${ENV_VAR}` (see Object keys). \
               It must contain `$INDEX` or `$UUID`. The default ends in `.jsonl.zst` with \
-              `compression zstd`, and in `.jsonl` with `compression none`.",
+              `compression zstd`, in `.jsonl` with `compression none`, and in `.parquet` \
+              with `format parquet`.",
     },
     Key {
         name: S3_KEY_FORMAT_TAG_DELIMITERS,
