@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The same filter in Rust and in Python, side by side in one run: `grep` (plugins/grep) and
-# its Python twin (plugins/python/grep) keep the records whose `log` matches `error`, over
+# The same filter in Rust, Python and JavaScript, side by side in one run: `grep`
+# (plugins/grep) and its twins (plugins/python/grep, plugins/javascript/grep) keep the records whose `log` matches `error`, over
 # the seeded `varied` log, through `rustsink run` with `sink dir` and no compression.
 #
 # Each component is compiled into store_dir first (`rustsink check --precompile`), so the
 # runs measure filtering, not compiling; the first compile is timed on its own. CPU per
 # record is the run's CPU less that of the same run without a filter.
 #
-# componentize-py comes from PyPI (`bash .ci/setup` installs it).
+# componentize-py comes from PyPI, componentize-js from npm (`bash .ci/setup` installs both).
 #
 # usage: bash benches/languages.sh [MEGABYTES]     (default 64)
 set -euo pipefail
@@ -27,6 +27,9 @@ MSGPACK_PUREPYTHON=1 python3 -m pip install --quiet --disable-pip-version-check 
 python="$work/grep-python.wasm"
 (cd plugins/python/grep && componentize-py -d ../../../wit -w filter componentize app \
   -o "$python" -p . -p "$work/site" > /dev/null)
+
+javascript="$work/grep-javascript.wasm"
+(cd plugins/javascript/grep && node build.mjs "$javascript" ../../../wit)
 
 python3 benches/generate_logs.py "$megabytes" 1 varied > "$work/app.log"
 lines=$(wc -l < "$work/app.log")
@@ -61,8 +64,12 @@ echo "| filter | component size | first compile s | CPU µs per record | peak RS
 echo "|---|---|---|---|---|"
 conf none "" > "$work/none.conf"
 none=$(cpu_of none)
-for name in rust python; do
-    wasm="$rust"; [ "$name" = python ] && wasm="$python"
+for name in rust python javascript; do
+    case "$name" in
+        rust) wasm="$rust" ;;
+        python) wasm="$python" ;;
+        javascript) wasm="$javascript" ;;
+    esac
     conf "$name" "$wasm" > "$work/$name.conf"
     /usr/bin/time -f "%e" -o "$work/compile" target/release/rustsink check --precompile \
         --config "$work/$name.conf" > /dev/null 2>&1

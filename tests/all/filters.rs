@@ -625,7 +625,7 @@ fn check_warns_of_component_options_nothing_takes() {
 /// The Python twin of `grep` (plugins/python/grep) and the Rust one, on the same input in
 /// one run: the same records kept, so the same objects, byte for byte once decompressed.
 #[test]
-fn the_python_grep_writes_the_same_objects_as_the_rust_grep() {
+fn the_python_and_javascript_greps_write_the_same_objects_as_the_rust_grep() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("app.log");
     let mut lines = String::new();
@@ -652,7 +652,12 @@ fn the_python_grep_writes_the_same_objects_as_the_rust_grep() {
     std::fs::write(
         &conf,
         output("rust", &components().grep, "")
-            + &output("python", python_grep(), "    filter.1.timeout 30s\n"),
+            + &output("python", python_grep(), "    filter.1.timeout 30s\n")
+            + &output(
+                "javascript",
+                javascript_grep(),
+                "    filter.1.timeout 30s\n",
+            ),
     )
     .unwrap();
     let out = Command::new(rustsink_bin())
@@ -671,14 +676,19 @@ fn the_python_grep_writes_the_same_objects_as_the_rust_grep() {
             .map(|object| object_text(object))
             .collect()
     };
-    let (rust, python) = (text("rust"), text("python"));
+    let (rust, python, javascript) = (text("rust"), text("python"), text("javascript"));
     assert_eq!(rust.lines().count(), 1_500, "{rust:.300}");
     assert!(
         rust.lines()
             .all(|line| line.contains("\"ERROR ") || line.contains("\"WARN "))
     );
     assert_eq!(python, rust);
-    assert!(log.contains("[grep] counters: dropped=1500"), "{log}");
+    assert_eq!(javascript, rust);
+    // The Python and JavaScript greps count what they drop.
+    for name in ["python", "javascript"] {
+        let line = format!("[output:rustsink:{name}] [grep] counters: dropped=1500");
+        assert!(log.contains(&line), "{name}: {log}");
+    }
 }
 
 /// Runs `cargo` with `args` in `dir`, and fails the test with its output if it fails.

@@ -432,3 +432,26 @@ pub fn python_grep() -> &'static Path {
         wasm
     })
 }
+
+/// `plugins/javascript/grep`, built with componentize-js (its tools come from npm, `bash
+/// .ci/setup`), once per test process.
+pub fn javascript_grep() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let wasm = repo_root().join("target/components/javascript/grep.wasm");
+        std::fs::create_dir_all(wasm.parent().unwrap()).unwrap();
+        let out = Command::new("node")
+            .arg("build.mjs")
+            .arg(&wasm)
+            .arg(repo_root().join("wit"))
+            .current_dir(repo_root().join("plugins/javascript/grep"))
+            .output()
+            .expect("running node");
+        assert!(
+            out.status.success(),
+            "building plugins/javascript/grep (run `bash .ci/setup`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wasm
+    })
+}
