@@ -23,49 +23,57 @@ const KILLS: usize = 50;
 
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
-    if let Some(dir) = std::env::var_os(CHILD) {
-        return feed_the_plugin(Path::new(&dir), &[("compression", "gzip")]);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let test = "crash::kill_9_at_random_moments_loses_and_duplicates_nothing";
-    let seen = kill_and_restart(dir.path(), test, KILLS, |_, _| {});
-    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
-    assert_eq!(duplicates, 0, "records written twice");
+    kill_9_at_random_moments(
+        "crash::kill_9_at_random_moments_loses_and_duplicates_nothing",
+        &[("compression", "gzip")],
+        KILLS,
+        ".jsonl.gz",
+    );
 }
 
 /// The same with zstd objects: a frame is what a commit ends with.
 #[test]
 fn kill_9_at_random_moments_with_zstd_objects_loses_and_duplicates_nothing() {
-    if let Some(dir) = std::env::var_os(CHILD) {
-        return feed_the_plugin(Path::new(&dir), &[("compression", "zstd")]);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let test = "crash::kill_9_at_random_moments_with_zstd_objects_loses_and_duplicates_nothing";
-    let seen = kill_and_restart(dir.path(), test, 20, |_, _| {});
-    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
-    assert_eq!(duplicates, 0, "records written twice");
-    let zstd = objects(dir.path())
-        .iter()
-        .all(|path| path.to_string_lossy().ends_with(".jsonl.zst"));
-    assert!(zstd, "every object is a zstd one");
+    kill_9_at_random_moments(
+        "crash::kill_9_at_random_moments_with_zstd_objects_loses_and_duplicates_nothing",
+        &[("compression", "zstd")],
+        20,
+        ".jsonl.zst",
+    );
 }
 
 /// The same with Parquet objects: killed while an object's Parquet file is being written
 /// too, which is written again from the object's lines on the next start.
 #[test]
 fn kill_9_at_random_moments_with_parquet_objects_loses_and_duplicates_nothing() {
+    kill_9_at_random_moments(
+        "crash::kill_9_at_random_moments_with_parquet_objects_loses_and_duplicates_nothing",
+        &[("format", "parquet")],
+        20,
+        ".parquet",
+    );
+}
+
+/// The body of the tests above: in the child, feeds the plugin configured with `keys`; in
+/// the test, kills the child `kills` times, and checks that every record arrived once, in
+/// objects whose names end in `suffix`.
+fn kill_9_at_random_moments(test: &str, keys: &[(&str, &str)], kills: usize, suffix: &str) {
     if let Some(dir) = std::env::var_os(CHILD) {
-        return feed_the_plugin(Path::new(&dir), &[("format", "parquet")]);
+        return feed_the_plugin(Path::new(&dir), keys);
     }
     let dir = tempfile::tempdir().unwrap();
-    let test = "crash::kill_9_at_random_moments_with_parquet_objects_loses_and_duplicates_nothing";
-    let seen = kill_and_restart(dir.path(), test, 20, |_, _| {});
+    let seen = kill_and_restart(dir.path(), test, kills, |_, _| {});
     let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
     assert_eq!(duplicates, 0, "records written twice");
-    let parquet = objects(dir.path())
+    let objects = objects(dir.path());
+    let other: Vec<_> = objects
         .iter()
-        .all(|path| path.to_string_lossy().ends_with(".parquet"));
-    assert!(parquet, "every object is a Parquet one");
+        .filter(|path| !path.to_string_lossy().ends_with(suffix))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "objects not ending in {suffix}: {other:?}"
+    );
 }
 
 /// The journal damaged between runs, for real: a flipped byte in its middle, its end cut
