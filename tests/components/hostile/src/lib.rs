@@ -94,8 +94,10 @@ impl Filter for Hostile {
             }
             "http" => {
                 let url = rustsink_sdk::http::Url::parse("http://127.0.0.1:9/").unwrap();
-                let got = rustsink_sdk::http::post(&url, &[], b"poison")
-                    .map_or_else(|e| format!("refused: {e}"), |r| format!("answered {}", r.status));
+                let got = rustsink_sdk::http::post(&url, &[], b"poison").map_or_else(
+                    |e| format!("refused: {e}"),
+                    |r| format!("answered {}", r.status),
+                );
                 record.set("got", got);
             }
             _ => {}
