@@ -23,7 +23,7 @@ use std::sync::Arc;
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::Schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PageCodec, GzipLevel, ZstdLevel};
@@ -416,8 +416,9 @@ impl<'a> Rows<'a> {
     /// The batch so far, leaving the builders empty.
     fn take(&mut self, schema: &Arc<Schema>) -> RecordBatch {
         let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
-        self.len = 0;
-        RecordBatch::try_new(Arc::clone(schema), arrays)
+        // The count of rows says it when there is no column (records without fields).
+        let rows = RecordBatchOptions::new().with_row_count(Some(std::mem::take(&mut self.len)));
+        RecordBatch::try_new_with_options(Arc::clone(schema), arrays, &rows)
             .expect("the builders follow the schema's types, and each has a value per row")
     }
 }
@@ -523,4 +524,51 @@ fn as_micros(value: &FieldValue<'_>) -> Option<i64> {
     Some((seconds * 1e6).round())
         .filter(|micros| micros.abs() < 9.2e18)
         .map(|micros| micros as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(time_column: Option<&str>) -> ParquetOptions {
+        ParquetOptions {
+            compression: PageCompression::Zstd(1),
+            row_group_bytes: 8 << 20,
+            schema: None,
+            time_column: time_column.map(str::to_owned),
+        }
+    }
+
+    /// Converts plain `lines` and returns the Parquet file's rows and columns.
+    fn convert_lines(lines: &str, options: &ParquetOptions) -> Result<(i64, usize), ConvertError> {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("0");
+        std::fs::write(&source, lines).unwrap();
+        let target = beside(&source);
+        convert(&source, Codec::None, options, &target)?;
+        assert!(is_whole(&target));
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(File::open(&target).unwrap()).unwrap();
+        let metadata = parquet::file::reader::FileReader::metadata(&reader);
+        let columns = metadata.file_metadata().schema_descr().num_columns();
+        Ok((metadata.file_metadata().num_rows(), columns))
+    }
+
+    #[test]
+    fn records_without_fields_and_without_a_time_column_still_make_a_file() {
+        // Nothing to hold, and Parquet counts rows by columns: a valid file without either.
+        assert_eq!(convert_lines("{}\n{}\n", &options(None)).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn an_empty_object_is_an_empty_file() {
+        assert_eq!(convert_lines("", &options(Some("date"))).unwrap(), (0, 1));
+    }
+
+    #[test]
+    fn a_line_that_is_no_json_object_is_named_and_not_retried() {
+        let error = convert_lines("{\"a\":1}\n[1,2]\n", &options(None)).unwrap_err();
+        assert!(!error.is_retryable());
+        assert!(error.to_string().contains("line 2"), "{error}");
+    }
 }
