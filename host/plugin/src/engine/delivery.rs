@@ -50,7 +50,8 @@ enum Message {
 /// The outcome of one attempt, sent back by the thread that made it.
 struct Attempt {
     pending: Pending,
-    result: Result<(), DeliveryError>,
+    /// The bytes the destination stored (a Parquet object's Parquet file), or why not.
+    result: Result<u64, DeliveryError>,
 }
 
 /// The handle of a running delivery thread.
@@ -300,15 +301,15 @@ impl Deliverer {
     }
 
     /// Acts on the outcome of an attempt: done, again later, or quarantined.
-    fn settle(&mut self, mut pending: Pending, result: Result<(), DeliveryError>) {
+    fn settle(&mut self, mut pending: Pending, result: Result<u64, DeliveryError>) {
         match &result {
-            Ok(()) => self.context.metrics.delivered(pending.object.len),
+            Ok(bytes) => self.context.metrics.delivered(*bytes),
             Err(error) => self.context.metrics.delivery_failed(error),
         }
         match result {
-            Ok(()) => {
+            Ok(bytes) => {
                 self.known.remove(&pending.object.id);
-                self.delivered(&pending);
+                self.delivered(&pending, bytes);
             }
             Err(DeliveryError::KeyTaken { key }) if pending.rekeys < MAX_REKEYS => {
                 pending.next_at = match self.rekey(&mut pending.object) {
@@ -392,7 +393,7 @@ impl Deliverer {
         }
     }
 
-    fn delivered(&self, pending: &Pending) {
+    fn delivered(&self, pending: &Pending, bytes: u64) {
         let object = &pending.object;
         if self.context.store.is_quarantined(&object.path) {
             if let Err(error) = self.context.store.remove_quarantined(object.id) {
@@ -403,9 +404,8 @@ impl Deliverer {
                 ));
             }
             self.context.log.info(format_args!(
-                "delivered object '{}' ({} bytes) from quarantine to {}",
+                "delivered object '{}' ({bytes} bytes) from quarantine to {}",
                 object.key,
-                object.len,
                 self.context.destination.describe()
             ));
             return;
@@ -422,16 +422,15 @@ impl Deliverer {
                 }
                 if pending.attempts > 1 {
                     self.context.log.info(format_args!(
-                        "delivered object '{}' ({} bytes) to {} after {} attempts",
+                        "delivered object '{}' ({bytes} bytes) to {} after {} attempts",
                         object.key,
-                        object.len,
                         self.context.destination.describe(),
                         pending.attempts
                     ));
                 } else {
                     self.context.log.debug(format_args!(
-                        "delivered object '{}' ({} bytes)",
-                        object.key, object.len
+                        "delivered object '{}' ({bytes} bytes)",
+                        object.key
                     ));
                 }
             }
@@ -547,7 +546,7 @@ fn attempt(
     parquet: &ParquetWriter,
     log: &Logger,
     pending: &mut Pending,
-) -> Result<(), DeliveryError> {
+) -> Result<u64, DeliveryError> {
     let mut progress = JournalProgress {
         id: pending.object.id,
         progress: pending.object.progress.take(),
@@ -555,7 +554,7 @@ fn attempt(
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let object = deliverable(&pending.object, parquet, log)?;
-        destination.put(&object, &mut progress)
+        destination.put(&object, &mut progress).map(|()| object.len)
     }))
     .unwrap_or_else(|_| {
         Err(DeliveryError::Io {

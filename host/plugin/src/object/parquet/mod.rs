@@ -198,12 +198,9 @@ pub fn convert(
         None => {
             let mut inference = Inference::new(options.time_column.as_deref());
             each_record(source, codec, |record| {
-                let values: Vec<_> = record
-                    .0
-                    .iter()
-                    .map(|(name, raw)| (name.as_str(), FieldValue::read(raw.get())))
-                    .collect();
-                inference.add(values.iter().map(|(name, value)| (*name, value)));
+                let fields = record.0.iter();
+                inference
+                    .add(fields.map(|(name, raw)| (name.as_str(), FieldValue::read(raw.get()))));
                 Ok(())
             })?;
             inference.columns()

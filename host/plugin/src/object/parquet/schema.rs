@@ -245,12 +245,12 @@ impl Inference {
     }
 
     /// Takes in the fields of one record.
-    pub fn add<'v>(&mut self, fields: impl IntoIterator<Item = (&'v str, &'v FieldValue<'v>)>) {
+    pub fn add<'v>(&mut self, fields: impl IntoIterator<Item = (&'v str, FieldValue<'v>)>) {
         for (name, value) in fields {
             if Some(name) == self.time_column.as_deref() {
                 continue;
             }
-            let seen = Seen::of(value);
+            let seen = Seen::of(&value);
             match self.seen.get_mut(name) {
                 Some(known) => *known = known.widen(seen),
                 None => {
@@ -282,12 +282,8 @@ mod tests {
         let mut inference = Inference::new(Some("date"));
         for line in lines {
             let fields: Fields<'_> = serde_json::from_str(line).unwrap();
-            let values: Vec<_> = fields
-                .0
-                .iter()
-                .map(|(k, v)| (k.as_str(), FieldValue::read(v.get())))
-                .collect();
-            inference.add(values.iter().map(|(k, v)| (*k, v)));
+            let values = fields.0.iter();
+            inference.add(values.map(|(k, v)| (k.as_str(), FieldValue::read(v.get()))));
         }
         let columns = inference.columns().0;
         columns.into_iter().map(|c| (c.name, c.kind)).collect()
