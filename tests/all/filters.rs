@@ -278,8 +278,15 @@ fn a_component_for_another_contract_version_is_refused_with_both_versions() {
     assert!(started.is_err());
     let lines = logged("future.wasm");
     let line = lines.last().expect("an error line");
-    assert!(line.contains("built for rustsink:plugin@0.2.0"), "{line}");
-    assert!(line.contains("speaks rustsink:plugin@0.1.0"), "{line}");
+    assert!(line.contains("built for rustsink:plugin@0.3.0"), "{line}");
+    assert!(
+        line.contains("this rustsink loads rustsink:plugin@0.1.0 to 0.2.0"),
+        "{line}"
+    );
+    assert!(
+        line.contains("rebuild it with a rustsink-sdk for 0.2.0"),
+        "{line}"
+    );
     fluent_bit.shutdown().unwrap();
 }
 

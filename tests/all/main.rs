@@ -3,6 +3,7 @@
 
 mod cli;
 mod codecs;
+mod contract;
 mod crash;
 mod credentials;
 mod damage;

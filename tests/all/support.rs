@@ -337,8 +337,19 @@ pub struct Components {
     pub hostile: PathBuf,
     /// `tests/components/hostile-sink`: a sink that misbehaves as its `behaviour` says.
     pub hostile_sink: PathBuf,
-    /// `tests/components/future`: built for contract version 0.2.0.
+    /// `tests/components/future`: built for contract version 0.3.0.
     pub future: PathBuf,
+    /// `tests/components/stamp`: uses the tag, and sets time and metadata.
+    pub stamp: PathBuf,
+    /// `tests/components/impostor`: calls itself 0.2.0 with another contract.
+    pub impostor: PathBuf,
+    /// `tests/components/stuck`: its `describe` never returns.
+    pub stuck: PathBuf,
+    /// `tests/fixtures/contract-0.1/hostile.wasm`: the hostile filter as the SDK of
+    /// contract 0.1 built it.
+    pub hostile_0_1: PathBuf,
+    /// `tests/fixtures/contract-0.1/hostile-sink.wasm`: the hostile sink, the same way.
+    pub hostile_sink_0_1: PathBuf,
 }
 
 /// Builds the components once per test process (cargo makes later builds no-ops).
@@ -377,6 +388,11 @@ pub fn components() -> &'static Components {
             hostile: wasm("hostile"),
             hostile_sink: wasm("hostile_sink"),
             future: wasm("future"),
+            stamp: wasm("stamp"),
+            impostor: wasm("impostor"),
+            stuck: wasm("stuck"),
+            hostile_0_1: repo_root().join("tests/fixtures/contract-0.1/hostile.wasm"),
+            hostile_sink_0_1: repo_root().join("tests/fixtures/contract-0.1/hostile-sink.wasm"),
         }
     })
 }

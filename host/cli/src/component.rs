@@ -13,6 +13,7 @@ use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use rustsink::event::{EventTime, events};
 use rustsink::log::{Logger, Threshold};
 use rustsink::object::encode::write_json_line;
+use rustsink::wasm::chain;
 use rustsink::wasm::filter::FilterComponent;
 use rustsink::wasm::sandbox::{self, World};
 
@@ -34,16 +35,20 @@ pub struct FilterArgs {
     /// The deadline of the batch.
     #[arg(long, default_value = "10s")]
     timeout: String,
+    /// The tag of the records, as the filter sees it.
+    #[arg(long, default_value = "rustsink.filter")]
+    tag: String,
 }
 
 /// Prints what a component says of itself and the options it accepts.
 pub fn describe(path: &std::path::Path) -> Result<bool> {
-    let (world, description) = sandbox::describe(path, &cache_dir(), &logger())?;
+    let (world, version, description) = sandbox::describe(path, &cache_dir(), &logger())?;
     let (kind, prefix) = match world {
         World::Filter => ("filter", "filter.N"),
         World::Sink => ("sink", "sink"),
     };
     println!("{} ({kind}): {}", description.name, description.summary);
+    println!("built for {version}");
     if description.options.is_empty() {
         println!("no options");
     }
@@ -96,8 +101,7 @@ pub fn filter(args: &FilterArgs) -> Result<bool> {
         .start()
         .map_err(|failure| anyhow::anyhow!("component '{}': {failure}", component.name()))?;
     let batch = read_records(args.input.as_deref())?;
-    let output = instance
-        .process(&batch)
+    let output = chain::run_once(&mut instance, &args.tag, &batch)
         .map_err(|failure| anyhow::anyhow!("component '{}': {failure}", component.name()))?;
     let format = JsonLines {
         date_key: None,

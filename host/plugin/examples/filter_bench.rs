@@ -27,6 +27,7 @@ use rustsink::config::ComponentLimits;
 use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use rustsink::log::{Logger, Threshold};
+use rustsink::wasm::chain;
 use rustsink::wasm::filter::FilterComponent;
 
 fn main() -> anyhow::Result<()> {
@@ -69,8 +70,7 @@ fn main() -> anyhow::Result<()> {
         let mut instance = component.start()?;
         let elapsed = best_of_three(|| {
             for batch in &batches {
-                let out = instance
-                    .process(batch)
+                let out = chain::run_once(&mut instance, "bench", batch)
                     .expect("the component processes the batch");
                 std::hint::black_box(out);
             }
@@ -104,7 +104,8 @@ fn main() -> anyhow::Result<()> {
         let mut instances = Vec::new();
         for _ in 0..INSTANCES {
             let mut instance = component.start()?;
-            std::hint::black_box(instance.process(&batches[0]).expect("a batch"));
+            let out = chain::run_once(&mut instance, "bench", &batches[0]).expect("a batch");
+            std::hint::black_box(out);
             instances.push(instance);
         }
         let after = status_kib("VmRSS").unwrap_or(0);

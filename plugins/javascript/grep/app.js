@@ -1,15 +1,15 @@
 // grep, in JavaScript: the filter of plugins/grep, for rustsink's component contract.
 //
 // Keeps (or, with `mode drop`, drops) the records whose field `key` is a string that
-// `regex` matches. A record that is kept is copied from the batch as it came, byte for
-// byte: the batch is only read, never encoded again.
+// `regex` matches. It answers with an outcome per record (contract 0.2): a record that is
+// kept goes on as it came, byte for byte, and the batch is only read, never encoded again.
 //
 // Build (docs/components.md, "Other languages"): `npm ci && npm run build`. build.mjs
 // bundles this module with its msgpack library (esbuild), then componentize-js makes the
 // component for world `filter` of wit/plugin.wit.
 
 import { Decoder } from "@msgpack/msgpack";
-import { count } from "rustsink:plugin/host@0.1.0";
+import { count } from "rustsink:plugin/host@0.2.0";
 
 // Set by init; a component instance serves one output on one thread.
 let key = "";
@@ -57,34 +57,27 @@ export function init(options) {
 }
 
 // Events are `[[time, metadata], body]`, one after another; each is decoded only to read
-// the body's field, and the kept ones are copied out as they are.
-export function process(events) {
+// the body's field. Variants are `{ tag }` objects, with `val` for a payload.
+const KEEP = { tag: "keep" };
+const DROP = { tag: "drop" };
+
+export function process(tag, events) {
   const decoder = new Decoder();
-  const kept = [];
-  let start = 0;
-  let length = 0;
+  const outcomes = [];
   let dropped = 0;
   for (const event of decoder.decodeMulti(events)) {
-    const end = decoder.pos;
     const body = Array.isArray(event) && event.length === 2 ? event[1] : null;
     const value = body !== null && typeof body === "object" ? body[key] : undefined;
     const matches = typeof value === "string" && regex.test(value);
     if (matches === keepMatching) {
-      kept.push(events.subarray(start, end));
-      length += end - start;
+      outcomes.push(KEEP);
     } else {
+      outcomes.push(DROP);
       dropped += 1;
     }
-    start = end;
   }
   if (dropped > 0) {
     count("dropped", BigInt(dropped));
   }
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const piece of kept) {
-    out.set(piece, at);
-    at += piece.length;
-  }
-  return out;
+  return { outcomes, events: new Uint8Array(0) };
 }

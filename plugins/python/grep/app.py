@@ -1,8 +1,8 @@
 """grep, in Python: the filter of plugins/grep, for rustsink's component contract.
 
 Keeps (or, with `mode drop`, drops) the records whose field `key` is a string that
-`regex` matches. A record that is kept is copied from the batch as it came, byte for byte:
-the batch is only read, never encoded again.
+`regex` matches. It answers with an outcome per record (contract 0.2): a record that is
+kept goes on as it came, byte for byte, and the batch is only read, never encoded again.
 
 Build (docs/components.md, "Other languages"):
 
@@ -18,6 +18,9 @@ import msgpack
 from componentize_py_types import Err
 from wit_world import WitWorld as Filter
 from wit_world.imports import host, types
+
+KEEP = types.Outcome_Keep()
+DROP = types.Outcome_Drop()
 
 # Set by init; a component instance serves one output on one thread.
 KEY = ""
@@ -61,24 +64,22 @@ class WitWorld(Filter):
         KEY = given["key"]
         KEEP_MATCHING = mode == "keep"
 
-    def process(self, events):
+    def process(self, tag, events):
         unpacker = msgpack.Unpacker(
             raw=False, strict_map_key=False, unicode_errors="surrogateescape"
         )
         unpacker.feed(events)
-        kept = []
-        start = 0
+        outcomes = []
         dropped = 0
         for event in unpacker:
-            end = unpacker.tell()
             body = event[1] if isinstance(event, list) and len(event) == 2 else {}
             value = body.get(KEY) if isinstance(body, dict) else None
             matches = isinstance(value, str) and REGEX.search(value) is not None
             if matches == KEEP_MATCHING:
-                kept.append(events[start:end])
+                outcomes.append(KEEP)
             else:
+                outcomes.append(DROP)
                 dropped += 1
-            start = end
         if dropped:
             host.count("dropped", dropped)
-        return b"".join(kept)
+        return types.Processed(outcomes=outcomes, events=b"")

@@ -1,7 +1,8 @@
-//! Filters: one record at a time, kept or dropped.
+//! Filters: one record at a time, kept, dropped, replaced or failed.
 
 use std::cell::RefCell;
 
+use crate::bindings::filter::Processed;
 use crate::{Description, Error, Options, Record, batch};
 
 /// What happens to a record after the filter has seen it.
@@ -15,6 +16,11 @@ pub enum Verdict {
     /// parts), or it and more (`record.clone()` first, then new ones). Start new records
     /// with [`Record::derived`] or [`Record::new`].
     Replace(Vec<Record>),
+    /// The filter cannot process this record, for the reason given. The filter's
+    /// `on_error` decides what becomes of it: with `skip_record` it goes on as it came,
+    /// with `drop_record` it is dropped, and the other records of the batch are not
+    /// affected.
+    Fail(String),
 }
 
 /// A filter component.
@@ -30,7 +36,8 @@ pub trait Filter: Sized + 'static {
     /// An option that cannot be used; say which and why.
     fn new(options: &Options) -> Result<Self, Error>;
 
-    /// Sees one record: change it, and keep it, drop it, or replace it with others.
+    /// Sees one record: change it, and keep it, drop it, replace it with others, or fail
+    /// it. [`Record::tag`] is the tag of its batch.
     fn process(&mut self, record: &mut Record) -> Verdict;
 }
 
@@ -49,8 +56,11 @@ macro_rules! export_filter {
                 $crate::__private::init_filter::<$filter>(options)
             }
 
-            fn process(events: Vec<u8>) -> Result<Vec<u8>, $crate::Error> {
-                $crate::__private::process_filter(&events)
+            fn process(
+                tag: String,
+                events: Vec<u8>,
+            ) -> Result<$crate::bindings::filter::Processed, $crate::Error> {
+                $crate::__private::process_filter(&tag, &events)
             }
         }
 
@@ -68,6 +78,7 @@ thread_local! {
 /// Builds the filter `init` asks for; used by [`export_filter!`](crate::export_filter).
 #[doc(hidden)]
 pub fn init<F: Filter>(options: Vec<(String, String)>) -> Result<(), Error> {
+    crate::report_panics_in_one_line();
     let mut filter = F::new(&Options::new(options))?;
     FILTER.with(|slot| {
         *slot.borrow_mut() = Some(Box::new(move |record| filter.process(record)));
@@ -75,14 +86,15 @@ pub fn init<F: Filter>(options: Vec<(String, String)>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs a batch through the filter; used by [`export_filter!`](crate::export_filter).
+/// Runs a batch of `tag` through the filter; used by
+/// [`export_filter!`](crate::export_filter).
 #[doc(hidden)]
-pub fn process(events: &[u8]) -> Result<Vec<u8>, Error> {
+pub fn process(tag: &str, events: &[u8]) -> Result<Processed, Error> {
     FILTER.with(|slot| {
         let mut slot = slot.borrow_mut();
         let process = slot
             .as_mut()
             .ok_or_else(|| Error::fatal("process was called before init"))?;
-        batch::filter(events, process)
+        batch::filter(tag, events, process)
     })
 }

@@ -136,7 +136,7 @@ mod tests {
         let event = Value::Array(vec![Value::Array(vec![time, Value::Map(vec![])]), fields]);
         let mut encoded = Vec::new();
         rmpv::encode::write_value(&mut encoded, &event).unwrap();
-        let record = batch::records(&encoded).unwrap().remove(0);
+        let record = batch::records("", &encoded).unwrap().remove(0);
         assert_eq!(
             record.to_json(Some("date")),
             r#"{"date":5.5,"log":"a \"quoted\" line","bin":"ok\u{fffd}","7":null,"ext":"ext:5:ab01","nested":{"n":-3}}"#

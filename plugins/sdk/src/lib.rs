@@ -1,7 +1,9 @@
 //! Write rustsink filter and sink components in Rust.
 //!
-//! A [`Filter`] sees one record at a time: it may read and change its fields (get, set,
-//! rename, remove), and keep it, drop it, or replace it with other records. A [`Sink`]
+//! A [`Filter`] sees one record at a time, with the tag of its batch: it may read and
+//! change its fields (get, set, rename, remove), time and metadata, and keep it, drop it,
+//! replace it with other records, or fail it (the filter's `on_error` then decides what
+//! becomes of that record). A [`Sink`]
 //! gets the records of each batch and delivers them; with the `http` feature,
 //! `http::post` sends them over HTTP. The SDK does the rest: it implements the worlds
 //! of `wit/plugin.wit`, decodes each batch the host sends, and encodes what a filter
@@ -73,6 +75,7 @@ pub mod bindings {
             pub_export_macro: true,
             export_macro_name: "export_filter_world",
             default_bindings_module: "rustsink_sdk::bindings::filter",
+            additional_derives: [PartialEq],
         });
     }
 
@@ -85,8 +88,8 @@ pub mod bindings {
             export_macro_name: "export_sink_world",
             default_bindings_module: "rustsink_sdk::bindings::sink",
             with: {
-                "rustsink:plugin/types@0.1.0": crate::bindings::filter::rustsink::plugin::types,
-                "rustsink:plugin/host@0.1.0": crate::bindings::filter::rustsink::plugin::host,
+                "rustsink:plugin/types@0.2.0": crate::bindings::filter::rustsink::plugin::types,
+                "rustsink:plugin/host@0.2.0": crate::bindings::filter::rustsink::plugin::host,
             },
         });
     }
@@ -94,6 +97,9 @@ pub mod bindings {
 
 pub use bindings::filter::rustsink::plugin::host::Level;
 pub use bindings::filter::rustsink::plugin::types::{Description, Error, OptionSpec};
+
+/// The contract version this SDK builds components for.
+pub const CONTRACT: &str = "rustsink:plugin@0.2.0";
 
 impl OptionSpec {
     /// An option the component cannot start without.
@@ -151,6 +157,26 @@ pub fn count(name: &str, delta: u64) {
     bindings::filter::rustsink::plugin::host::count(name, delta);
     #[cfg(not(target_family = "wasm"))]
     testing::record_count(name, delta);
+}
+
+/// Makes a panic print one line, `panicked at FILE:LINE: MESSAGE`, which the host puts
+/// in the failure it logs: the last line a component prints before it traps.
+#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+pub(crate) fn report_panics_in_one_line() {
+    #[cfg(target_family = "wasm")]
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let place = info
+            .location()
+            .map(|at| format!(" at {}:{}", at.file(), at.line()))
+            .unwrap_or_default();
+        eprintln!("panicked{place}: {}", message.replace('\n', " "));
+    }));
 }
 
 /// Logs a formatted line at info level.

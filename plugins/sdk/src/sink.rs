@@ -91,6 +91,7 @@ thread_local! {
 /// Builds the sink `init` asks for; used by [`export_sink!`](crate::export_sink).
 #[doc(hidden)]
 pub fn init<S: Sink>(options: Vec<(String, String)>) -> Result<(), Error> {
+    crate::report_panics_in_one_line();
     let mut sink = S::new(&Options::new(options))?;
     SINK.with(|slot| {
         *slot.borrow_mut() = Some(Box::new(move |tag, records| sink.deliver(tag, records)));
@@ -101,7 +102,7 @@ pub fn init<S: Sink>(options: Vec<(String, String)>) -> Result<(), Error> {
 /// Decodes a batch and hands it to the sink; used by [`export_sink!`](crate::export_sink).
 #[doc(hidden)]
 pub fn deliver(tag: &str, events: &[u8]) -> Result<(), Error> {
-    let records = batch::records(events)?;
+    let records = batch::records(tag, events)?;
     SINK.with(|slot| {
         let mut slot = slot.borrow_mut();
         let deliver = slot

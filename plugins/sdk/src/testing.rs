@@ -63,13 +63,27 @@ pub fn records_from_json_lines(text: &str) -> Result<Vec<Record>, Error> {
 }
 
 /// Builds filter `F` from `options` (defaults of its description applied, as rustsink
-/// applies them) and runs `records` through it as one batch, encoded and decoded as
-/// rustsink sends it; returns the records that come out.
+/// applies them) and runs `records` through it as one batch of tag `test`, encoded and
+/// decoded as rustsink sends it; returns the records that come out.
 ///
 /// # Errors
 ///
-/// A required option that is missing, or the filter's own error from [`Filter::new`].
+/// A required option that is missing, the filter's own error from [`Filter::new`], or a
+/// record it failed ([`Verdict::Fail`]): the message gives its number and the reason.
 pub fn run_filter<F: Filter>(
+    options: &[(&str, &str)],
+    records: Vec<Record>,
+) -> Result<Vec<Record>, Error> {
+    run_filter_on_tag::<F>("test", options, records)
+}
+
+/// [`run_filter`] over a batch of `tag`, for a filter that looks at [`Record::tag`].
+///
+/// # Errors
+///
+/// As [`run_filter`].
+pub fn run_filter_on_tag<F: Filter>(
+    tag: &str,
     options: &[(&str, &str)],
     records: Vec<Record>,
 ) -> Result<Vec<Record>, Error> {
@@ -93,10 +107,10 @@ pub fn run_filter<F: Filter>(
     for record in records {
         batch::write_record(&mut events, record)?;
     }
-    let out = batch::filter(&events, &mut |record: &mut Record| -> Verdict {
+    let processed = batch::filter(tag, &events, &mut |record: &mut Record| -> Verdict {
         filter.process(record)
     })?;
-    batch::records(&out)
+    batch::assemble(tag, &events, processed)
 }
 
 thread_local! {

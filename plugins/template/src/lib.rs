@@ -46,7 +46,9 @@ impl Filter for RemoveFields {
         Ok(RemoveFields { fields })
     }
 
-    /// Called for every record: change it, then keep it or drop it.
+    /// Called for every record: change it, then keep it, drop it, replace it, or fail it
+    /// (`Verdict::Fail`: the user's `on_error` decides about that record alone).
+    /// `record.tag()` is its batch's tag.
     fn process(&mut self, record: &mut Record) -> Verdict {
         for field in &self.fields {
             record.remove(field);

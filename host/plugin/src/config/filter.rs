@@ -9,7 +9,8 @@ use super::{ConfigError, invalid, missing};
 /// The most filters an instance may have (`filter.1` ... `filter.16`).
 pub const MAX_FILTERS: usize = 16;
 
-/// What happens to a chunk when a filter fails on it (`filter.N.on_error`).
+/// What happens to a chunk when a filter fails on it, or on one of its records
+/// (`filter.N.on_error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
     /// The chunk goes back to Fluent Bit, which retries it.
@@ -18,6 +19,18 @@ pub enum OnError {
     Skip,
     /// The batch is dropped, with an error line that counts its records.
     Drop,
+    /// The records the filter failed on pass it unchanged; the others are filtered.
+    SkipRecord,
+    /// The records the filter failed on are dropped, with an error line that counts
+    /// them; the others are filtered.
+    DropRecord,
+}
+
+impl OnError {
+    /// Whether the policy is for the records that failed alone, not the whole batch.
+    pub fn is_per_record(self) -> bool {
+        matches!(self, OnError::SkipRecord | OnError::DropRecord)
+    }
 }
 
 /// One `filter.N`.
@@ -63,7 +76,15 @@ pub(super) fn parse(
             None | Some("retry") => OnError::Retry,
             Some("skip") => OnError::Skip,
             Some("drop") => OnError::Drop,
-            Some(other) => return Err(invalid(on_error_key, other, "retry, skip or drop")),
+            Some("skip_record") => OnError::SkipRecord,
+            Some("drop_record") => OnError::DropRecord,
+            Some(other) => {
+                return Err(invalid(
+                    on_error_key,
+                    other,
+                    "retry, skip, drop, skip_record or drop_record",
+                ));
+            }
         };
         let limits = parse_limits(&key, &given, "1s", Duration::from_secs(60))?;
         filters.push(FilterConfig {

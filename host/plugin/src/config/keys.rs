@@ -146,7 +146,7 @@ pub const ALL: &[Key] = &[
         default: Some("s3"),
         doc: "Where records go: `s3` uploads objects to `bucket`; `dir` writes them under \
               `path`; a path ending in `.wasm` names a sink component (built for \
-              `rustsink:plugin@0.1.0`), which takes each chunk, after the filters, in place of \
+              `rustsink:plugin@0.1.0` or `0.2.0`), which takes each chunk, after the filters, in place of \
               the object engine: its answer is Fluent Bit's (delivered: FLB_OK; a retryable \
               error, a trap, its timeout or its memory limit: FLB_RETRY; any other error: \
               FLB_ERROR).",
@@ -304,7 +304,7 @@ pub const ALL: &[Key] = &[
     Key {
         name: FILTER,
         default: None,
-        doc: "A filter component (a `.wasm` file built for `rustsink:plugin@0.1.0`), applied \
+        doc: "A filter component (a `.wasm` file built for `rustsink:plugin@0.1.0` or `0.2.0`), applied \
               to every chunk before it is written: `filter.1` first, then `filter.2`, and so \
               on (up to 16, numbered without gaps). It runs sandboxed: no files, network, \
               environment or clock.",
@@ -312,10 +312,17 @@ pub const ALL: &[Key] = &[
     Key {
         name: FILTER_ON_ERROR,
         default: Some("retry"),
-        doc: "When the filter traps, runs past its timeout, hits its memory limit or returns \
-              an error: `retry` hands the chunk back to Fluent Bit (FLB_RETRY), `skip` passes \
-              the records on unchanged, `drop` drops them with an error line that counts \
-              them. The instance is started afresh for the next chunk.",
+        doc: "When the filter traps, runs past its timeout, hits its memory limit, returns \
+              an error, or fails a record: `retry` hands the chunk back to Fluent Bit \
+              (FLB_RETRY); `skip` passes the batch on unchanged; `drop` drops the batch with \
+              an error line that counts its records; `skip_record` passes the records that \
+              failed on unchanged and filters the others; `drop_record` drops the records \
+              that failed, counted in an error line, and filters the others. With the \
+              `_record` policies, a failure of the whole call is narrowed down to its \
+              records by running the filter over halves of the batch, within 64 failed \
+              calls and four times the filter's timeout per batch (records not told apart \
+              by then count as failed). The instance is started afresh after a trap, a timeout or \
+              the memory limit.",
     },
     Key {
         name: FILTER_MEMORY_LIMIT,

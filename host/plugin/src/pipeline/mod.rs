@@ -531,7 +531,7 @@ impl Worker {
         let normalized = normalize(&job.chunk);
         let records = normalized.records;
         let malformed = &normalized.malformed;
-        let Some(batch) = self.filters.run(normalized.batch, records, &job.tag) else {
+        let Some(batch) = self.filters.run(normalized.batch, &job.tag) else {
             return decide(
                 &self.log,
                 &job.tag,

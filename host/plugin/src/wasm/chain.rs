@@ -3,17 +3,25 @@
 //!
 //! A chunk is brought to the one form components see (`[[time, metadata], body]` events,
 //! EventTime times) before the first filter. When a filter fails on it (a trap, its
-//! timeout, its memory cap, or an error it returns), its `on_error` decides: `retry`
-//! hands the whole chunk back to Fluent Bit, `skip` passes the batch on unchanged, `drop`
-//! drops it with an error line that counts the records. Nothing is dropped silently.
+//! timeout, its memory cap, or an error it returns) or on some of its records (a `fail`
+//! outcome), its `on_error` decides: `retry` hands the whole chunk back to Fluent Bit,
+//! `skip` passes the batch on unchanged, `drop` drops it with an error line that counts
+//! the records. `skip_record` and `drop_record` do the same to the records that failed
+//! alone; a failure of the whole call is narrowed down to them by running the filter
+//! over halves of the batch. Nothing is dropped silently.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::StartError;
-use super::filter::{FilterComponent, FilterInstance};
+use super::contract::latest::Outcome;
+use super::filter::{Answer, FilterComponent, FilterInstance};
+use super::sandbox::ComponentFailure;
 use crate::config::{FilterConfig, OnError};
 use crate::event::chunk::ChunkWriter;
+use crate::event::msgpack::frame_value;
 use crate::event::{Malformed, events};
 use crate::log::Logger;
 use crate::metrics::Metrics;
@@ -115,7 +123,7 @@ impl Chain {
     /// Runs `chunk` of `tag` through every filter.
     pub fn apply(&mut self, chunk: &[u8], tag: &str) -> Filtered {
         let normalized = normalize(chunk);
-        match self.run(normalized.batch, normalized.records, tag) {
+        match self.run(normalized.batch, tag) {
             Some(batch) => Filtered::Chunk {
                 batch,
                 malformed: normalized.malformed,
@@ -124,44 +132,359 @@ impl Chain {
         }
     }
 
-    /// Runs a normalized batch of `records` events through every filter; None when a
-    /// filter failed and its policy is `retry`.
-    pub fn run(&mut self, mut batch: Vec<u8>, records: usize, tag: &str) -> Option<Vec<u8>> {
+    /// Runs a normalized batch of events through every filter; None when a filter
+    /// failed and its policy is `retry`.
+    pub fn run(&mut self, mut batch: Vec<u8>, tag: &str) -> Option<Vec<u8>> {
         for stage in &mut self.stages {
             if batch.is_empty() {
                 break;
             }
-            match stage.instance.process(&batch) {
-                Ok(output) => batch = output,
-                Err(failure) => {
-                    let name = stage.instance.component().name().to_owned();
-                    self.metrics.component_failed(&name, &failure);
-                    let key = format!("filter.{}", stage.position);
-                    match stage.on_error {
-                        OnError::Retry => {
-                            self.log.warn(format_args!(
-                                "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; \
-                                 Fluent Bit keeps the chunk and retries it (on_error retry)"
-                            ));
-                            return None;
-                        }
-                        OnError::Skip => self.log.warn(format_args!(
-                            "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; its \
-                             {records} records pass it unchanged (on_error skip)"
-                        )),
-                        OnError::Drop => {
-                            self.log.error(format_args!(
-                                "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; \
-                                 its {records} records are dropped (on_error drop)"
-                            ));
-                            batch.clear();
-                        }
-                    }
-                }
-            }
+            batch = stage.apply(batch, tag, &self.log, &self.metrics)?;
         }
         Some(batch)
     }
+}
+
+/// The most failed calls spent narrowing failures down to their records, per batch and
+/// filter: enough to find four bad records among 30,000.
+const MAX_FAILED_CALLS: usize = 64;
+
+/// The most time failed calls may take, per batch and filter, in timeouts of the filter:
+/// what a filter that runs into its timeout on every record can hold a chunk up for.
+const MAX_FAILED_TIMEOUTS: u32 = 4;
+
+impl Stage {
+    /// Runs `batch` through this filter, with its failure policy; None when the chunk
+    /// goes back to Fluent Bit.
+    fn apply(
+        &mut self,
+        batch: Vec<u8>,
+        tag: &str,
+        log: &Logger,
+        metrics: &Metrics,
+    ) -> Option<Vec<u8>> {
+        let (ranges, tail) = frame(&batch);
+        let mut run = Run {
+            instance: &mut self.instance,
+            on_error: self.on_error,
+            tag,
+            metrics: Some(metrics),
+            failed: Failed::default(),
+            failed_calls: 0,
+            failed_time: Duration::ZERO,
+        };
+        let mut filtered = if self.on_error.is_per_record() {
+            let mut out = Vec::with_capacity(batch.len());
+            run.narrow(&batch, &ranges, &mut out);
+            Ok(out)
+        } else {
+            run.whole(&batch, &ranges)
+        };
+        let failed = run.failed;
+        let bound = match failed.not_told_apart {
+            0 => String::new(),
+            n => format!(
+                "; {n} of them were not told apart, as the filter failed {} times on the \
+                 batch, in {:.1?}",
+                run.failed_calls, run.failed_time
+            ),
+        };
+        // What does not frame as an event goes on as it is, to be counted as malformed
+        // where the records are written.
+        if let Ok(out) = &mut filtered {
+            out.extend_from_slice(&batch[tail..]);
+        }
+        let name = self.instance.component().name().to_owned();
+        let key = format!("filter.{}", self.position);
+        let records = ranges.len();
+        match filtered {
+            Ok(out) => {
+                if let Some(first) = &failed.first {
+                    let count = failed.records;
+                    match self.on_error {
+                        OnError::SkipRecord => log.warn(format_args!(
+                            "{key} ({name}) failed on {count} of {records} records of tag \
+                             '{tag}' (the first: {first}){bound}; they pass it unchanged \
+                             (on_error skip_record)"
+                        )),
+                        _ => log.error(format_args!(
+                            "{key} ({name}) failed on {count} of {records} records of tag \
+                             '{tag}' (the first: {first}){bound}; they are dropped (on_error \
+                             drop_record)"
+                        )),
+                    }
+                }
+                Some(out)
+            }
+            Err(failure) => match self.on_error {
+                OnError::Skip => {
+                    log.warn(format_args!(
+                        "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; its \
+                         {records} records pass it unchanged (on_error skip)"
+                    ));
+                    Some(batch)
+                }
+                OnError::Drop => {
+                    log.error(format_args!(
+                        "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; its \
+                         {records} records are dropped (on_error drop)"
+                    ));
+                    Some(Vec::new())
+                }
+                // The `_record` policies answer every failure record by record.
+                OnError::Retry | OnError::SkipRecord | OnError::DropRecord => {
+                    log.warn(format_args!(
+                        "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; Fluent \
+                         Bit keeps the chunk and retries it (on_error retry)"
+                    ));
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// The records a filter failed on, under a `_record` policy.
+#[derive(Debug, Default)]
+struct Failed {
+    records: usize,
+    /// The first failure: of a record, or of a part of the batch that held one.
+    first: Option<String>,
+    /// How many of them were in a part of the batch that failed when the narrowing
+    /// down had spent its bound: some of them may not have failed alone.
+    not_told_apart: usize,
+}
+
+/// Runs `batch` of `tag` through one filter instance and puts its answer together: the
+/// events that come out, or why it failed (a record it fails fails the batch).
+///
+/// # Errors
+///
+/// Why the filter failed on the batch.
+pub fn run_once(
+    instance: &mut FilterInstance,
+    tag: &str,
+    batch: &[u8],
+) -> Result<Vec<u8>, ComponentFailure> {
+    let (ranges, tail) = frame(batch);
+    let mut run = Run {
+        instance,
+        on_error: OnError::Retry,
+        tag,
+        metrics: None,
+        failed: Failed::default(),
+        failed_calls: 0,
+        failed_time: Duration::ZERO,
+    };
+    let mut out = run.whole(batch, &ranges)?;
+    out.extend_from_slice(&batch[tail..]);
+    Ok(out)
+}
+
+/// One batch going through one filter.
+struct Run<'a> {
+    instance: &'a mut FilterInstance,
+    on_error: OnError,
+    tag: &'a str,
+    metrics: Option<&'a Metrics>,
+    failed: Failed,
+    failed_calls: usize,
+    /// How long the failed calls took.
+    failed_time: Duration,
+}
+
+impl Run<'_> {
+    /// One call over the events `ranges` of `batch`: what it adds to `out`, or why it
+    /// failed. The outcomes are checked before anything is added.
+    fn call(
+        &mut self,
+        batch: &[u8],
+        ranges: &[Range<usize>],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ComponentFailure> {
+        let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+            return Ok(());
+        };
+        let part = &batch[first.start..last.end];
+        let started = Instant::now();
+        let answer = self
+            .instance
+            .process(self.tag, part)
+            .inspect_err(|failure| {
+                self.failed_time += started.elapsed();
+                self.note_failure(failure);
+            })?;
+        let outcomes = match answer {
+            Answer::Batch(events) => {
+                out.extend_from_slice(&events);
+                return Ok(());
+            }
+            Answer::Outcomes(processed) => processed,
+        };
+        let replacements = check(&outcomes.outcomes, &outcomes.events, ranges.len())
+            .inspect_err(|failure| self.note_failure(failure))?;
+        if !self.on_error.is_per_record() {
+            let failed: Vec<&String> = outcomes
+                .outcomes
+                .iter()
+                .filter_map(|outcome| match outcome {
+                    Outcome::Fail(message) => Some(message),
+                    _ => None,
+                })
+                .collect();
+            if let Some(first) = failed.first() {
+                let failure = ComponentFailure::Failed {
+                    message: format!(
+                        "it failed {} of the {} records (the first: {first})",
+                        failed.len(),
+                        ranges.len()
+                    ),
+                    retryable: true,
+                };
+                self.note_failure(&failure);
+                return Err(failure);
+            }
+        }
+        let mut replacements = replacements.into_iter();
+        for (outcome, range) in outcomes.outcomes.iter().zip(ranges) {
+            match outcome {
+                Outcome::Keep => out.extend_from_slice(&batch[range.clone()]),
+                Outcome::Drop => {}
+                Outcome::Replace(_) => {
+                    let events = replacements.next().expect("one per replace, checked");
+                    out.extend_from_slice(&outcomes.events[events]);
+                }
+                Outcome::Fail(message) => {
+                    let failure = ComponentFailure::Failed {
+                        message: message.clone(),
+                        retryable: false,
+                    };
+                    self.note_failure(&failure);
+                    self.failed.first.get_or_insert_with(|| failure.to_string());
+                    self.record_failed(&batch[range.clone()], out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole batch in one call, under a batch policy.
+    fn whole(
+        &mut self,
+        batch: &[u8],
+        ranges: &[Range<usize>],
+    ) -> Result<Vec<u8>, ComponentFailure> {
+        let mut out = Vec::with_capacity(batch.len());
+        self.call(batch, ranges, &mut out)?;
+        Ok(out)
+    }
+
+    /// The events `ranges` of `batch` under a `_record` policy: a failed call is narrowed
+    /// down to the records it failed on, by halves.
+    fn narrow(&mut self, batch: &[u8], ranges: &[Range<usize>], out: &mut Vec<u8>) {
+        if ranges.is_empty() {
+            return;
+        }
+        if self.spent() {
+            // Only a part that failed is narrowed down: these did, all together.
+            self.failed.not_told_apart += ranges.len();
+            for range in ranges {
+                self.record_failed(&batch[range.clone()], out);
+            }
+            return;
+        }
+        let before = out.len();
+        let failure = match self.call(batch, ranges, out) {
+            Ok(()) => return,
+            Err(failure) => failure,
+        };
+        out.truncate(before);
+        self.failed_calls += 1;
+        self.failed.first.get_or_insert_with(|| failure.to_string());
+        if let [range] = ranges {
+            self.record_failed(&batch[range.clone()], out);
+            return;
+        }
+        let (left, right) = ranges.split_at(ranges.len() / 2);
+        self.narrow(batch, left, out);
+        self.narrow(batch, right, out);
+    }
+
+    /// Whether narrowing down has spent its bound for this batch.
+    fn spent(&self) -> bool {
+        let time_left = self.instance.component().timeout() * MAX_FAILED_TIMEOUTS;
+        self.failed_calls >= MAX_FAILED_CALLS || self.failed_time >= time_left
+    }
+
+    /// Applies the `_record` policy to one record the filter failed on.
+    fn record_failed(&mut self, event: &[u8], out: &mut Vec<u8>) {
+        self.failed.records += 1;
+        if self.on_error == OnError::SkipRecord {
+            out.extend_from_slice(event);
+        }
+    }
+
+    fn note_failure(&self, failure: &ComponentFailure) {
+        if let Some(metrics) = self.metrics {
+            metrics.component_failed(self.instance.component().name(), failure);
+        }
+    }
+}
+
+/// Checks a filter's outcomes for `records` events, and returns where in `events` each
+/// `replace` outcome's events are.
+fn check(
+    outcomes: &[Outcome],
+    events: &[u8],
+    records: usize,
+) -> Result<Vec<Range<usize>>, ComponentFailure> {
+    let broken = |message: String| ComponentFailure::Failed {
+        message,
+        retryable: false,
+    };
+    if outcomes.len() != records {
+        return Err(broken(format!(
+            "it answered {} outcomes for {records} records: one per record is the contract",
+            outcomes.len()
+        )));
+    }
+    let mut rest = events;
+    let mut replacements = Vec::new();
+    for outcome in outcomes {
+        if let Outcome::Replace(count) = outcome {
+            let start = events.len() - rest.len();
+            for _ in 0..*count {
+                frame_value(&mut rest).map_err(|e| {
+                    broken(format!(
+                        "the events of its replace outcomes are cut short or malformed: {e}"
+                    ))
+                })?;
+            }
+            replacements.push(start..events.len() - rest.len());
+        }
+    }
+    if !rest.is_empty() {
+        return Err(broken(format!(
+            "it returned {} bytes of events beyond what its replace outcomes stand for",
+            rest.len()
+        )));
+    }
+    Ok(replacements)
+}
+
+/// Where each event of a batch is, and where the tail that does not frame as an event
+/// starts (the end of the batch when there is none).
+fn frame(batch: &[u8]) -> (Vec<Range<usize>>, usize) {
+    let mut ranges = Vec::new();
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let start = batch.len() - rest.len();
+        if frame_value(&mut rest).is_err() {
+            return (ranges, start);
+        }
+        ranges.push(start..batch.len() - rest.len());
+    }
+    (ranges, batch.len())
 }
 
 /// A chunk in the components' form.

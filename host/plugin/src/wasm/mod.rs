@@ -3,18 +3,18 @@
 //!
 //! - [`engine`]: the process's one wasmtime engine, and the ticker that bounds calls;
 //! - [`cache`]: components compiled once and kept precompiled on disk;
+//! - [`contract`]: the versions of the contract (`wit/`) this host loads, one bindings
+//!   module each;
 //! - [`sandbox`]: what every component runs in: a memory cap, a deadline per call, no
 //!   files, network, environment or clock;
 //! - [`filter`]: loading, configuring and calling filter components;
 //! - [`sink`]: the same for sink components, with the HTTP that `http` grants;
 //! - [`chain`]: the filters of an instance in order, with the failure policy;
 //! - `output`: what components print, kept for the log within bounds.
-//!
-//! The contract is `wit/plugin.wit` (`rustsink:plugin@0.1.0`).
 
-mod bindings;
 pub mod cache;
 pub mod chain;
+pub mod contract;
 pub mod engine;
 pub mod filter;
 mod http;
@@ -33,6 +33,3 @@ impl StartError {
         StartError(text.to_string())
     }
 }
-
-/// The version of the contract this host speaks.
-pub const CONTRACT: &str = "rustsink:plugin@0.1.0";

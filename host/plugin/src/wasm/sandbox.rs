@@ -22,12 +22,13 @@ use wasmtime_wasi::{
 };
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::rustsink::plugin::host::{self, Level};
-use super::bindings::rustsink::plugin::types::{self, Description};
-use super::bindings::{Filter, Sink};
+use super::contract::latest::rustsink::plugin::host::{self, Level};
+use super::contract::latest::rustsink::plugin::types;
+use super::contract::latest::{Description, Error};
+use super::contract::{self, Version};
 use super::engine::TickerGuard;
 use super::http::{self, HttpGrant};
-use super::{CONTRACT, cache, engine};
+use super::{cache, engine};
 use crate::config::ComponentLimits;
 use crate::log::Logger;
 
@@ -83,6 +84,16 @@ impl ComponentFailure {
         )
     }
 
+    /// A trap with the last line the component printed before it, if any.
+    pub(super) fn with_last_words(self, printed: Option<String>) -> ComponentFailure {
+        match (self, printed) {
+            (ComponentFailure::Trap(trap), Some(line)) => {
+                ComponentFailure::Trap(format!("{trap} (it printed last: {line})"))
+            }
+            (failure, _) => failure,
+        }
+    }
+
     /// What went wrong, without the words around it.
     pub fn message(&self) -> String {
         match self {
@@ -92,8 +103,8 @@ impl ComponentFailure {
     }
 }
 
-impl From<types::Error> for ComponentFailure {
-    fn from(error: types::Error) -> ComponentFailure {
+impl From<Error> for ComponentFailure {
+    fn from(error: Error) -> ComponentFailure {
         ComponentFailure::Failed {
             message: error.message,
             retryable: error.retryable,
@@ -117,16 +128,17 @@ pub(super) struct Sandbox {
 }
 
 impl Sandbox {
-    /// Loads the component at `path` (compiled once, cached in `cache_dir`), checks its
-    /// contract version and returns it with a linker for `world`.
+    /// Loads the component at `path` (compiled once, cached in `cache_dir`), checks that
+    /// it is of `world` and of a contract version this host loads, and returns it with
+    /// its version and a linker for `world`.
     pub(super) fn load(
         path: &Path,
         cache_dir: &Path,
         world: World,
-    ) -> Result<(Component, Linker<HostState>)> {
+    ) -> Result<(Component, Version, Linker<HostState>)> {
         let engine = engine::engine();
         let component = cache::load(engine, path, cache_dir)?;
-        check_contract(engine, &component, path)?;
+        let version = Version::of(engine, &component, path)?;
         if let Some(other) = world_of(engine, &component)
             && other != world
         {
@@ -144,14 +156,7 @@ impl Sandbox {
         linker.allow_shadowing(true);
         monotonic_clock::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         linker.allow_shadowing(false);
-        match world {
-            World::Filter => {
-                Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-            }
-            World::Sink => {
-                Sink::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-            }
-        }
+        contract::add_to_linker(&mut linker)?;
         // Filters get wasi:http too, so that one built with tools that import it (as
         // componentize-js does) loads; every request it makes is refused.
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
@@ -160,7 +165,7 @@ impl Sandbox {
                 (&mut state.table, &state.grant)
             })?;
         }
-        Ok((component, linker))
+        Ok((component, version, linker))
     }
 
     /// A sandbox for the component at `path`, named after its file until it describes
@@ -255,8 +260,9 @@ impl Sandbox {
     }
 
     /// Logs what the component printed during the last call, within the bounds of
-    /// [`super::output`], and one line for what was left out.
-    pub(super) fn forward_output(&self, store: &mut Store<HostState>) {
+    /// [`super::output`], and one line for what was left out; returns the last line, which
+    /// names the cause of a trap more often than the trap does (a panic's message).
+    pub(super) fn forward_output(&self, store: &mut Store<HostState>) -> Option<String> {
         let state = store.data_mut();
         let printed = state.output.drain();
         for line in &printed.lines {
@@ -269,6 +275,12 @@ impl Sandbox {
                 state.name, printed.lines_left_out, printed.bytes_dropped
             ));
         }
+        // A hint such as Rust's "note: run with `RUST_BACKTRACE=1`" is not the cause.
+        printed
+            .lines
+            .into_iter()
+            .rev()
+            .find(|line| !line.trim().is_empty() && !line.starts_with("note: "))
     }
 }
 
@@ -336,68 +348,41 @@ fn world_of(engine: &wasmtime::Engine, component: &Component) -> Option<World> {
     world
 }
 
-/// Which world the component at `path` is, and its description, for `rustsink describe`.
+/// Which world the component at `path` is, of which contract version, and its
+/// description, for `rustsink describe`.
 ///
 /// # Errors
 ///
 /// A file that is not a component of this contract, or one that fails to describe itself.
-pub fn describe(path: &Path, cache_dir: &Path, log: &Logger) -> Result<(World, Description)> {
+pub fn describe(
+    path: &Path,
+    cache_dir: &Path,
+    log: &Logger,
+) -> Result<(World, Version, Description)> {
     let engine = engine::engine();
     let component = cache::load(engine, path, cache_dir)?;
     let world = world_of(engine, &component).with_context(|| {
         format!(
-            "{} is neither a filter nor a sink component of {CONTRACT}",
-            path.display()
+            "{} is neither a filter nor a sink component of {}",
+            path.display(),
+            contract::supported_range()
         )
     })?;
     let limits = ComponentLimits {
         memory: 64 << 20,
         timeout: Duration::from_secs(10),
     };
-    let description = match world {
-        World::Filter => super::filter::FilterComponent::load(path, cache_dir, limits, log)?
-            .description()
-            .clone(),
-        World::Sink => super::sink::SinkComponent::load(path, cache_dir, limits, &[], log)?
-            .description()
-            .clone(),
-    };
-    Ok((world, description))
-}
-
-/// Refuses a component that imports another version of the contract.
-fn check_contract(engine: &wasmtime::Engine, component: &Component, path: &Path) -> Result<()> {
-    let ours = CONTRACT.split('@').nth(1).unwrap_or_default();
-    for (name, _) in component.component_type().imports(engine) {
-        if let Some(version) = name
-            .strip_prefix("rustsink:plugin/")
-            .and_then(|rest| rest.split_once('@'))
-            .map(|(_, version)| version)
-            && !compatible(version, ours)
-        {
-            bail!(
-                "{} was built for rustsink:plugin@{version}; this rustsink speaks {CONTRACT}: \
-                 rebuild it with a rustsink-sdk for {ours}",
-                path.display()
-            );
+    let (version, description) = match world {
+        World::Filter => {
+            let filter = super::filter::FilterComponent::load(path, cache_dir, limits, log)?;
+            (filter.version(), filter.description().clone())
         }
-    }
-    Ok(())
-}
-
-/// Semver compatibility of contract versions: same major, or for 0.x the same minor.
-fn compatible(theirs: &str, ours: &str) -> bool {
-    let parts = |v: &str| -> Vec<u64> {
-        v.split('.')
-            .map(|p| p.parse().unwrap_or(u64::MAX))
-            .collect()
+        World::Sink => {
+            let sink = super::sink::SinkComponent::load(path, cache_dir, limits, &[], log)?;
+            (sink.version(), sink.description().clone())
+        }
     };
-    let (theirs, ours) = (parts(theirs), parts(ours));
-    match (theirs.as_slice(), ours.as_slice()) {
-        ([0, a, ..], [0, b, ..]) => a == b,
-        ([a, ..], [b, ..]) => a == b,
-        _ => false,
-    }
+    Ok((world, version, description))
 }
 
 /// The declared options, from `option` or their defaults.
@@ -564,19 +549,5 @@ impl std::fmt::Debug for HostState {
         f.debug_struct("HostState")
             .field("name", &self.name)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn contract_versions_follow_semver() {
-        assert!(compatible("0.1.0", "0.1.0"));
-        assert!(compatible("0.1.3", "0.1.0"));
-        assert!(!compatible("0.2.0", "0.1.0"));
-        assert!(!compatible("1.0.0", "0.1.0"));
-        assert!(compatible("1.4.0", "1.0.0"));
     }
 }

@@ -5,6 +5,9 @@
 //! that `sink.allowed_hosts` grants (see `http.rs`). wasi-http needs an async
 //! runtime: each sink instance owns a one-thread tokio runtime, entered for every call,
 //! and shut down with the instance, so that no thread outlives the plugin.
+//!
+//! The sink world is the same in every [contract version](super::contract): sinks of
+//! each are called through the newest bindings, which check the exports they call.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,8 +16,9 @@ use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::error::{Context, Result};
 
-use super::bindings::rustsink::plugin::types::Description;
-use super::bindings::{Sink, SinkPre};
+use super::contract::Version;
+use super::contract::latest::Description;
+use super::contract::latest::sink::{Sink, SinkPre};
 use super::http::HttpGrant;
 use super::sandbox::{ComponentFailure, HostState, Sandbox, World};
 use crate::config::{AllowedHost, ComponentLimits, ComponentSinkConfig};
@@ -23,6 +27,7 @@ use crate::log::Logger;
 /// A loaded, checked sink component, ready to instantiate.
 pub struct SinkComponent {
     sandbox: Sandbox,
+    version: Version,
     pre: SinkPre<HostState>,
 }
 
@@ -35,13 +40,14 @@ impl std::fmt::Debug for SinkComponent {
 }
 
 impl SinkComponent {
-    /// Loads the component at `path`, checks that it is a sink of this host's contract,
+    /// Loads the component at `path`, checks that it is a sink of a contract version
+    /// this host loads,
     /// and asks it for its description. Its HTTP requests may go to `allowed_hosts`.
     ///
     /// # Errors
     ///
-    /// A file that is not a sink component of this contract, or one that fails to
-    /// describe itself.
+    /// A file that is not a sink component of a version this host loads, or one that
+    /// fails to describe itself.
     pub fn load(
         path: &Path,
         cache_dir: &Path,
@@ -49,18 +55,22 @@ impl SinkComponent {
         allowed_hosts: &[AllowedHost],
         log: &Logger,
     ) -> Result<SinkComponent> {
-        let (component, linker) = Sandbox::load(path, cache_dir, World::Sink)?;
-        let instance_pre = linker.instantiate_pre(&component).with_context(|| {
+        let (component, version, linker) = Sandbox::load(path, cache_dir, World::Sink)?;
+        let not_a_sink = || {
             format!(
-                "{} is not a sink component of {} (world 'sink')",
-                path.display(),
-                super::CONTRACT
+                "{} is not a sink component of {version} (world 'sink'): was the contract \
+                 changed without a new version number?",
+                path.display()
             )
-        })?;
+        };
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .with_context(not_a_sink)?;
         let timeout = limits.timeout;
         let mut loaded = SinkComponent {
             sandbox: Sandbox::new(path, limits, log)?,
-            pre: SinkPre::new(instance_pre)?,
+            version,
+            pre: SinkPre::new(instance_pre).with_context(not_a_sink)?,
         };
         // Describing needs no HTTP (the grant comes after): a runtime without threads.
         let waits = tokio::runtime::Builder::new_current_thread()
@@ -100,6 +110,11 @@ impl SinkComponent {
     /// What the component says of itself.
     pub fn description(&self) -> &Description {
         &self.sandbox.description
+    }
+
+    /// The contract version it was built for.
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     /// Starts a configured instance, with its runtime.
@@ -236,7 +251,7 @@ impl SinkInstance {
         let grant = sandbox.http.as_ref();
         grant.map(|grant| grant.take_refused());
         let result = sink.call_deliver(&mut *store, tag, batch);
-        sandbox.forward_output(store);
+        let printed = sandbox.forward_output(store);
         let refused = grant.is_some_and(|grant| grant.take_refused());
         match result {
             Ok(Ok(())) => Ok(()),
@@ -252,7 +267,7 @@ impl SinkInstance {
             Ok(Err(error)) => Err(error.into()),
             Err(error) => {
                 self.running = None;
-                Err(sandbox.failure(error))
+                Err(sandbox.failure(error).with_last_words(printed))
             }
         }
     }
@@ -268,11 +283,11 @@ impl SinkInstance {
             .map_err(|e| sandbox.failure(e))?;
         sandbox.limit(&mut store);
         let result = sink.call_init(&mut store, &sandbox.options);
-        sandbox.forward_output(&mut store);
+        let printed = sandbox.forward_output(&mut store);
         match result {
             Ok(Ok(())) => Ok((store, sink)),
             Ok(Err(error)) => Err(error.into()),
-            Err(error) => Err(sandbox.failure(error)),
+            Err(error) => Err(sandbox.failure(error).with_last_words(printed)),
         }
     }
 }

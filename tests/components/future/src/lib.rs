@@ -1,8 +1,8 @@
-//! A filter of `rustsink:plugin@0.2.0`, a contract version this host does not speak.
+//! A filter of `rustsink:plugin@0.3.0`, a contract version this host does not speak.
 
 wit_bindgen::generate!({
     inline: r#"
-        package rustsink:plugin@0.2.0;
+        package rustsink:plugin@0.3.0;
 
         interface host {
             log: func(message: string);

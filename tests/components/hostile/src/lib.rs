@@ -3,6 +3,7 @@
 //! - `loop`: never returns;
 //! - `memory`: allocates without end;
 //! - `trap`: panics (a trap, mid-batch);
+//! - `fail`: fails the record (`Verdict::Fail`), with the reason "poison";
 //! - `inflate`: turns each record into one with a field 100 times its size;
 //! - `files`, `env`, `clock`, `network`, `http`: tries to read them (`http`: a request
 //!   through wasi:http, which a filter imports like a sink), and writes what it got into
@@ -10,11 +11,15 @@
 //! - `chatty`: prints 8 KiB for every record, poison or not;
 //! - `sleep`: sleeps for an hour, and writes how long it slept by its own clock into
 //!   `got`.
+//!
+//! With option `mark` set, every other record it keeps gets the field `marked` with that
+//! value: what shows that a record went through the filter.
 
 use rustsink_sdk::{Description, Error, Filter, OptionSpec, Options, Record, Verdict};
 
 struct Hostile {
     behaviour: String,
+    mark: Option<String>,
     hoard: Vec<Vec<u8>>,
 }
 
@@ -23,16 +28,26 @@ impl Filter for Hostile {
         Description {
             name: "hostile".into(),
             summary: "misbehaves on purpose".into(),
-            options: vec![OptionSpec::required(
-                "behaviour",
-                "loop, memory, trap, inflate, files, env, clock, network, http, chatty, sleep",
-            )],
+            options: vec![
+                OptionSpec::required(
+                    "behaviour",
+                    "loop, memory, trap, fail, inflate, files, env, clock, network, http, \
+                     chatty, sleep",
+                ),
+                OptionSpec {
+                    name: "mark".into(),
+                    description: "a value for the field `marked` of the other records".into(),
+                    default_value: None,
+                    required: false,
+                },
+            ],
         }
     }
 
     fn new(options: &Options) -> Result<Self, Error> {
         Ok(Hostile {
             behaviour: options.require("behaviour")?.to_owned(),
+            mark: options.get("mark").map(str::to_owned),
             hoard: Vec::new(),
         })
     }
@@ -48,6 +63,9 @@ impl Filter for Hostile {
             .get_str("log")
             .is_some_and(|log| log.contains("poison"))
         {
+            if let Some(mark) = &self.mark {
+                record.set("marked", mark.as_str());
+            }
             return Verdict::Keep;
         }
         match self.behaviour.as_str() {
@@ -61,6 +79,7 @@ impl Filter for Hostile {
                 self.hoard.push(vec![1; 1 << 20]);
             },
             "trap" => panic!("a record it cannot stand"),
+            "fail" => return Verdict::Fail("poison".into()),
             "inflate" => {
                 let size = record.get_str("log").map_or(0, str::len) * 100;
                 record.set("inflated", "x".repeat(size));

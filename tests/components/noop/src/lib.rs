@@ -1,8 +1,10 @@
 //! A filter that returns each batch untouched, written on the bindings alone: what the
-//! component boundary costs, without the SDK's decoding.
+//! component boundary costs, without the SDK's decoding. It is of contract 0.1, whose
+//! filters answer with a batch: one of 0.2 answers with an outcome per event, which
+//! takes decoding to count them.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/released/0.1.0",
     world: "filter",
 });
 
