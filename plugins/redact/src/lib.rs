@@ -76,11 +76,16 @@ impl Filter for Redact {
     }
 
     fn process(&mut self, record: &mut Record) -> Verdict {
+        // Most records hold nothing to mask: left untouched, they go on as they came,
+        // without being encoded again.
+        let masks_something = record
+            .fields()
+            .any(|(key, value)| self.is_named(key) || self.holds_secret(value));
+        if !masks_something {
+            return Verdict::Keep;
+        }
         for (key, value) in record.fields_mut() {
-            if key
-                .as_str()
-                .is_some_and(|k| self.fields.iter().any(|f| f == k))
-            {
+            if self.is_named(key) {
                 *value = Value::from(self.mask.as_str());
             } else {
                 self.scrub(value);
@@ -91,6 +96,24 @@ impl Filter for Redact {
 }
 
 impl Redact {
+    /// Whether `key` names a field whose value is replaced whole.
+    fn is_named(&self, key: &Value) -> bool {
+        key.as_str()
+            .is_some_and(|k| self.fields.iter().any(|f| f == k))
+    }
+
+    /// Whether `value`, or a value nested in it, holds something to mask.
+    fn holds_secret(&self, value: &Value) -> bool {
+        match value {
+            Value::String(text) => text
+                .as_str()
+                .is_some_and(|t| mask::mask(t, self.patterns, &self.mask).is_some()),
+            Value::Map(entries) => entries.iter().any(|(_, v)| self.holds_secret(v)),
+            Value::Array(items) => items.iter().any(|v| self.holds_secret(v)),
+            _ => false,
+        }
+    }
+
     fn scrub(&self, value: &mut Value) {
         match value {
             Value::String(text) => {
