@@ -209,6 +209,56 @@ mod tests {
     }
 
     #[test]
+    fn typed_getters_read_maps_and_arrays_and_only_their_type() {
+        let records =
+            records_from_json_lines("{\"m\":{\"a\":1},\"l\":[1,\"x\"],\"s\":\"t\"}\n").unwrap();
+        let record = &records[0];
+        assert_eq!(record.get_map("m").map(<[_]>::len), Some(1));
+        assert_eq!(record.get_array("l").map(<[_]>::len), Some(2));
+        assert_eq!(record.get_map("l"), None);
+        assert_eq!(record.get_array("s"), None);
+        assert_eq!(record.get_str("m"), None);
+    }
+
+    struct ByTag;
+
+    impl Filter for ByTag {
+        fn describe() -> Description {
+            Description {
+                name: "by-tag".into(),
+                summary: "keeps records of tags starting with kube., fails the others".into(),
+                options: vec![],
+            }
+        }
+
+        fn new(_: &Options) -> Result<Self, Error> {
+            Ok(ByTag)
+        }
+
+        fn process(&mut self, record: &mut Record) -> Verdict {
+            if record.tag().starts_with("kube.") {
+                record.set_time(Timestamp {
+                    seconds: 60,
+                    nanoseconds: 0,
+                });
+                Verdict::Keep
+            } else {
+                Verdict::Fail(format!("tag '{}' is not kube.*", record.tag()))
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_sees_the_tag_and_a_failed_record_is_an_error_naming_it() {
+        let records = || records_from_json_lines("{\"n\":1}\n{\"n\":2}\n").unwrap();
+        let out = run_filter_on_tag::<ByTag>("kube.app", &[], records()).unwrap();
+        assert!(out.iter().all(|record| record.time().seconds == 60));
+        assert!(out.iter().all(|record| record.tag() == "kube.app"));
+        let error = run_filter::<ByTag>(&[], records()).unwrap_err();
+        assert_eq!(error.message, "record 1: tag 'test' is not kube.*");
+    }
+
+    #[test]
     fn a_line_that_is_no_object_is_named() {
         let error = records_from_json_lines("{}\n[1]\n").unwrap_err();
         assert!(error.message.contains("line 2"), "{}", error.message);
