@@ -432,21 +432,9 @@ fn rustsink_filter_gives_the_filter_a_tag() {
     assert_eq!(line["tag"], "kube.app", "{stdout}");
 }
 
-/// What `rustsink describe` prints on standard error for `component`, which it refuses.
-fn refused(component: &Path) -> String {
-    let out = Command::new(rustsink_bin())
-        .arg("describe")
-        .arg(component)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{stderr}");
-    stderr
-}
-
 #[test]
 fn a_contract_changed_without_a_new_version_number_is_refused_saying_so() {
-    let stderr = refused(&components().impostor);
+    let stderr = describe_refused(&components().impostor);
     assert!(
         stderr.contains(
             "is not a filter component of rustsink:plugin@0.2.0 (world 'filter'): was the \
@@ -459,7 +447,7 @@ fn a_contract_changed_without_a_new_version_number_is_refused_saying_so() {
 #[test]
 fn a_describe_that_never_returns_is_stopped_at_its_deadline() {
     let started = std::time::Instant::now();
-    let stderr = refused(&components().stuck);
+    let stderr = describe_refused(&components().stuck);
     assert!(
         stderr.contains("asking") && stderr.contains("took longer than its timeout (10s)"),
         "{stderr}"

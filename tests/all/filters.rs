@@ -258,13 +258,7 @@ fn a_core_module_or_another_file_is_refused_with_what_to_do() {
         ),
         (&text, "is not WebAssembly"),
     ] {
-        let out = std::process::Command::new(rustsink_bin())
-            .arg("describe")
-            .arg(file)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{stderr}");
+        let stderr = describe_refused(file);
         assert!(stderr.contains(expected), "{stderr}");
     }
 }

@@ -284,6 +284,18 @@ fn run_in_child(name: &str, wrapper: &[&str], body: impl FnOnce()) {
     );
 }
 
+/// What `rustsink describe` prints on standard error for `component`; it must fail.
+pub fn describe_refused(component: &Path) -> String {
+    let out = Command::new(rustsink_bin())
+        .arg("describe")
+        .arg(component)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    stderr
+}
+
 /// What `rustsink describe` prints for `component`; it must succeed.
 pub fn described(component: &Path) -> String {
     let out = Command::new(rustsink_bin())

@@ -146,10 +146,10 @@ pub const ALL: &[Key] = &[
         default: Some("s3"),
         doc: "Where records go: `s3` uploads objects to `bucket`; `dir` writes them under \
               `path`; a path ending in `.wasm` names a sink component (built for \
-              `rustsink:plugin@0.1.0` or `0.2.0`), which takes each chunk, after the filters, in place of \
-              the object engine: its answer is Fluent Bit's (delivered: FLB_OK; a retryable \
-              error, a trap, its timeout or its memory limit: FLB_RETRY; any other error: \
-              FLB_ERROR).",
+              `rustsink:plugin@0.1.0` or `0.2.0`), which takes each chunk, after the \
+              filters, in place of the object engine: its answer is Fluent Bit's \
+              (delivered: FLB_OK; a retryable error, a trap, its timeout or its memory \
+              limit: FLB_RETRY; any other error: FLB_ERROR).",
     },
     Key {
         name: SINK_ALLOWED_HOSTS,
@@ -304,10 +304,10 @@ pub const ALL: &[Key] = &[
     Key {
         name: FILTER,
         default: None,
-        doc: "A filter component (a `.wasm` file built for `rustsink:plugin@0.1.0` or `0.2.0`), applied \
-              to every chunk before it is written: `filter.1` first, then `filter.2`, and so \
-              on (up to 16, numbered without gaps). It runs sandboxed: no files, network, \
-              environment or clock.",
+        doc: "A filter component (a `.wasm` file built for `rustsink:plugin@0.1.0` or \
+              `0.2.0`), applied to every chunk before it is written: `filter.1` first, \
+              then `filter.2`, and so on (up to 16, numbered without gaps). It runs \
+              sandboxed: no files, network, environment or clock.",
     },
     Key {
         name: FILTER_ON_ERROR,
