@@ -339,7 +339,7 @@ impl Run<'_> {
                         failed.len(),
                         ranges.len()
                     ),
-                    retryable: true,
+                    retryable: false,
                 };
                 self.note_failure(&failure);
                 return Err(failure);

@@ -7,14 +7,16 @@ wasmtime::component::bindgen!({
     world: "filter",
 });
 
+// `self::`: rustdoc's builds know this crate as `rustsink` too.
+use self::rustsink::plugin::{host, types};
 use super::HostState;
 use super::latest;
 
 /// The version, as components name it in their imports.
 pub const VERSION: &str = "0.1.0";
 
-impl From<rustsink::plugin::types::Description> for latest::Description {
-    fn from(description: rustsink::plugin::types::Description) -> latest::Description {
+impl From<types::Description> for latest::Description {
+    fn from(description: types::Description) -> latest::Description {
         latest::Description {
             name: description.name,
             summary: description.summary,
@@ -32,8 +34,8 @@ impl From<rustsink::plugin::types::Description> for latest::Description {
     }
 }
 
-impl From<rustsink::plugin::types::Error> for latest::Error {
-    fn from(error: rustsink::plugin::types::Error) -> latest::Error {
+impl From<types::Error> for latest::Error {
+    fn from(error: types::Error) -> latest::Error {
         latest::Error {
             message: error.message,
             retryable: error.retryable,
@@ -41,9 +43,9 @@ impl From<rustsink::plugin::types::Error> for latest::Error {
     }
 }
 
-impl From<rustsink::plugin::host::Level> for latest::Level {
-    fn from(level: rustsink::plugin::host::Level) -> latest::Level {
-        use rustsink::plugin::host::Level;
+impl From<host::Level> for latest::Level {
+    fn from(level: host::Level) -> latest::Level {
+        use self::host::Level;
         match level {
             Level::Error => latest::Level::Error,
             Level::Warn => latest::Level::Warn,
@@ -54,10 +56,10 @@ impl From<rustsink::plugin::host::Level> for latest::Level {
     }
 }
 
-impl rustsink::plugin::types::Host for HostState {}
+impl types::Host for HostState {}
 
-impl rustsink::plugin::host::Host for HostState {
-    fn log(&mut self, level: rustsink::plugin::host::Level, message: String) {
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) {
         latest::rustsink::plugin::host::Host::log(self, level.into(), message);
     }
 

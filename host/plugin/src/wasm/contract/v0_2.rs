@@ -21,5 +21,6 @@ pub mod sink {
 /// The version, as components name it in their imports.
 pub const VERSION: &str = "0.2.0";
 
-pub use rustsink::plugin::host::Level;
-pub use rustsink::plugin::types::{OptionSpec, Outcome};
+// `self::`: rustdoc's builds know this crate as `rustsink` too.
+pub use self::rustsink::plugin::host::Level;
+pub use self::rustsink::plugin::types::{OptionSpec, Outcome};
