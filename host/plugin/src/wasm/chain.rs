@@ -164,15 +164,7 @@ impl Stage {
         metrics: &Metrics,
     ) -> Option<Vec<u8>> {
         let (ranges, tail) = frame(&batch);
-        let mut run = Run {
-            instance: &mut self.instance,
-            on_error: self.on_error,
-            tag,
-            metrics: Some(metrics),
-            failed: Failed::default(),
-            failed_calls: 0,
-            failed_time: Duration::ZERO,
-        };
+        let mut run = Run::new(&mut self.instance, self.on_error, tag, Some(metrics));
         let mut filtered = if self.on_error.is_per_record() {
             let mut out = Vec::with_capacity(batch.len());
             run.narrow(&batch, &ranges, &mut out);
@@ -194,21 +186,24 @@ impl Stage {
         if let Ok(out) = &mut filtered {
             out.extend_from_slice(&batch[tail..]);
         }
-        let name = self.instance.component().name().to_owned();
-        let key = format!("filter.{}", self.position);
+        // Named only for a log line: most batches pass without one.
+        let named = || {
+            let name = self.instance.component().name();
+            format!("filter.{} ({name})", self.position)
+        };
         let records = ranges.len();
         match filtered {
             Ok(out) => {
                 if let Some(first) = &failed.first {
-                    let count = failed.records;
+                    let (filter, count) = (named(), failed.records);
                     match self.on_error {
                         OnError::SkipRecord => log.warn(format_args!(
-                            "{key} ({name}) failed on {count} of {records} records of tag \
+                            "{filter} failed on {count} of {records} records of tag \
                              '{tag}' (the first: {first}){bound}; they pass it unchanged \
                              (on_error skip_record)"
                         )),
                         _ => log.error(format_args!(
-                            "{key} ({name}) failed on {count} of {records} records of tag \
+                            "{filter} failed on {count} of {records} records of tag \
                              '{tag}' (the first: {first}){bound}; they are dropped (on_error \
                              drop_record)"
                         )),
@@ -216,30 +211,33 @@ impl Stage {
                 }
                 Some(out)
             }
-            Err(failure) => match self.on_error {
-                OnError::Skip => {
-                    log.warn(format_args!(
-                        "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; its \
-                         {records} records pass it unchanged (on_error skip)"
-                    ));
-                    Some(batch)
+            Err(failure) => {
+                let filter = named();
+                match self.on_error {
+                    OnError::Skip => {
+                        log.warn(format_args!(
+                            "{filter} failed on a chunk of tag '{tag}': {failure}; its \
+                             {records} records pass it unchanged (on_error skip)"
+                        ));
+                        Some(batch)
+                    }
+                    OnError::Drop => {
+                        log.error(format_args!(
+                            "{filter} failed on a chunk of tag '{tag}': {failure}; its \
+                             {records} records are dropped (on_error drop)"
+                        ));
+                        Some(Vec::new())
+                    }
+                    // The `_record` policies answer every failure record by record.
+                    OnError::Retry | OnError::SkipRecord | OnError::DropRecord => {
+                        log.warn(format_args!(
+                            "{filter} failed on a chunk of tag '{tag}': {failure}; Fluent \
+                             Bit keeps the chunk and retries it (on_error retry)"
+                        ));
+                        None
+                    }
                 }
-                OnError::Drop => {
-                    log.error(format_args!(
-                        "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; its \
-                         {records} records are dropped (on_error drop)"
-                    ));
-                    Some(Vec::new())
-                }
-                // The `_record` policies answer every failure record by record.
-                OnError::Retry | OnError::SkipRecord | OnError::DropRecord => {
-                    log.warn(format_args!(
-                        "{key} ({name}) failed on a chunk of tag '{tag}': {failure}; Fluent \
-                         Bit keeps the chunk and retries it (on_error retry)"
-                    ));
-                    None
-                }
-            },
+            }
         }
     }
 }
@@ -267,15 +265,7 @@ pub fn run_once(
     batch: &[u8],
 ) -> Result<Vec<u8>, ComponentFailure> {
     let (ranges, tail) = frame(batch);
-    let mut run = Run {
-        instance,
-        on_error: OnError::Retry,
-        tag,
-        metrics: None,
-        failed: Failed::default(),
-        failed_calls: 0,
-        failed_time: Duration::ZERO,
-    };
+    let mut run = Run::new(instance, OnError::Retry, tag, None);
     let mut out = run.whole(batch, &ranges)?;
     out.extend_from_slice(&batch[tail..]);
     Ok(out)
@@ -293,7 +283,24 @@ struct Run<'a> {
     failed_time: Duration,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        instance: &'a mut FilterInstance,
+        on_error: OnError,
+        tag: &'a str,
+        metrics: Option<&'a Metrics>,
+    ) -> Run<'a> {
+        Run {
+            instance,
+            on_error,
+            tag,
+            metrics,
+            failed: Failed::default(),
+            failed_calls: 0,
+            failed_time: Duration::ZERO,
+        }
+    }
+
     /// One call over the events `ranges` of `batch`: what it adds to `out`, or why it
     /// failed. The outcomes are checked before anything is added.
     fn call(
@@ -324,19 +331,18 @@ impl Run<'_> {
         let replacements = check(&outcomes.outcomes, &outcomes.events, ranges.len())
             .inspect_err(|failure| self.note_failure(failure))?;
         if !self.on_error.is_per_record() {
-            let failed: Vec<&String> = outcomes
+            let mut failed = outcomes
                 .outcomes
                 .iter()
                 .filter_map(|outcome| match outcome {
                     Outcome::Fail(message) => Some(message),
                     _ => None,
-                })
-                .collect();
-            if let Some(first) = failed.first() {
+                });
+            if let Some(first) = failed.next() {
                 let failure = ComponentFailure::Failed {
                     message: format!(
                         "it failed {} of the {} records (the first: {first})",
-                        failed.len(),
+                        1 + failed.count(),
                         ranges.len()
                     ),
                     retryable: false,
