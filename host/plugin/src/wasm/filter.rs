@@ -39,8 +39,8 @@ impl std::fmt::Debug for FilterComponent {
 
 impl FilterComponent {
     /// Loads the component at `path`, checks that it is a filter of a contract version
-    /// this host loads, and asks it for its description. [`FilterComponent::configure`] gives it its
-    /// options.
+    /// this host loads, and asks it for its description. [`FilterComponent::configure`]
+    /// gives it its options.
     ///
     /// # Errors
     ///
@@ -79,7 +79,7 @@ impl FilterComponent {
         let (mut store, filter) = loaded.instantiate()?;
         let description = filter
             .describe(&mut store)
-            .map_err(|e| loaded.sandbox.failure(e))
+            .map_err(|e| loaded.sandbox.failure(e, None))
             .with_context(|| format!("asking {} for its description", path.display()))?;
         loaded.sandbox.described(description);
         Ok(loaded)
@@ -122,7 +122,9 @@ impl FilterComponent {
     /// When the component refuses its options, or fails while starting.
     pub fn start(self: &Arc<Self>) -> Result<FilterInstance, ComponentFailure> {
         let _entered = self.waits.enter();
-        let (mut store, filter) = self.instantiate().map_err(|e| self.sandbox.failure(e))?;
+        let (mut store, filter) = self
+            .instantiate()
+            .map_err(|e| self.sandbox.failure(e, None))?;
         self.sandbox.limit(&mut store);
         let result = filter.init(&mut store, &self.sandbox.options);
         let printed = self.sandbox.forward_output(&mut store);
@@ -132,7 +134,7 @@ impl FilterComponent {
                 running: Some((store, filter)),
             }),
             Ok(Err(error)) => Err(error.into()),
-            Err(error) => Err(self.sandbox.failure(error).with_last_words(printed)),
+            Err(error) => Err(self.sandbox.failure(error, printed)),
         }
     }
 
@@ -250,7 +252,7 @@ impl FilterInstance {
             Err(error) => {
                 // The store is poisoned: start over on the next batch.
                 self.running = None;
-                Err(sandbox.failure(error).with_last_words(printed))
+                Err(sandbox.failure(error, printed))
             }
         }
     }

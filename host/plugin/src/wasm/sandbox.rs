@@ -84,16 +84,6 @@ impl ComponentFailure {
         )
     }
 
-    /// A trap with the last line the component printed before it, if any.
-    pub(super) fn with_last_words(self, printed: Option<String>) -> ComponentFailure {
-        match (self, printed) {
-            (ComponentFailure::Trap(trap), Some(line)) => {
-                ComponentFailure::Trap(format!("{trap} (it printed last: {line})"))
-            }
-            (failure, _) => failure,
-        }
-    }
-
     /// What went wrong, without the words around it.
     pub fn message(&self) -> String {
         match self {
@@ -244,8 +234,13 @@ impl Sandbox {
         store.epoch_deadline_trap();
     }
 
-    /// Classifies a failed call.
-    pub(super) fn failure(&self, error: wasmtime::Error) -> ComponentFailure {
+    /// Classifies a failed call; a trap's message carries `printed`, the last line the
+    /// component printed before it ([`Sandbox::forward_output`]).
+    pub(super) fn failure(
+        &self,
+        error: wasmtime::Error,
+        printed: Option<String>,
+    ) -> ComponentFailure {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             ComponentFailure::Timeout(self.limits.timeout)
         } else if error.downcast_ref::<MemoryCapReached>().is_some() {
@@ -255,7 +250,10 @@ impl Sandbox {
                 Some(trap) => trap.to_string(),
                 None => error.root_cause().to_string(),
             };
-            ComponentFailure::Trap(cause)
+            match printed {
+                Some(line) => ComponentFailure::Trap(format!("{cause} (it printed last: {line})")),
+                None => ComponentFailure::Trap(cause),
+            }
         }
     }
 

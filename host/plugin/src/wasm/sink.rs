@@ -80,7 +80,7 @@ impl SinkComponent {
         let (mut store, sink) = loaded.instantiate()?;
         let description = sink
             .call_describe(&mut store)
-            .map_err(|e| loaded.sandbox.failure(e))
+            .map_err(|e| loaded.sandbox.failure(e, None))
             .with_context(|| format!("asking {} for its description", path.display()))?;
         loaded.sandbox.described(description);
         loaded.sandbox.http = Some(HttpGrant::new(
@@ -267,7 +267,7 @@ impl SinkInstance {
             Ok(Err(error)) => Err(error.into()),
             Err(error) => {
                 self.running = None;
-                Err(sandbox.failure(error).with_last_words(printed))
+                Err(sandbox.failure(error, printed))
             }
         }
     }
@@ -280,14 +280,14 @@ impl SinkInstance {
         let (mut store, sink) = self
             .component
             .instantiate()
-            .map_err(|e| sandbox.failure(e))?;
+            .map_err(|e| sandbox.failure(e, None))?;
         sandbox.limit(&mut store);
         let result = sink.call_init(&mut store, &sandbox.options);
         let printed = sandbox.forward_output(&mut store);
         match result {
             Ok(Ok(())) => Ok((store, sink)),
             Ok(Err(error)) => Err(error.into()),
-            Err(error) => Err(sandbox.failure(error).with_last_words(printed)),
+            Err(error) => Err(sandbox.failure(error, printed)),
         }
     }
 }
