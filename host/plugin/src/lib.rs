@@ -21,8 +21,8 @@
 //! The `rustsink` command, and the harness that plays Fluent Bit's side of the boundary,
 //! are another crate (`host/cli`): this library is the plugin and nothing more.
 //!
-//! All unsafe code lives in `ffi`, and in `wasm::cache`, which loads precompiled
-//! components.
+//! All unsafe code lives in `ffi`, in `wasm::cache`, which loads precompiled components,
+//! and in `object::codec::deflate`, which calls zlib's C API.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

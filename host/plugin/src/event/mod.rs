@@ -214,16 +214,27 @@ impl<'a> Iterator for Events<'a> {
             let start = self.position;
             self.last_start = start;
             let mut rest = &self.chunk[start..];
-            let (decoded, damage) = match msgpack::frame_value(&mut rest) {
-                Ok(event) => (decode_event(event), Damage::Event),
-                Err(reason) => (
-                    Err(format!("expected an event array [header, body]: {reason}")),
-                    Damage::Framing,
-                ),
+            // Decoded in one walk, which also finds the event's end. Only a malformed event
+            // is framed apart, to tell whether the events after it can still be found.
+            let (decoded, damage) = match decode_event(&mut rest) {
+                Ok(decoded) => (Ok(decoded), Damage::Event),
+                Err(reason) => {
+                    rest = &self.chunk[start..];
+                    match msgpack::frame_value(&mut rest) {
+                        Ok(_) => (Err(reason), Damage::Event),
+                        Err(reason) => (
+                            Err(format!("expected an event array [header, body]: {reason}")),
+                            Damage::Framing,
+                        ),
+                    }
+                }
             };
             self.position = self.chunk.len() - rest.len();
             match decoded {
-                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(Some(mut event)) => {
+                    event.raw = &self.chunk[start..self.position];
+                    return Some(Ok(event));
+                }
                 Ok(None) => self.group_markers += 1,
                 Err(reason) => {
                     self.failed = damage == Damage::Framing;
@@ -240,9 +251,9 @@ impl<'a> Iterator for Events<'a> {
     }
 }
 
-/// Decodes one event, framed as the one whole value `raw`; Ok(None) for a group marker.
-fn decode_event(raw: &[u8]) -> Result<Option<Event<'_>>, String> {
-    let rest = &mut &raw[..];
+/// Decodes the event at the front of `rest` and moves past it; Ok(None) for a group
+/// marker. The event's `raw` is left empty for the caller, who knows where it started.
+fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
     let len = rmp::decode::read_array_len(rest)
         .map_err(|e| format!("expected an event array [header, body]: {e}"))?;
     if len != 2 {
@@ -282,7 +293,7 @@ fn decode_event(raw: &[u8]) -> Result<Option<Event<'_>>, String> {
         event_time,
         metadata,
         body,
-        raw,
+        raw: &[],
     }))
 }
 

@@ -290,11 +290,9 @@ fn write_value(out: &mut Vec<u8>, rest: &mut &[u8]) {
         Item::Bool(true) => out.extend_from_slice(b"true"),
         Item::Bool(false) => out.extend_from_slice(b"false"),
         Item::Uint(integer) => {
-            let _ = write!(out, "{integer}");
+            out.extend_from_slice(itoa::Buffer::new().format(integer).as_bytes())
         }
-        Item::Int(integer) => {
-            let _ = write!(out, "{integer}");
-        }
+        Item::Int(integer) => out.extend_from_slice(itoa::Buffer::new().format(integer).as_bytes()),
         Item::F32(float) => write_float(out, f64::from(float)),
         Item::F64(float) => write_float(out, float),
         Item::Str(bytes) | Item::Bin(bytes) => write_bytes_as_string(out, bytes),
