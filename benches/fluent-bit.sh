@@ -16,7 +16,9 @@
 # flushed and exited; /usr/bin/time gives wall time, CPU (user + system) and peak RSS of the
 # whole Fluent Bit process. Every object is read back: records are counted (none lost,
 # none twice) and the ratio is its JSON bytes over its stored bytes (gzip, or zstd through
-# the zstd command).
+# the zstd command). For rustsink, how long each flush held Fluent Bit's thread comes from
+# its `flush_seconds` histogram, scraped from `metrics_listen` every 0.2 s while it runs:
+# p50 and p99 as Prometheus' histogram_quantile estimates them from the buckets.
 #
 # Fluent Bit is not built here. FLUENT_BIT names a binary built from Fluent Bit's sources
 # with -DCMAKE_BUILD_TYPE=Release -DFLB_DEBUG=Off (FLB_DEBUG defaults to on). S3 is
@@ -83,6 +85,9 @@ output() {
             "$work/s3/$run" "$work/$run-store" "$noop" ;;
         *) echo "unknown pipeline $pipeline" >&2; exit 1 ;;
     esac
+    case "$pipeline" in
+        rustsink-*) printf '    metrics_listen 127.0.0.1:%s\n' "$metrics_port" ;;
+    esac
     local pair
     for pair in ${extra//+/ }; do
         printf '    %s %s\n' "${pair%%=*}" "${pair#*=}"
@@ -90,7 +95,8 @@ output() {
 }
 
 echo "input: $megabytes MiB, $lines lines, seed 1, varied; Fluent Bit: $("$FLUENT_BIT" --version | head -1)"
-printf '%-34s %8s %8s %12s %10s %8s %8s %10s\n' pipeline wall_s MB/s CPU-s/GB peak_MiB objects ratio records
+metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf '%-34s %8s %8s %12s %10s %8s %8s %10s %18s\n' pipeline wall_s MB/s CPU-s/GB peak_MiB objects ratio records flush_p50/p99_ms
 for round in $(seq 1 "$rounds"); do
     for pipeline in "${pipelines[@]}"; do
         run="r$round-$(echo "$pipeline" | tr 'A-Z+=_' 'a-z---')"
@@ -101,9 +107,39 @@ for round in $(seq 1 "$rounds"); do
             printf '    Buffer_Chunk_Size 512k\n    Buffer_Max_Size 512k\n    Parser json\n'
             output "$pipeline" "$run"
         } > "$work/$run.conf"
+        rm -f "$work/metrics"
         /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
-            "$FLUENT_BIT" -e "$plugin" -c "$work/$run.conf" > "$work/$run.log" 2>&1 \
-            || { echo "$run failed:"; tail -20 "$work/$run.log"; exit 1; }
+            "$FLUENT_BIT" -e "$plugin" -c "$work/$run.conf" > "$work/$run.log" 2>&1 &
+        fluent_bit=$!
+        while kill -0 "$fluent_bit" 2> /dev/null; do
+            python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=1).read().decode())' \
+                "http://127.0.0.1:$metrics_port/metrics" > "$work/metrics.new" 2> /dev/null \
+                && mv "$work/metrics.new" "$work/metrics"
+            sleep 0.2
+        done
+        wait "$fluent_bit" || { echo "$run failed:"; tail -20 "$work/$run.log"; exit 1; }
+        latency=$(python3 - "$work/metrics" <<'PY'
+import re, sys
+try:
+    text = open(sys.argv[1]).read()
+except OSError:
+    print("-"); sys.exit()
+buckets = sorted(
+    (float("inf") if le == "+Inf" else float(le), float(count))
+    for le, count in re.findall(r'flush_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)', text))
+if not buckets or buckets[-1][1] == 0:
+    print("-"); sys.exit()
+def quantile(q):
+    rank, below, lower = q * buckets[-1][1], 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-9)
+        below, lower = count, upper
+print(f"{quantile(0.5) * 1000:.1f}/{quantile(0.99) * 1000:.1f}")
+PY
+)
         read -r wall user sys rss_kib < "$work/time"
         # Objects: every file under the bucket's folder (s3s-fs keeps its metadata apart).
         read -r objects ratio records < <(python3 - "$work/s3/$run" <<'PY'
@@ -128,8 +164,8 @@ PY
 )
         [ "${pipeline%%+*}" = null ] && records=-
         awk -v p="$pipeline" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss_kib" -v b="$bytes" \
-            -v o="$objects" -v ra="$ratio" -v rec="$records" \
-            'BEGIN { printf "%-34s %8.1f %8.1f %12.1f %10.0f %8s %8s %10s\n", p, w, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec }'
+            -v o="$objects" -v ra="$ratio" -v rec="$records" -v lat="$latency" \
+            'BEGIN { printf "%-34s %8.1f %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
         rm -rf "$work/s3/$run" "$work/$run-store"
     done
 done

@@ -116,6 +116,7 @@ fn the_endpoint_shows_backlog_quarantine_deliveries_failures_and_answers() {
     let blocker = block_deliveries(dir.path());
 
     let flusher = fluent_bit.flusher(output);
+    let flushing = Instant::now();
     assert_eq!(
         flusher.flush(&numbered_chunk(EventFormat::V2, 0, 10), "t"),
         FLB_OK
@@ -135,6 +136,7 @@ fn the_endpoint_shows_backlog_quarantine_deliveries_failures_and_answers() {
     assert_eq!(flusher.flush(&poison, "t"), FLB_OK);
     // Not msgpack at all: Fluent Bit is told to drop it.
     assert_eq!(flusher.flush(&[0xc1, 0xc1, 0xc1], "t"), FLB_ERROR);
+    let flushed_in = flushing.elapsed().as_secs_f64();
     assert_eq!(
         fluent_bit
             .flusher(other)
@@ -166,6 +168,30 @@ fn the_endpoint_shows_backlog_quarantine_deliveries_failures_and_answers() {
         ),
         1.0
     );
+    // Every flush is timed, whatever its answer, and within the time the calls took.
+    assert_eq!(sample(&samples, "rustsink_flush_seconds_count", m), 3.0);
+    let held = sample(&samples, "rustsink_flush_seconds_sum", m);
+    assert!(
+        0.0 < held && held <= flushed_in,
+        "{held} s of {flushed_in} s"
+    );
+    // Cumulative buckets, ending with all three.
+    let mut buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter_map(|(name, count)| {
+            let bound = name
+                .strip_prefix("rustsink_flush_seconds_bucket{le=\"")?
+                .strip_suffix(&format!("\",{m}}}"))?;
+            Some((bound.parse().ok()?, *count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(buckets.len() > 20, "{buckets:?}");
+    assert!(
+        buckets.windows(2).all(|pair| pair[0].1 <= pair[1].1),
+        "{buckets:?}"
+    );
+    assert_eq!(buckets.last(), Some(&(f64::INFINITY, 3.0)));
     assert_eq!(
         sample(
             &samples,

@@ -297,6 +297,7 @@ impl Instance {
     /// Delivers one chunk and says what Fluent Bit should do with it. Blocks until the
     /// worker has answered.
     pub fn flush(&self, chunk: Vec<u8>, tag: String) -> FlushStatus {
+        let called = Instant::now();
         let (reply, answer) = mpsc::sync_channel(1);
         let job = Job {
             chunk,
@@ -318,7 +319,7 @@ impl Instance {
             }
             None => answer.recv().unwrap_or(FlushStatus::Retry),
         };
-        self.metrics.answered(status);
+        self.metrics.answered(status, called.elapsed());
         status
     }
 
