@@ -17,7 +17,7 @@
 # whole Fluent Bit process. Every object is read back: records are counted (none lost,
 # none twice) and the ratio is its JSON bytes over its stored bytes (gzip, or zstd through
 # the zstd command). For rustsink, how long each flush held Fluent Bit's thread comes from
-# its `flush_seconds` histogram, scraped from `metrics_listen` every 0.2 s while it runs:
+# its `flush_seconds` histogram, scraped from `metrics_listen` every 0.25 s while it runs:
 # p50 and p99 as Prometheus' histogram_quantile estimates them from the buckets.
 #
 # Fluent Bit is not built here. FLUENT_BIT names a binary built from Fluent Bit's sources
@@ -98,8 +98,11 @@ echo "input: $megabytes MiB, $lines lines, seed 1, varied; Fluent Bit: $("$FLUEN
 metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 printf '%-34s %8s %8s %12s %10s %8s %8s %10s %18s\n' pipeline wall_s MB/s CPU-s/GB peak_MiB objects ratio records flush_p50/p99_ms
 for round in $(seq 1 "$rounds"); do
-    for pipeline in "${pipelines[@]}"; do
-        run="r$round-$(echo "$pipeline" | tr 'A-Z+=_' 'a-z---')"
+    for index in "${!pipelines[@]}"; do
+        pipeline="${pipelines[$index]}"
+        # Short: the name is the bucket's, and s3s-fs keeps an object's metadata in a file
+        # named after its bucket and key.
+        run="r$round-p$index"
         mkdir -p "$work/s3/$run"
         {
             printf '[SERVICE]\n    Flush 1\n    Grace 60\n    Log_Level warn\n    Parsers_File %s\n' "$work/parsers.conf"
@@ -111,13 +114,28 @@ for round in $(seq 1 "$rounds"); do
         /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
             "$FLUENT_BIT" -e "$plugin" -c "$work/$run.conf" > "$work/$run.log" 2>&1 &
         fluent_bit=$!
-        while kill -0 "$fluent_bit" 2> /dev/null; do
-            python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=1).read().decode())' \
-                "http://127.0.0.1:$metrics_port/metrics" > "$work/metrics.new" 2> /dev/null \
-                && mv "$work/metrics.new" "$work/metrics"
-            sleep 0.2
-        done
+        # One process scrapes while Fluent Bit runs, keeping the last answer: a new process
+        # at every scrape would take CPU from the run measured.
+        python3 - "$fluent_bit" "http://127.0.0.1:$metrics_port/metrics" "$work/metrics" <<'PY' &
+import os, sys, time, urllib.request
+pid, url, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+while True:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        break
+    try:
+        text = urllib.request.urlopen(url, timeout=1).read()
+        with open(path + ".new", "wb") as out:
+            out.write(text)
+        os.replace(path + ".new", path)
+    except OSError:
+        pass
+    time.sleep(0.25)
+PY
+        scraper=$!
         wait "$fluent_bit" || { echo "$run failed:"; tail -20 "$work/$run.log"; exit 1; }
+        wait "$scraper"
         latency=$(python3 - "$work/metrics" <<'PY'
 import re, sys
 try:

@@ -496,7 +496,9 @@ pub const ALL: &[Key] = &[
         doc: "How many threads compress at the same time. Data is compressed in independent \
               blocks of about 128 KiB, so one object uses them all, as do several objects at \
               once; chunks of concurrent flushes are also encoded at once. `0`: one per CPU \
-              core.",
+              core with gzip, whose compression is most of a flush's work; one with zstd and \
+              none (and Parquet, whose lines wait as zstd), where more threads mostly compete \
+              with Fluent Bit's input for the cores.",
     },
     Key {
         name: MAX_OPEN_OBJECTS,

@@ -404,11 +404,15 @@ fn parse_objects(
         0 => default_max_open_objects(),
         bound => bound,
     };
-    let threads = whole(keys::COMPRESSION_THREADS, 0..=256)? as usize;
-    let compression_threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, usize::from)
-    } else {
-        threads
+    let compression_threads = match whole(keys::COMPRESSION_THREADS, 0..=256)? as usize {
+        // Gzip is most of a flush's work: spread over every core, it shortens the flush.
+        0 if compression.codec == Codec::Gzip => {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        }
+        // zstd costs less than encoding the lines: more threads would mostly compete with
+        // Fluent Bit's input for the cores (BENCHMARKS.md).
+        0 => 1,
+        threads => threads,
     };
     let store_dir = text(keys::STORE_DIR);
     if store_dir.trim().is_empty() {
@@ -720,7 +724,27 @@ mod tests {
             }
         );
         assert_eq!(objects.store_dir_limit_size, None);
-        assert!(objects.compression_threads >= 1);
+        assert_eq!(
+            objects.compression_threads,
+            std::thread::available_parallelism().map_or(1, usize::from)
+        );
+        for (compression, threads) in [("zstd", "0"), ("none", "0"), ("zstd", "3"), ("gzip", "2")] {
+            let objects = config(&[
+                ("compression", compression),
+                ("compression_threads", threads),
+            ])
+            .unwrap()
+            .objects;
+            assert_eq!(
+                objects.compression_threads,
+                threads.parse::<usize>().unwrap().max(1)
+            );
+        }
+        let parquet = config(&[("format", "parquet"), ("compression", "gzip")]).unwrap();
+        assert_eq!(
+            parquet.objects.compression_threads, 1,
+            "its lines wait as zstd"
+        );
         assert_eq!(
             config(&[("time_window", "off")])
                 .unwrap()
