@@ -266,3 +266,60 @@ fn the_entrypoint_loads_rustsink_beside_the_images_plugins() {
         ["-c".to_owned(), at("etc/fluent-bit.conf")]
     );
 }
+
+/// The `[OUTPUT]` sections of `text` (a configuration, or a file that holds some) whose
+/// `Name` is rustsink: each as its key-value lines, keys in lower case.
+fn rustsink_outputs(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut outputs = Vec::new();
+    let mut lines = text.lines().map(str::trim).peekable();
+    while let Some(line) = lines.next() {
+        if line != "[OUTPUT]" {
+            continue;
+        }
+        let mut section = Vec::new();
+        while let Some(entry) = lines.next_if(|l| !l.is_empty() && !l.starts_with(['[', '`'])) {
+            if let Some((key, value)) = entry.split_once(char::is_whitespace) {
+                section.push((key.to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        if section
+            .iter()
+            .any(|(key, value)| key == "name" && value == "rustsink")
+        {
+            outputs.push(section);
+        }
+    }
+    outputs
+}
+
+#[test]
+fn every_example_and_recipe_sets_workers_1() {
+    let root = repo_root();
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("fluent-bit/deploy/eks/fluent-bit.conf"),
+        root.join("fluent-bit/deploy/eks/daemonset.yaml"),
+        root.join("fluent-bit/deploy/firelens/extra.conf"),
+    ];
+    for entry in fs::read_dir(root.join("fluent-bit/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "conf") {
+            files.push(path);
+        }
+    }
+    let mut outputs = 0;
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for section in rustsink_outputs(&text) {
+            outputs += 1;
+            assert!(
+                section.contains(&("workers".to_owned(), "1".to_owned())),
+                "{}: an output without Workers 1: {section:?}",
+                file.display()
+            );
+        }
+    }
+    // README's three, the three examples, the EKS configuration twice (its file and the
+    // manifest's copy) and FireLens's.
+    assert!(outputs >= 9, "{outputs} rustsink outputs found");
+}

@@ -82,11 +82,14 @@ impl Deflater {
     /// A compressor for a block starting at `position`, and whether it stopped right
     /// there (its window then holds what precedes the block).
     fn take_compressor(&self, position: StreamPosition) -> io::Result<(RawDeflate, bool)> {
-        let mut spare = self.spare.lock();
-        if let Some(at) = spare.iter().position(|s| s.ends_at == position) {
-            return Ok((spare.swap_remove(at).compressor, true));
-        }
-        let spare = spare.pop();
+        let spare = {
+            let mut spares = self.spare.lock();
+            if let Some(at) = spares.iter().position(|s| s.ends_at == position) {
+                return Ok((spares.swap_remove(at).compressor, true));
+            }
+            spares.pop()
+        };
+        // Reset or set up outside the lock, which the other compressing threads wait on.
         match spare {
             Some(Spare { mut compressor, .. }) => {
                 compressor.reset()?;
@@ -191,12 +194,12 @@ impl RawDeflate {
         let mut input = raw;
         loop {
             let offered = input.len().min(u32::MAX as usize);
-            let room = output.capacity() - output.len();
+            let room = (output.capacity() - output.len()).min(u32::MAX as usize);
             let stream = &mut *self.stream;
             stream.next_in = input.as_ptr();
             stream.avail_in = offered as u32;
             stream.next_out = output.spare_capacity_mut().as_mut_ptr().cast();
-            stream.avail_out = room.min(u32::MAX as usize) as u32;
+            stream.avail_out = room as u32;
             let flush = match offered == input.len() {
                 true => zlib::Z_SYNC_FLUSH,
                 false => zlib::Z_NO_FLUSH,
@@ -206,7 +209,7 @@ impl RawDeflate {
             // capacity of `output`, both of which outlive the call.
             let code = unsafe { zlib::deflate(stream, flush) };
             let taken = offered - stream.avail_in as usize;
-            let written = room.min(u32::MAX as usize) - stream.avail_out as usize;
+            let written = room - stream.avail_out as usize;
             let room_left = stream.avail_out > 0;
             stream.next_in = std::ptr::null();
             stream.next_out = std::ptr::null_mut();
