@@ -14,7 +14,10 @@
 #
 # Each run ends when tail reaches the end of the file (Exit_On_Eof) and Fluent Bit has
 # flushed and exited; /usr/bin/time gives wall time, CPU (user + system) and peak RSS of the
-# whole Fluent Bit process. Every object is read back: records are counted (none lost,
+# whole Fluent Bit process. input_s is how long tail took to reach the end of the file (the
+# time of Fluent Bit's warning that it will shut down): the rate the input kept while the
+# output ran, before the last flush interval's chunks are written and Fluent Bit's
+# once-a-second shutdown checks. Every object is read back: records are counted (none lost,
 # none twice) and the ratio is its JSON bytes over its stored bytes (gzip, or zstd through
 # the zstd command). For rustsink, how long each flush held Fluent Bit's thread comes from
 # its `flush_seconds` histogram, scraped from `metrics_listen` every 0.25 s while it runs:
@@ -96,7 +99,7 @@ output() {
 
 echo "input: $megabytes MiB, $lines lines, seed 1, varied; Fluent Bit: $("$FLUENT_BIT" --version | head -1)"
 metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf '%-34s %8s %8s %12s %10s %8s %8s %10s %18s\n' pipeline wall_s MB/s CPU-s/GB peak_MiB objects ratio records flush_p50/p99_ms
+printf '%-34s %8s %8s %8s %12s %10s %8s %8s %10s %18s\n' pipeline wall_s input_s MB/s CPU-s/GB peak_MiB objects ratio records flush_p50/p99_ms
 for round in $(seq 1 "$rounds"); do
     for index in "${!pipelines[@]}"; do
         pipeline="${pipelines[$index]}"
@@ -111,6 +114,7 @@ for round in $(seq 1 "$rounds"); do
             output "$pipeline" "$run"
         } > "$work/$run.conf"
         rm -f "$work/metrics"
+        started=$(date +%s.%N)
         /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
             "$FLUENT_BIT" -e "$plugin" -c "$work/$run.conf" > "$work/$run.log" 2>&1 &
         fluent_bit=$!
@@ -159,6 +163,18 @@ print(f"{quantile(0.5) * 1000:.1f}/{quantile(0.99) * 1000:.1f}")
 PY
 )
         read -r wall user sys rss_kib < "$work/time"
+        input=$(python3 - "$work/$run.log" "$started" <<'PY'
+import re, sys, time
+for line in open(sys.argv[1], errors="replace"):
+    found = re.match(r"\[(\d+/\d+/\d+ \d+:\d+:\d+)(\.\d+)\].*service will shutdown", line)
+    if found:
+        at = time.mktime(time.strptime(found[1], "%Y/%m/%d %H:%M:%S")) + float(found[2])
+        print(f"{at - float(sys.argv[2]):.1f}")
+        break
+else:
+    print("-")
+PY
+)
         # Objects: every file under the bucket's folder (s3s-fs keeps its metadata apart).
         read -r objects ratio records < <(python3 - "$work/s3/$run" <<'PY'
 import gzip, os, subprocess, sys
@@ -181,9 +197,9 @@ print(objects, f"{raw / stored:.2f}" if stored else "-", records)
 PY
 )
         [ "${pipeline%%+*}" = null ] && records=-
-        awk -v p="$pipeline" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss_kib" -v b="$bytes" \
+        awk -v p="$pipeline" -v w="$wall" -v ins="$input" -v u="$user" -v s="$sys" -v r="$rss_kib" -v b="$bytes" \
             -v o="$objects" -v ra="$ratio" -v rec="$records" -v lat="$latency" \
-            'BEGIN { printf "%-34s %8.1f %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
+            'BEGIN { printf "%-34s %8.1f %8s %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, ins, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
         rm -rf "$work/s3/$run" "$work/$run-store"
     done
 done

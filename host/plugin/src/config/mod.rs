@@ -258,9 +258,8 @@ const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
 /// (`object::codec::deflate`), which costs about 15% less CPU than zlib-ng's level 4 and still
 /// compresses better than out_s3 (BENCHMARKS.md).
 const GZIP_LEVEL: i32 = 4;
-/// The zstd level when `compression_level` is not set: on blocks of about 128 KiB of JSON
-/// lines, level 1 compresses as well as 3 for about three quarters of its CPU
-/// (BENCHMARKS.md).
+/// The zstd level when `compression_level` is not set: on frames of about 1 MiB of JSON
+/// lines, level 1 compresses as well as 3 for about half its CPU (BENCHMARKS.md).
 const ZSTD_LEVEL: i32 = 1;
 
 fn parse_objects(

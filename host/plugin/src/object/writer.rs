@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::codec::{Block, Codec, Format, StreamPosition, WINDOW};
-/// Input is compressed in blocks of about this size (whole lines), so a size cut falls
-/// between lines near it.
+/// Input is compressed in blocks of about this size (whole lines) unless its format says
+/// otherwise, so a size cut falls between lines near it.
 pub const SLICE: usize = 128 * 1024;
 
 /// Numbers the streams of data that writers compress (see [`StreamPosition`]).
@@ -139,15 +139,15 @@ impl ObjectWriter {
         self.committed
     }
 
-    /// Splits up to about `budget` bytes of `lines` into blocks of about [`SLICE`] bytes
-    /// (whole lines), each with the data before it as its dictionary if the codec uses
+    /// Splits up to about `budget` bytes of `lines` into blocks of about the format's
+    /// [`block_size`](Format::block_size) (whole lines), each with the data before it as its dictionary if the codec uses
     /// one. Compressed objects need their blocks compressed before
     /// [`append_blocks`](Self::append_blocks).
     pub fn next_blocks<'a>(&self, lines: &'a [u8], budget: usize) -> Vec<Block<'a>> {
         let mut blocks = Vec::new();
         let mut start = 0;
         while start < lines.len() && start < budget {
-            let end = slice_end(lines, start);
+            let end = slice_end(lines, start, self.format.block_size());
             let dictionary = if !self.format.uses_dictionary() {
                 Cow::Borrowed(&[][..])
             } else if start >= WINDOW {
@@ -290,9 +290,9 @@ fn last_window(earlier: &[u8], data: &[u8]) -> Vec<u8> {
     window
 }
 
-/// The end of the next slice of `lines` from `start`: about [`SLICE`] bytes, at a line end.
-fn slice_end(lines: &[u8], start: usize) -> usize {
-    let target = (start + SLICE).min(lines.len());
+/// The end of the next slice of `lines` from `start`: about `size` bytes, at a line end.
+fn slice_end(lines: &[u8], start: usize, size: usize) -> usize {
+    let target = (start + size).min(lines.len());
     match lines[target..].iter().position(|&b| b == b'\n') {
         Some(newline) => target + newline + 1,
         None => lines.len(),
@@ -389,6 +389,25 @@ mod tests {
             std::fs::read(&crashed).unwrap()
         );
         assert_eq!(gunzip(&crashed), lines(0, 500));
+    }
+
+    #[test]
+    fn blocks_are_whole_lines_of_about_the_size_of_their_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = lines(0, 100_000);
+        for (codec, size) in [(GZIP, SLICE), (Codec::Zstd, 1 << 20)] {
+            let writer = ObjectWriter::create(&dir.path().join(codec.name()), codec).unwrap();
+            let blocks = writer.next_blocks(&data, usize::MAX);
+            assert_eq!(blocks.len(), data.len().div_ceil(size), "{codec}");
+            let mut joined = Vec::new();
+            for block in &blocks[..blocks.len() - 1] {
+                assert!(block.raw.ends_with(b"\n"), "{codec}");
+                assert!((size..size + 100).contains(&block.raw.len()), "{codec}");
+                joined.extend_from_slice(block.raw);
+            }
+            joined.extend_from_slice(blocks.last().unwrap().raw);
+            assert_eq!(joined, data, "{codec}");
+        }
     }
 
     #[test]

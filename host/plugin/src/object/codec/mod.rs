@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use deflate::Deflater;
 
-use super::writer::Committed;
+use super::writer::{Committed, SLICE};
 
 /// Enough of a file's start to hold any codec's header.
 const HEADER_MAX: usize = 16;
@@ -137,6 +137,11 @@ pub trait Format: Sync + Debug {
     fn compresses(&self) -> bool;
     /// Whether a block is compressed with the data before it (its dictionary).
     fn uses_dictionary(&self) -> bool;
+    /// About how much data (whole lines) a block holds: the unit compressed on one thread,
+    /// and the finest point at which an object is cut by size or salvaged.
+    fn block_size(&self) -> usize {
+        SLICE
+    }
     /// What a seal appends to an object committed at `committed`.
     fn trailer(&self, committed: &Committed) -> Vec<u8>;
     /// Decodes `stored`, an object's bytes after its header (up to a commit, or to
