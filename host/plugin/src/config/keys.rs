@@ -473,11 +473,11 @@ pub const ALL: &[Key] = &[
     Key {
         name: COMPRESSION,
         default: Some("gzip"),
-        doc: "`gzip`, `zstd` or `none`. With `format parquet`, the compression of the Parquet \
-              pages: `zstd` (the default then), `snappy`, `gzip` or `none`. Gzip objects read back with `gzip -d` and any gzip \
-              reader; zstd objects (one frame per block of about 1 MiB, each with its \
-              checksum) with `zstd -d`, DuckDB and any zstd reader, for about a third of gzip's \
-              CPU (BENCHMARKS.md).",
+        doc: "`gzip`, `zstd` or `none`. With `format parquet`, the compression of the \
+              Parquet pages: `zstd` (the default then), `snappy`, `gzip` or `none`. Gzip \
+              objects read back with `gzip -d` and any gzip reader; zstd objects (one frame \
+              per block of about 1 MiB, each with its checksum) with `zstd -d`, DuckDB and any \
+              zstd reader, for about a third of gzip's CPU (BENCHMARKS.md).",
     },
     Key {
         name: COMPRESSION_LEVEL,
@@ -486,19 +486,18 @@ pub const ALL: &[Key] = &[
               default 4, which searches fewer candidates for a match than zlib-ng's 4 (8, not \
               24): about a third less CPU than 6 for objects about 5% larger, still smaller than \
               out_s3's. Zstd: 1 to 19, default 1, which on rustsink's frames of about 1 MiB \
-              compresses as well as 3 for about half its CPU. With `format \
-              parquet`, the level of the pages' gzip or zstd. Ignored with `compression none` \
-              and `snappy`.",
+              compresses as well as 3 for about half its CPU. With `format parquet`, the level \
+              of the pages' gzip or zstd. Ignored with `compression none` and `snappy`.",
     },
     Key {
         name: COMPRESSION_THREADS,
         default: Some("0"),
         doc: "How many threads compress at the same time. Data is compressed in independent \
-              blocks (about 128 KiB with gzip, 1 MiB with zstd), so one object uses them all, as do several objects at \
-              once; chunks of concurrent flushes are also encoded at once. `0`: one per CPU \
-              core with gzip, whose compression is most of a flush's work; one with zstd and \
-              none (and Parquet, whose lines wait as zstd), where more threads mostly compete \
-              with Fluent Bit's input for the cores.",
+              blocks (about 128 KiB with gzip, 1 MiB with zstd), so one object uses them all, \
+              as do several objects at once; chunks of concurrent flushes are also encoded at \
+              once. `0`: one per CPU core with gzip, whose compression is most of a flush's \
+              work; one with zstd and none (and Parquet, whose lines wait as zstd), where more \
+              threads mostly compete with Fluent Bit's input for the cores.",
     },
     Key {
         name: MAX_OPEN_OBJECTS,

@@ -139,9 +139,9 @@ impl ObjectWriter {
         self.committed
     }
 
-    /// Splits up to about `budget` bytes of `lines` into blocks of about the format's
-    /// [`block_size`](Format::block_size) (whole lines), each with the data before it as its dictionary if the codec uses
-    /// one. Compressed objects need their blocks compressed before
+    /// Splits up to about `budget` bytes of `lines` into blocks of whole lines, of about the
+    /// format's [`block_size`](Format::block_size), each with the data before it as its
+    /// dictionary if the codec uses one. Compressed objects need their blocks compressed before
     /// [`append_blocks`](Self::append_blocks).
     pub fn next_blocks<'a>(&self, lines: &'a [u8], budget: usize) -> Vec<Block<'a>> {
         let mut blocks = Vec::new();
