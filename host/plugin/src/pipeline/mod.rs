@@ -530,9 +530,12 @@ impl Worker {
             return FlushStatus::Retry;
         };
         let normalized = normalize(&job.chunk);
-        let records = normalized.records;
+        let records = normalized.ranges.len();
         let malformed = &normalized.malformed;
-        let Some(batch) = self.filters.run(normalized.batch, &job.tag) else {
+        let Some(batch) = self
+            .filters
+            .run(normalized.batch, normalized.ranges, &job.tag)
+        else {
             return decide(
                 &self.log,
                 &job.tag,

@@ -123,7 +123,7 @@ impl Chain {
     /// Runs `chunk` of `tag` through every filter.
     pub fn apply(&mut self, chunk: &[u8], tag: &str) -> Filtered {
         let normalized = normalize(chunk);
-        match self.run(normalized.batch, tag) {
+        match self.run(normalized.batch, normalized.ranges, tag) {
             Some(batch) => Filtered::Chunk {
                 batch,
                 malformed: normalized.malformed,
@@ -132,14 +132,23 @@ impl Chain {
         }
     }
 
-    /// Runs a normalized batch of events through every filter; None when a filter
-    /// failed and its policy is `retry`.
-    pub fn run(&mut self, mut batch: Vec<u8>, tag: &str) -> Option<Vec<u8>> {
+    /// Runs a normalized batch of events, each at its range of `batch`, through every
+    /// filter; None when a filter failed and its policy is `retry`.
+    pub fn run(
+        &mut self,
+        mut batch: Vec<u8>,
+        ranges: Vec<Range<usize>>,
+        tag: &str,
+    ) -> Option<Vec<u8>> {
+        // The first filter takes the events where normalizing put them; each later one,
+        // where the filter before it did, found by framing its answer.
+        let mut framed = Some((ranges, batch.len()));
         for stage in &mut self.stages {
             if batch.is_empty() {
                 break;
             }
-            batch = stage.apply(batch, tag, &self.log, &self.metrics)?;
+            let (ranges, tail) = framed.take().unwrap_or_else(|| frame(&batch));
+            batch = stage.apply(batch, &ranges, tail, tag, &self.log, &self.metrics)?;
         }
         Some(batch)
     }
@@ -154,23 +163,25 @@ const MAX_FAILED_CALLS: usize = 64;
 const MAX_FAILED_TIMEOUTS: u32 = 4;
 
 impl Stage {
-    /// Runs `batch` through this filter, with its failure policy; None when the chunk
+    /// Runs `batch`, whose events are at `ranges` and whose bytes from `tail` on do not
+    /// frame as events, through this filter, with its failure policy; None when the chunk
     /// goes back to Fluent Bit.
     fn apply(
         &mut self,
         batch: Vec<u8>,
+        ranges: &[Range<usize>],
+        tail: usize,
         tag: &str,
         log: &Logger,
         metrics: &Metrics,
     ) -> Option<Vec<u8>> {
-        let (ranges, tail) = frame(&batch);
         let mut run = Run::new(&mut self.instance, self.on_error, tag, Some(metrics));
         let mut filtered = if self.on_error.is_per_record() {
             let mut out = Vec::with_capacity(batch.len());
-            run.narrow(&batch, &ranges, &mut out);
+            run.narrow(&batch, ranges, &mut out);
             Ok(out)
         } else {
-            run.whole(&batch, &ranges)
+            run.whole(&batch, ranges)
         };
         let failed = run.failed;
         let bound = match failed.not_told_apart {
@@ -498,16 +509,17 @@ fn frame(batch: &[u8]) -> (Vec<Range<usize>>, usize) {
 pub struct Normalized {
     /// Its events, `[[time, metadata], body]` with EventTime times.
     pub batch: Vec<u8>,
-    /// How many there are.
-    pub records: usize,
+    /// Where each event is in `batch`, in order.
+    pub ranges: Vec<Range<usize>>,
     /// The events of the chunk that could not be decoded, and are not in the batch.
     pub malformed: Malformed,
 }
 
-/// The events of `chunk` in the components' form, how many there are, and which could not
+/// The events of `chunk` in the components' form, where each is, and which could not
 /// be decoded.
 pub fn normalize(chunk: &[u8]) -> Normalized {
     let mut writer = ChunkWriter::new();
+    let mut ranges = Vec::new();
     let mut malformed = Malformed::default();
     let mut decoded = events(chunk);
     while let Some(event) = decoded.next() {
@@ -521,14 +533,16 @@ pub fn normalize(chunk: &[u8]) -> Normalized {
                 )))
             }
             Ok(event) => {
+                let start = writer.len();
                 writer.push_normalized(&event);
+                ranges.push(start..writer.len());
             }
             Err(error) => malformed.note(error),
         }
     }
     Normalized {
-        records: writer.events(),
         batch: writer.finish(),
+        ranges,
         malformed,
     }
 }
@@ -565,10 +579,11 @@ mod tests {
 
         let Normalized {
             batch: normalized,
-            records,
+            ranges,
             malformed,
         } = normalize(&chunk);
-        assert_eq!(records, 2);
+        assert_eq!(ranges, frame(&normalized).0, "where each event is");
+        assert_eq!(ranges.len(), 2);
         assert_eq!(malformed.unframed.map(|error| error.offset), Some(good));
         let mut expected = ChunkWriter::new();
         expected.push(
@@ -598,7 +613,10 @@ mod tests {
         ];
         let chunk = [event, event].concat();
         let normalized = normalize(&chunk);
-        assert_eq!(normalized.records, 2);
+        assert_eq!(
+            normalized.ranges,
+            [0..event.len(), event.len()..chunk.len()]
+        );
         assert_eq!(normalized.batch, chunk);
     }
 
@@ -616,7 +634,8 @@ mod tests {
             );
         }
         let normalized = normalize(&writer.finish());
-        assert_eq!(normalized.records, 2);
+        assert_eq!(normalized.ranges, frame(&normalized.batch).0);
+        assert_eq!(normalized.ranges.len(), 2);
         let times: Vec<i64> = events(&normalized.batch)
             .map(|event| event.unwrap().time.seconds)
             .collect();
