@@ -333,6 +333,11 @@ impl<'a> Run<'a> {
                 self.note_failure(failure);
             })?;
         let outcomes = match answer {
+            Answer::Batch(events) if out.is_empty() => {
+                // The filter's answer is the output: no copy of it.
+                *out = events;
+                return Ok(());
+            }
             Answer::Batch(events) => {
                 out.extend_from_slice(&events);
                 return Ok(());
@@ -341,6 +346,7 @@ impl<'a> Run<'a> {
         };
         let replacements = check(&outcomes.outcomes, &outcomes.events, ranges.len())
             .inspect_err(|failure| self.note_failure(failure))?;
+        out.reserve(part.len());
         if !self.on_error.is_per_record() {
             let mut failed = outcomes
                 .outcomes
@@ -391,7 +397,7 @@ impl<'a> Run<'a> {
         batch: &[u8],
         ranges: &[Range<usize>],
     ) -> Result<Vec<u8>, ComponentFailure> {
-        let mut out = Vec::with_capacity(batch.len());
+        let mut out = Vec::new();
         self.call(batch, ranges, &mut out)?;
         Ok(out)
     }
