@@ -12,7 +12,18 @@ use rustsink::wasm::chain::normalize;
 fuzz_target!(|batch: &[u8]| {
     // What the next filter would be handed.
     let normalized = normalize(batch);
-    assert_eq!(events(&normalized.batch).count(), normalized.records);
+    let base = normalized.batch.as_ptr() as usize;
+    let found: Vec<_> = events(&normalized.batch)
+        .map(|event| {
+            let raw = event.expect("a normalized batch decodes").raw;
+            let start = raw.as_ptr() as usize - base;
+            start..start + raw.len()
+        })
+        .collect();
+    assert_eq!(
+        found, normalized.ranges,
+        "each event where normalize says it is"
+    );
     // What the object engine writes.
     let format = JsonLines {
         date_key: Some("date".into()),
