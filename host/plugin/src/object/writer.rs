@@ -306,7 +306,7 @@ mod tests {
     use flate2::read::MultiGzDecoder;
 
     use super::*;
-    use crate::object::codec::{BlockCompressor, Deflater};
+    use crate::object::codec::{BlockCompressor, Compression, Deflater};
 
     fn gunzip(path: &Path) -> Vec<u8> {
         let mut out = Vec::new();
@@ -325,9 +325,16 @@ mod tests {
     const GZIP: Codec = Codec::Gzip;
 
     /// Appends `lines` as the engine does, compressing on this thread.
-    fn write(writer: &mut ObjectWriter, lines: &[u8], cut_at: u64, deflater: &Deflater) -> usize {
+    fn write(
+        writer: &mut ObjectWriter,
+        lines: &[u8],
+        cut_at: u64,
+        compressor: &dyn BlockCompressor,
+    ) -> usize {
         let mut blocks = writer.next_blocks(lines, usize::MAX);
-        blocks.iter_mut().for_each(|block| deflater.compress(block));
+        blocks
+            .iter_mut()
+            .for_each(|block| compressor.compress(block));
         writer.append_blocks(blocks, cut_at).unwrap()
     }
 
@@ -407,6 +414,21 @@ mod tests {
             }
             joined.extend_from_slice(blocks.last().unwrap().raw);
             assert_eq!(joined, data, "{codec}");
+        }
+    }
+
+    /// README's promise for `total_file_size`: an object goes past it by its last block at
+    /// most, about 128 KiB of input (1 MiB with zstd).
+    #[test]
+    fn an_object_cut_by_size_goes_past_it_by_one_block_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = lines(0, 100_000);
+        for (codec, size) in [(GZIP, SLICE), (Codec::Zstd, 1 << 20)] {
+            let compressor = Compression { codec, level: 1 }.compressor().unwrap();
+            let mut writer = ObjectWriter::create(&dir.path().join(codec.name()), codec).unwrap();
+            // A cut far below one block's compressed size: the first block alone passes it.
+            let taken = write(&mut writer, &data, 1_000, &*compressor);
+            assert!((size..size + 100).contains(&taken), "{codec}: {taken}");
         }
     }
 

@@ -177,7 +177,7 @@ impl Stage {
     ) -> Option<Vec<u8>> {
         let mut run = Run::new(&mut self.instance, self.on_error, tag, Some(metrics));
         let mut filtered = if self.on_error.is_per_record() {
-            let mut out = Vec::with_capacity(batch.len());
+            let mut out = Vec::new();
             run.narrow(&batch, ranges, &mut out);
             Ok(out)
         } else {
@@ -346,7 +346,6 @@ impl<'a> Run<'a> {
         };
         let replacements = check(&outcomes.outcomes, &outcomes.events, ranges.len())
             .inspect_err(|failure| self.note_failure(failure))?;
-        out.reserve(part.len());
         if !self.on_error.is_per_record() {
             let mut failed = outcomes
                 .outcomes
@@ -368,6 +367,7 @@ impl<'a> Run<'a> {
                 return Err(failure);
             }
         }
+        out.reserve(part.len());
         let mut replacements = replacements.into_iter();
         for (outcome, range) in outcomes.outcomes.iter().zip(ranges) {
             match outcome {

@@ -42,7 +42,7 @@ impl Format for Zstd {
     }
 
     /// Frames of about 1 MiB: level 1 then finds longer matches than in 128 KiB, for about
-    /// 10% less CPU and 1.5% smaller objects (BENCHMARKS.md), and zstd costs too little to
+    /// 12% less CPU and 1.5% smaller objects (BENCHMARKS.md), and zstd costs too little to
     /// need the finer split that spreads gzip's blocks over threads.
     fn block_size(&self) -> usize {
         FRAME
