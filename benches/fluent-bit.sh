@@ -28,6 +28,11 @@
 # s3s-fs on loopback: `cargo install --locked s3s-fs@0.14.1 --features binary`; S3S_FS
 # names it when it is not on PATH.
 #
+# FLUSH sets the service's Flush (seconds, default 1) for every pipeline alike.
+# DESTINATION_DIR is where s3s-fs keeps the objects and `sink dir` writes them (default:
+# the run's folder, on the input's disk). On a tmpfs (/dev/shm), the destination's writes
+# do not share the disk that tail reads from, as with a remote S3.
+#
 # usage: FLUENT_BIT=/path/to/fluent-bit bash benches/fluent-bit.sh [MEGABYTES] [ROUNDS] [PIPELINES...]
 #        (defaults: 1024 MiB, 2 rounds, every pipeline)
 set -euo pipefail
@@ -35,14 +40,16 @@ cd "$(dirname "$0")/.."
 : "${FLUENT_BIT:?FLUENT_BIT names the fluent-bit binary to measure}"
 s3s_fs="${S3S_FS:-$(command -v s3s-fs || true)}"
 [ -x "$s3s_fs" ] || { echo "s3s-fs not found: cargo install --locked s3s-fs@0.14.1 --features binary" >&2; exit 1; }
+flush="${FLUSH:-1}"
 megabytes="${1:-1024}"
 rounds="${2:-2}"
 shift $(( $# < 2 ? $# : 2 ))
 pipelines=("$@")
 [ ${#pipelines[@]} -gt 0 ] || pipelines=(null s3 rustsink-s3 rustsink-s3+Workers=1 rustsink-dir rustsink-redact)
 work="$(mktemp -d)"
+destination="$(mktemp -d -p "${DESTINATION_DIR:-$work}")"
 server=""
-trap '[ -z "$server" ] || kill "$server"; rm -rf "$work"' EXIT
+trap '[ -z "$server" ] || kill "$server"; rm -rf "$work" "$destination"' EXIT
 
 cargo build --release --quiet
 plugin="$PWD/target/release/librustsink.so"
@@ -64,9 +71,9 @@ CONF
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
-mkdir -p "$work/s3"
+mkdir -p "$destination"
 "$s3s_fs" --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
-  --secret-key "$AWS_SECRET_ACCESS_KEY" "$work/s3" > "$work/s3s.log" 2>&1 &
+  --secret-key "$AWS_SECRET_ACCESS_KEY" "$destination" > "$work/s3s.log" 2>&1 &
 server=$!
 endpoint="http://127.0.0.1:$port"
 sleep 1
@@ -81,11 +88,11 @@ output() {
         rustsink-s3) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink s3\n    bucket %s\n    region us-east-1\n    endpoint %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
             "$run" "$endpoint" "$work/$run-store" ;;
         rustsink-dir) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
-            "$work/s3/$run" "$work/$run-store" ;;
+            "$destination/$run" "$work/$run-store" ;;
         rustsink-redact) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n    filter.1 %s\n' \
-            "$work/s3/$run" "$work/$run-store" "$redact" ;;
+            "$destination/$run" "$work/$run-store" "$redact" ;;
         rustsink-noop) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n    filter.1 %s\n' \
-            "$work/s3/$run" "$work/$run-store" "$noop" ;;
+            "$destination/$run" "$work/$run-store" "$noop" ;;
         *) echo "unknown pipeline $pipeline" >&2; exit 1 ;;
     esac
     case "$pipeline" in
@@ -97,7 +104,7 @@ output() {
     done
 }
 
-echo "input: $megabytes MiB, $lines lines, seed 1, varied; Fluent Bit: $("$FLUENT_BIT" --version | head -1)"
+echo "input: $megabytes MiB, $lines lines, seed 1, varied; Flush $flush; Fluent Bit: $("$FLUENT_BIT" --version | head -1)"
 metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 printf '%-34s %8s %8s %8s %12s %10s %8s %8s %10s %18s\n' pipeline wall_s input_s MB/s CPU-s/GB peak_MiB objects ratio records flush_p50/p99_ms
 for round in $(seq 1 "$rounds"); do
@@ -106,9 +113,9 @@ for round in $(seq 1 "$rounds"); do
         # Short: the name is the bucket's, and s3s-fs keeps an object's metadata in a file
         # named after its bucket and key.
         run="r$round-p$index"
-        mkdir -p "$work/s3/$run"
+        mkdir -p "$destination/$run"
         {
-            printf '[SERVICE]\n    Flush 1\n    Grace 60\n    Log_Level warn\n    Parsers_File %s\n' "$work/parsers.conf"
+            printf '[SERVICE]\n    Flush %s\n    Grace 60\n    Log_Level warn\n    Parsers_File %s\n' "$flush" "$work/parsers.conf"
             printf '[INPUT]\n    Name tail\n    Path %s\n    Tag app\n    Read_from_Head on\n    Exit_On_Eof on\n' "$work/app.log"
             printf '    Buffer_Chunk_Size 512k\n    Buffer_Max_Size 512k\n    Parser json\n'
             output "$pipeline" "$run"
@@ -176,7 +183,7 @@ else:
 PY
 )
         # Objects: every file under the bucket's folder (s3s-fs keeps its metadata apart).
-        read -r objects ratio records < <(python3 - "$work/s3/$run" <<'PY'
+        read -r objects ratio records < <(python3 - "$destination/$run" <<'PY'
 import gzip, os, subprocess, sys
 objects = stored = raw = records = 0
 for folder, _, files in os.walk(sys.argv[1]):
@@ -200,7 +207,7 @@ PY
         awk -v p="$pipeline" -v w="$wall" -v ins="$input" -v u="$user" -v s="$sys" -v r="$rss_kib" -v b="$bytes" \
             -v o="$objects" -v ra="$ratio" -v rec="$records" -v lat="$latency" \
             'BEGIN { printf "%-34s %8.1f %8s %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, ins, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
-        rm -rf "$work/s3/$run" "$work/$run-store"
+        rm -rf "$destination/$run" "$work/$run-store"
     done
 done
 echo "records in the input: $lines"
