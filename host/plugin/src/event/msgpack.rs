@@ -41,7 +41,46 @@ pub enum Item<'a> {
 /// # Errors
 ///
 /// When the data ends too soon, or at the reserved byte 0xc1.
+#[inline]
 pub fn read_item<'a>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
+    // What records are mostly made of, read here, inline in every walk: strings up to 255
+    // bytes, small maps and arrays, small integers. Everything else is read by a call.
+    if let Some((&byte, tail)) = rest.split_first() {
+        match byte {
+            0xa0..=0xbf if tail.len() >= usize::from(byte & 0x1f) => {
+                let (text, after) = tail.split_at(usize::from(byte & 0x1f));
+                *rest = after;
+                return Ok(Item::Str(text));
+            }
+            0x00..=0x7f => {
+                *rest = tail;
+                return Ok(Item::Uint(byte.into()));
+            }
+            0x80..=0x8f => {
+                *rest = tail;
+                return Ok(Item::Map((byte & 0x0f).into()));
+            }
+            0x90..=0x9f => {
+                *rest = tail;
+                return Ok(Item::Array((byte & 0x0f).into()));
+            }
+            0xd9 => {
+                if let Some((&len, text)) = tail.split_first()
+                    && text.len() >= usize::from(len)
+                {
+                    let (text, after) = text.split_at(usize::from(len));
+                    *rest = after;
+                    return Ok(Item::Str(text));
+                }
+            }
+            _ => {}
+        }
+    }
+    read_any_item(rest)
+}
+
+/// [`read_item`] for every form.
+fn read_any_item<'a>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
     let [byte] = take::<1>(rest)?;
     Ok(match Marker::from_u8(byte) {
         Marker::FixPos(n) => Item::Uint(n.into()),

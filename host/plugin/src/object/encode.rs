@@ -148,10 +148,12 @@ fn write_bytes_as_string(out: &mut Vec<u8>, bytes: &[u8]) {
     let rest = escape_contents(out, bytes, true);
     // From the first byte that is not ASCII (so at a character boundary), checked once:
     // much faster than from_utf8_lossy on text that is valid, as logs are.
-    match std::str::from_utf8(rest) {
-        Ok(_) => escape_contents(out, rest, false),
-        Err(_) => escape_contents(out, String::from_utf8_lossy(rest).as_bytes(), false),
-    };
+    if !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(_) => escape_contents(out, rest, false),
+            Err(_) => escape_contents(out, String::from_utf8_lossy(rest).as_bytes(), false),
+        };
+    }
     out.push(b'"');
 }
 
@@ -190,22 +192,13 @@ const ESCAPE: [u8; 256] = {
 /// a quote every few bytes. Eight bytes are checked at once for a byte to escape (a
 /// quote, a backslash, a control character).
 fn escape_contents<'a>(out: &mut Vec<u8>, text: &'a [u8], ascii_only: bool) -> &'a [u8] {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    /// The high bit of each byte of `word` that is zero; exact up to the first one.
-    fn zero_bytes(word: u64) -> u64 {
-        word.wrapping_sub(ONES) & !word & HIGHS
-    }
     let mut rest = text;
     while let Some(group) = rest.first_chunk::<8>() {
         let word = u64::from_le_bytes(*group);
         if ascii_only && word & HIGHS != 0 {
             return rest;
         }
-        let to_escape = zero_bytes(word ^ (ONES * u64::from(b'"')))
-            | zero_bytes(word ^ (ONES * u64::from(b'\\')))
-            // Bytes below 0x20, by the same borrow trick.
-            | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS);
+        let to_escape = to_escape(word);
         // All eight bytes, then back to the clean ones: copying a fixed size is a single
         // move, where a short copy of any length is a call.
         out.extend_from_slice(group);
@@ -219,13 +212,43 @@ fn escape_contents<'a>(out: &mut Vec<u8>, text: &'a [u8], ascii_only: bool) -> &
         push_escaped(out, rest[clean]);
         rest = &rest[clean + 1..];
     }
-    if ascii_only && !rest.is_ascii() {
+    // The last few bytes (all of a short key), checked at once too: padded with spaces,
+    // which need no escape and are ASCII.
+    let mut last = [b' '; 8];
+    for (padded, &byte) in last.iter_mut().zip(rest) {
+        *padded = byte;
+    }
+    let word = u64::from_le_bytes(last);
+    if ascii_only && word & HIGHS != 0 {
         return rest;
     }
-    for &byte in rest {
-        push_escaped(out, byte);
+    if to_escape(word) == 0 {
+        // Eight bytes and back, as above.
+        out.extend_from_slice(&last);
+        out.truncate(out.len() - (8 - rest.len()));
+    } else {
+        for &byte in rest {
+            push_escaped(out, byte);
+        }
     }
     &[]
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The high bit of each byte of `word` (eight bytes of a string, little-endian) that JSON
+/// needs escaped: a quote, a backslash, a control character. Exact up to the first one.
+#[inline]
+fn to_escape(word: u64) -> u64 {
+    /// The high bit of each byte of `word` that is zero; exact up to the first one.
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    zero_bytes(word ^ (ONES * u64::from(b'"')))
+        | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+        // Bytes below 0x20, by the same borrow trick.
+        | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS)
 }
 
 /// Writes one byte of a JSON string, escaped if it must be.
