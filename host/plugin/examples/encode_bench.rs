@@ -12,31 +12,10 @@
 
 use std::time::Instant;
 
-use rmpv::Value;
 use rustsink::config::{DateFormat, JsonLines};
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use rustsink::event::{EventTime, events};
 use rustsink::object::encode::write_line;
-
-/// A JSON value as the msgpack value Fluent Bit's JSON parser makes of it.
-fn to_msgpack(value: serde_json::Value) -> Value {
-    match value {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(b) => Value::Boolean(b),
-        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-            (Some(u), _, _) => Value::from(u),
-            (_, Some(i), _) => Value::from(i),
-            (_, _, f) => Value::F64(f.unwrap_or(0.0)),
-        },
-        serde_json::Value::String(s) => Value::from(s),
-        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(to_msgpack).collect()),
-        serde_json::Value::Object(o) => Value::Map(
-            o.into_iter()
-                .map(|(k, v)| (Value::from(k), to_msgpack(v)))
-                .collect(),
-        ),
-    }
-}
 
 /// Decodes every event: what checking a chunk costs.
 #[inline(never)]
@@ -68,11 +47,14 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).expect("usage: encode_bench FILE [ROUNDS]");
     let text = std::fs::read_to_string(path).expect("a readable log file");
-    let rounds: usize = args.get(2).map_or(5, |r| r.parse().unwrap());
+    let rounds: usize = args
+        .get(2)
+        .map_or(5, |r| r.parse().expect("ROUNDS is a number"));
     let mut chunks = Vec::new();
     let mut writer = ChunkWriter::new();
     for (n, line) in text.lines().enumerate() {
-        let body = to_msgpack(serde_json::from_str(line).expect("a JSON line"));
+        let json: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let body = rmpv::ext::to_value(&json).expect("JSON converts to msgpack");
         let time = EventTime::new(1_700_000_000 + (n / 1000) as i64, (n % 1000) as u32 * 1000);
         writer.push(EventFormat::V2, TimeForm::EventTime, time, None, body);
         if writer.len() >= 2 << 20 {

@@ -45,6 +45,8 @@ pub enum Item<'a> {
 pub fn read_item<'a>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
     // What records are mostly made of, read here, inline in every walk: strings up to 255
     // bytes, small maps and arrays, small integers. Everything else is read by a call.
+    // The strings are cut here rather than by `take_slice` and `sized`: through them, a
+    // record's walk took about a third more instructions.
     if let Some((&byte, tail)) = rest.split_first() {
         match byte {
             0xa0..=0xbf if tail.len() >= usize::from(byte & 0x1f) => {
