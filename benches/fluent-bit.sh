@@ -21,7 +21,9 @@
 # none twice) and the ratio is its JSON bytes over its stored bytes (gzip, or zstd through
 # the zstd command). For rustsink, how long each flush held Fluent Bit's thread comes from
 # its `flush_seconds` histogram, scraped from `metrics_listen` every 0.25 s while it runs:
-# p50 and p99 as Prometheus' histogram_quantile estimates them from the buckets.
+# p50 and p99 as Prometheus' histogram_quantile estimates them from the buckets. The run
+# ends with each pipeline beside tail -> null of the same round: the share of null's
+# throughput it kept (wall and input_s) and the CPU it added.
 #
 # Fluent Bit is not built here. FLUENT_BIT names a binary built from Fluent Bit's sources
 # with -DCMAKE_BUILD_TYPE=Release -DFLB_DEBUG=Off (FLB_DEBUG defaults to on). S3 is
@@ -206,7 +208,36 @@ PY
         awk -v p="$pipeline" -v w="$wall" -v ins="$input" -v u="$user" -v s="$sys" -v r="$rss_kib" -v b="$bytes" \
             -v o="$objects" -v ra="$ratio" -v rec="$records" -v lat="$latency" \
             'BEGIN { printf "%-34s %8.1f %8s %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, ins, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
+        printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$pipeline" "$wall" "$input" \
+            "$(awk -v u="$user" -v s="$sys" -v b="$bytes" 'BEGIN { print (u + s) / (b / 1e9) }')" >> "$work/results"
         rm -rf "$destination/$run" "$work/$run-store"
     done
 done
 echo "records in the input: $lines"
+# Beside tail -> null of the same round: its wall time over the pipeline's (throughput
+# as a share of null's), the same for input_s (the rate the input kept while the output
+# ran, without the last interval's flushes and the shutdown), and the CPU added.
+python3 - "$work/results" <<'PY'
+import collections, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+null = {r[0]: r for r in rows if r[1] == "null"}
+shares = collections.defaultdict(list)
+for round_, pipeline, wall, input_s, cpu in rows:
+    base = null.get(round_)
+    if pipeline == "null" or base is None:
+        continue
+    shares[pipeline].append((
+        float(base[2]) / float(wall),
+        float(base[3]) / float(input_s) if "-" not in (base[3], input_s) else None,
+        float(cpu) - float(base[4]),
+    ))
+if shares:
+    print(f"\nbeside tail -> null, round by round ({len(null)} rounds):")
+    for pipeline, values in shares.items():
+        walls = [v[0] for v in values]
+        inputs = [v[1] for v in values if v[1] is not None]
+        added = [v[2] for v in values]
+        print(f"{pipeline:34} wall {' / '.join(f'{w:.2f}' for w in walls)} (mean {sum(walls) / len(walls):.2f})"
+              + (f"; input {sum(inputs) / len(inputs):.2f}" if inputs else "")
+              + f"; CPU-s/GB added {min(added):.1f} to {max(added):.1f}")
+PY
