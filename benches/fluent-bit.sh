@@ -205,11 +205,11 @@ print(objects, f"{raw / stored:.2f}" if stored else "-", records)
 PY
 )
         [ "${pipeline%%+*}" = null ] && records=-
-        awk -v p="$pipeline" -v w="$wall" -v ins="$input" -v u="$user" -v s="$sys" -v r="$rss_kib" -v b="$bytes" \
+        cpu_per_gb=$(awk -v u="$user" -v s="$sys" -v b="$bytes" 'BEGIN { print (u + s) / (b / 1e9) }')
+        awk -v p="$pipeline" -v w="$wall" -v ins="$input" -v cpu="$cpu_per_gb" -v r="$rss_kib" -v b="$bytes" \
             -v o="$objects" -v ra="$ratio" -v rec="$records" -v lat="$latency" \
-            'BEGIN { printf "%-34s %8.1f %8s %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, ins, b / 1048576 / w, (u + s) / (b / 1e9), r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
-        printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$pipeline" "$wall" "$input" \
-            "$(awk -v u="$user" -v s="$sys" -v b="$bytes" 'BEGIN { print (u + s) / (b / 1e9) }')" >> "$work/results"
+            'BEGIN { printf "%-34s %8.1f %8s %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, ins, b / 1048576 / w, cpu, r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
+        printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$pipeline" "$wall" "$input" "$cpu_per_gb" >> "$work/results"
         rm -rf "$destination/$run" "$work/$run-store"
     done
 done
