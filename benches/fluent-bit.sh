@@ -30,6 +30,9 @@
 # s3s-fs on loopback: `cargo install --locked s3s-fs@0.14.1 --features binary`; S3S_FS
 # names it when it is not on PATH.
 #
+# BEFORE names another build of librustsink.so (an earlier commit's, say): a pipeline
+# written `before:rustsink-s3` runs with it, beside the same pipeline with this tree's.
+#
 # FLUSH sets the service's Flush (seconds, default 1) for every pipeline alike.
 # DESTINATION_DIR is where s3s-fs keeps the objects and `sink dir` writes them (default:
 # the run's folder, on the input's disk). On a tmpfs (/dev/shm), the destination's writes
@@ -119,12 +122,16 @@ for round in $(seq 1 "$rounds"); do
             printf '[SERVICE]\n    Flush %s\n    Grace 60\n    Log_Level warn\n    Parsers_File %s\n' "$flush" "$work/parsers.conf"
             printf '[INPUT]\n    Name tail\n    Path %s\n    Tag app\n    Read_from_Head on\n    Exit_On_Eof on\n' "$work/app.log"
             printf '    Buffer_Chunk_Size 512k\n    Buffer_Max_Size 512k\n    Parser json\n'
-            output "$pipeline" "$run"
+            output "${pipeline#before:}" "$run"
         } > "$work/$run.conf"
+        run_plugin="$plugin"
+        if [ "${pipeline#before:}" != "$pipeline" ]; then
+            run_plugin="${BEFORE:?BEFORE names the librustsink.so of before: pipelines}"
+        fi
         rm -f "$work/metrics"
         started=$(date +%s.%N)
         /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
-            "$FLUENT_BIT" -e "$plugin" -c "$work/$run.conf" > "$work/$run.log" 2>&1 &
+            "$FLUENT_BIT" -e "$run_plugin" -c "$work/$run.conf" > "$work/$run.log" 2>&1 &
         fluent_bit=$!
         # One process scrapes while Fluent Bit runs, keeping the last answer: a new process
         # at every scrape would take CPU from the run measured.

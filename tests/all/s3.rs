@@ -235,6 +235,41 @@ impl Bucket {
         self.runtime.block_on(request.send()).unwrap();
     }
 
+    /// The key and id of every multipart upload begun and neither completed nor aborted.
+    fn uploads(&self) -> Vec<(String, String)> {
+        let request = self.client.list_multipart_uploads().bucket(&self.name);
+        let listed = self.runtime.block_on(request.send()).unwrap();
+        let uploads = listed.uploads().iter();
+        let ids = uploads.map(|u| {
+            (
+                u.key().unwrap().to_owned(),
+                u.upload_id().unwrap().to_owned(),
+            )
+        });
+        ids.collect()
+    }
+
+    /// How many parts an upload holds. Asked without the SDK, which cannot read moto's
+    /// answer to ListParts (its root element is `ListPartsResponse`); moto's
+    /// authentication is off.
+    fn parts(&self, endpoint: &str, key: &str, upload_id: &str) -> usize {
+        let address = endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "GET /{}/{key}?uploadId={upload_id} HTTP/1.0\r\nHost: {address}\r\n\r\n",
+            self.name
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+            "{answer}"
+        );
+        answer.matches("<Part>").count()
+    }
+
     /// Multipart uploads begun and neither completed nor aborted.
     pub(crate) fn open_uploads(&self) -> usize {
         let request = self.client.list_multipart_uploads().bucket(&self.name);
@@ -647,8 +682,8 @@ fn a_fresh_store_never_overwrites_an_object_in_the_bucket() {
     // and one of about 4 MB, uploaded whole.
     let lines = 150_000;
     write_log(&input, lines);
-    let keys =
-        "    s3_key_format dev/%Y%m%d%H_$INDEX.gz\n    total_file_size 6M\n    time_window off\n";
+    // No time in the key: the two runs take the same keys even across the end of an hour.
+    let keys = "    s3_key_format dev/app_$INDEX.gz\n    total_file_size 6M\n    time_window off\n";
     let mut taken_lines = 0;
     for run in ["first", "fresh"] {
         // A store of its own each time: the second run knows nothing of the first's keys.
@@ -830,4 +865,236 @@ fn tls_ca_file_trusts_a_private_ca() {
     );
     let listed = crate::credentials::aws(&endpoint, json!([list]));
     assert_eq!(listed[0]["KeyCount"], 1, "{listed:?}");
+}
+
+/// An object larger than a part is uploaded while it is open: its whole parts are at the
+/// server before it is sealed. Killed with `kill -9` then, the next start seals it and
+/// completes the same upload with the parts still missing.
+#[test]
+fn parts_of_an_open_object_are_uploaded_before_it_is_sealed_and_resumed_after_kill_9() {
+    let test =
+        "s3::parts_of_an_open_object_are_uploaded_before_it_is_sealed_and_resumed_after_kill_9";
+    let Some(ahead) = Ahead::killed_with_two_parts_stored(test) else {
+        return;
+    };
+    let (bucket, key) = (&ahead.bucket, &ahead.key);
+
+    // The next start seals it and sends the rest to the same upload, then shuts down.
+    ahead.run_to_the_end();
+    assert_eq!(
+        bucket.open_uploads(),
+        0,
+        "upload {} was completed",
+        ahead.upload_id
+    );
+    let keys = bucket.keys();
+    assert!(keys.contains(key), "{key} in {keys:?}");
+    let head = bucket
+        .runtime
+        .block_on(bucket.client.head_object().bucket(BUCKET).key(key).send())
+        .unwrap();
+    assert!(
+        head.e_tag().unwrap().trim_matches('"').ends_with("-3"),
+        "three parts: {:?}",
+        head.e_tag()
+    );
+    let expected: Vec<u64> = (0..27 * AHEAD_RECORDS).collect();
+    assert!(ahead.numbers() == expected, "every record exactly once");
+}
+
+/// The same, but the open object's file is damaged before the next start: the parts
+/// stored ahead may hold bytes the salvaged object does not, so their upload is aborted
+/// and the intact part of the object is uploaded afresh.
+#[test]
+fn the_parts_of_a_damaged_open_object_are_aborted_at_the_next_start() {
+    let test = "s3::the_parts_of_a_damaged_open_object_are_aborted_at_the_next_start";
+    let Some(ahead) = Ahead::killed_with_two_parts_stored(test) else {
+        return;
+    };
+    let object = ahead.dir.path().join("store/rustsink.0/objects/0");
+    let mut bytes = fs::read(&object).unwrap();
+    // A byte of the third part, past what was stored ahead.
+    bytes[11 << 20] ^= 0x55;
+    fs::write(&object, bytes).unwrap();
+
+    ahead.run_to_the_end();
+    assert_eq!(
+        ahead.bucket.open_uploads(),
+        0,
+        "upload {} was aborted",
+        ahead.upload_id
+    );
+    let numbers = ahead.numbers();
+    assert!(
+        numbers.len() > 20 * AHEAD_RECORDS as usize,
+        "{}",
+        numbers.len()
+    );
+    let mut unique = numbers.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), numbers.len(), "no record twice");
+}
+
+/// Set in the child process of the tests above: `<store dir> <endpoint> <first> <chunks>`.
+const AHEAD_CHILD: &str = "RUSTSINK_AHEAD_CHILD";
+/// Records per chunk of those tests, each about 1 KiB as a JSON line.
+const AHEAD_RECORDS: u64 = 500;
+
+/// An open object of about 12.5 MiB of JSON lines whose two whole parts of 5 MiB were
+/// uploaded ahead, in a store whose process was then killed.
+struct Ahead {
+    test: String,
+    moto: Moto,
+    bucket: Bucket,
+    dir: tempfile::TempDir,
+    key: String,
+    upload_id: String,
+}
+
+impl Ahead {
+    /// Sets it up in the parent; in the child, plays the plugin's host and returns None.
+    fn killed_with_two_parts_stored(test: &str) -> Option<Ahead> {
+        if let Ok(spec) = std::env::var(AHEAD_CHILD) {
+            flush_and_wait(&spec);
+            return None;
+        }
+        let moto = Moto::start_on(free_port());
+        let bucket = Bucket::create(&moto.endpoint());
+        let dir = tempfile::tempdir().unwrap();
+        let mut ahead = Ahead {
+            test: test.to_owned(),
+            moto,
+            bucket,
+            dir,
+            key: String::new(),
+            upload_id: String::new(),
+        };
+        let mut first = ahead.start(0, 25);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let parts = loop {
+            let uploads = ahead.bucket.uploads();
+            if let [(key, upload_id)] = &uploads[..] {
+                let parts = ahead.bucket.parts(&ahead.moto.endpoint(), key, upload_id);
+                if parts >= 2 {
+                    (ahead.key, ahead.upload_id) = (key.clone(), upload_id.clone());
+                    break parts;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the open object's parts were not uploaded: {uploads:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(parts, 2, "only the parts that more data follows");
+        assert!(ahead.bucket.keys().is_empty(), "the object is still open");
+        let killed = Command::new("kill")
+            .args(["-9", &first.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        first.wait().unwrap();
+        Some(ahead)
+    }
+
+    /// Starts the child, which flushes `chunks` chunks from chunk `first`.
+    fn start(&self, first: u64, chunks: u64) -> Child {
+        let spec = format!(
+            "{} {} {first} {chunks}",
+            self.dir.path().join("store").display(),
+            self.moto.endpoint()
+        );
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([&self.test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(AHEAD_CHILD, spec)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = std::io::BufRead::lines(stdout);
+        let fed = lines.any(|line| line.unwrap().contains("all OK"));
+        assert!(fed, "the child did not flush its chunks");
+        // Its last words need a reader.
+        std::thread::spawn(move || lines.for_each(drop));
+        child
+    }
+
+    /// Starts the store again, flushes two more chunks and shuts down.
+    fn run_to_the_end(&self) {
+        let mut second = self.start(25, 2);
+        drop(second.stdin.take());
+        assert!(second.wait().unwrap().success());
+    }
+
+    /// The `n` of every line in the bucket, sorted.
+    fn numbers(&self) -> Vec<u64> {
+        let mut numbers: Vec<u64> = Vec::new();
+        for key in self.bucket.keys() {
+            let text = String::from_utf8(self.bucket.get(&key)).unwrap();
+            for line in text.lines() {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                numbers.push(record["n"].as_u64().unwrap());
+            }
+        }
+        numbers.sort_unstable();
+        numbers
+    }
+}
+
+/// The child's side of the tests above: flushes its chunks to a `sink s3` output, says so,
+/// and shuts down when its standard input ends (unless it is killed first).
+fn flush_and_wait(spec: &str) {
+    use rustsink::event::EventTime;
+    use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+    use rustsink_cli::harness::{HostVersion, OutputSection};
+
+    let [store, endpoint, first, chunks] = spec.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("{AHEAD_CHILD}: {spec}")
+    };
+    let (first, chunks): (u64, u64) = (first.parse().unwrap(), chunks.parse().unwrap());
+    let pairs = [
+        ("Name", "rustsink"),
+        ("Match", "*"),
+        ("sink", "s3"),
+        ("bucket", BUCKET),
+        ("endpoint", endpoint),
+        ("region", "us-east-1"),
+        ("store_dir", store),
+        ("compression", "none"),
+        ("upload_chunk_size", "5M"),
+        ("time_window", "1h"),
+    ];
+    let section = OutputSection::new(pairs);
+    let mut fluent_bit = load(HostVersion::V5);
+    let out = fluent_bit.add_output(&section).unwrap();
+    let padding = "x".repeat(1000);
+    // Now, so that the object's window is open.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    for chunk in first..first + chunks {
+        let mut writer = ChunkWriter::new();
+        for n in chunk * AHEAD_RECORDS..(chunk + 1) * AHEAD_RECORDS {
+            let body = rmpv::Value::Map(vec![
+                ("n".into(), n.into()),
+                ("pad".into(), padding.as_str().into()),
+            ]);
+            let time = EventTime::new(now.as_secs() as i64, 0);
+            writer.push(EventFormat::V2, TimeForm::EventTime, time, None, body);
+        }
+        assert_eq!(fluent_bit.flusher(out).flush(&writer.finish(), "ahead"), 1);
+    }
+    println!("all OK");
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut Vec::new())
+        .unwrap();
+    fluent_bit.shutdown().unwrap();
 }

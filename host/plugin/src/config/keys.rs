@@ -229,7 +229,8 @@ pub const ALL: &[Key] = &[
         default: Some("8M"),
         doc: "Objects larger than this are uploaded in parts of this size (multipart upload), \
               which resume after a restart from the last part stored; smaller ones in one \
-              request. From `5M` (S3's smallest part) to `5G`.",
+              request. A part is sent while its object is still open, once more data follows \
+              it. From `5M` (S3's smallest part) to `5G`.",
     },
     Key {
         name: CONTENT_TYPE,
@@ -282,8 +283,8 @@ pub const ALL: &[Key] = &[
         doc: "`on`: ask S3 (HeadObject) whether a key holds an object before uploading to it. \
               Uploads always carry `If-None-Match: *`, which AWS S3, MinIO, Cloudflare R2, \
               Backblaze B2 and Google Cloud Storage honour, so that an object is never written \
-              over; turn this on for a server that ignores the header. It costs a request per \
-              object and needs `s3:GetObject`.",
+              over; turn this on for a server that ignores the header. It costs a request or two \
+              per object and needs `s3:GetObject`.",
     },
     Key {
         name: PROFILE,

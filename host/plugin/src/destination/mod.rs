@@ -2,8 +2,10 @@
 //!
 //! The engine hands over objects that are complete and synced in `store_dir`; a
 //! destination reads the file as it likes (whole, or in parts for a multipart upload) and
-//! must leave the key holding the whole object or nothing. Delivering the same object twice
-//! (after a crash) writes the same bytes to the same key.
+//! must leave the key holding the whole object or nothing. While an object is open, the
+//! engine also shows the destination its committed bytes, which a destination that uploads
+//! in parts stores ahead. Delivering the same object twice (after a crash) writes the same
+//! bytes to the same key.
 
 pub mod dir;
 pub mod s3;
@@ -173,6 +175,30 @@ pub trait Destination: Send + Sync + Debug {
         object: &SealedObject,
         progress: &mut dyn ProgressLog,
     ) -> Result<(), DeliveryError>;
+
+    /// The size of the parts that [`put_ahead`](Self::put_ahead) stores; None when this
+    /// destination stores nothing before an object is sealed.
+    fn ahead_part_size(&self) -> Option<u64> {
+        None
+    }
+
+    /// Stores ahead what it can of an object that is still open: `object.len` is its
+    /// committed length, bytes of its file that never change. A destination that uploads in
+    /// parts stores the next part if more data follows it, recording it in `progress`;
+    /// [`put`](Self::put) of the sealed object resumes from them. Storing nothing is an
+    /// answer too: `progress` then stays empty, and `put` does all of it.
+    ///
+    /// # Errors
+    ///
+    /// Why a part was not stored; `put` sends it later.
+    fn put_ahead(
+        &self,
+        object: &SealedObject,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<(), DeliveryError> {
+        let _ = (object, progress);
+        Ok(())
+    }
 
     /// Whether an object is stored at `key`.
     ///

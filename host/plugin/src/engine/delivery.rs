@@ -7,6 +7,12 @@
 //! object's key is taken, the object gets the next key of its series, recorded in the
 //! journal, and is delivered there at once.
 //!
+//! While an object is open, the engine shows this thread its committed bytes whenever they
+//! hold another whole part; a destination that uploads in parts stores those parts then
+//! (when no sealed object waits), so that sealing leaves little to send. What is stored
+//! ahead is recorded in the journal like any upload's progress; a failure there only leaves
+//! the part to the delivery of the sealed object.
+//!
 //! An object that fails `upload_retry_limit` times in a row moves to quarantine (or is
 //! deleted, with `retry_exhausted_action delete`). Quarantined objects are handed to this
 //! thread again at every start and every half hour, and leave quarantine once delivered.
@@ -43,8 +49,19 @@ const QUIET_REPEATS_FOR: Duration = Duration::from_secs(600);
 
 enum Message {
     Deliver(SealedObject),
-    Finish { deadline: Instant },
+    /// An open object's committed bytes, to store ahead.
+    Ahead(SealedObject),
+    Finish {
+        deadline: Instant,
+    },
     Attempted(Box<Attempt>),
+    /// An attempt to store parts ahead ended: the object's progress, and why it stops if
+    /// it does.
+    StoredAhead {
+        id: u64,
+        progress: Option<UploadProgress>,
+        failure: Option<DeliveryError>,
+    },
 }
 
 /// The outcome of one attempt, sent back by the thread that made it.
@@ -59,6 +76,8 @@ struct Attempt {
 pub struct Delivery {
     sender: Sender<Message>,
     thread: Option<JoinHandle<()>>,
+    /// The destination's [`ahead_part_size`](Destination::ahead_part_size).
+    ahead_part_size: Option<u64>,
     /// For quarantine rounds.
     store: Store,
     log: Logger,
@@ -99,12 +118,14 @@ impl Delivery {
         let (sender, receiver) = mpsc::channel();
         let results = sender.clone();
         let (store, log) = (context.store.clone(), context.log.clone());
+        let ahead_part_size = context.destination.ahead_part_size();
         let thread = std::thread::Builder::new()
             .name(format!("rustsink:{}:deliver", context.log.instance()))
             .spawn(move || Deliverer::new(context, results).run(receiver))?;
         Ok(Delivery {
             sender,
             thread: Some(thread),
+            ahead_part_size,
             store,
             log,
         })
@@ -114,6 +135,17 @@ impl Delivery {
     pub fn deliver(&self, object: SealedObject) {
         // The thread ends only after `finish` or drop, which take `self`.
         let _ = self.sender.send(Message::Deliver(object));
+    }
+
+    /// The size of the parts the destination stores of open objects; None: it stores none.
+    pub fn ahead_part_size(&self) -> Option<u64> {
+        self.ahead_part_size
+    }
+
+    /// Shows an open object's committed bytes (`object.len`), to store ahead what the
+    /// destination can before it is sealed.
+    pub fn store_ahead(&self, object: SealedObject) {
+        let _ = self.sender.send(Message::Ahead(object));
     }
 
     /// Queues every object in quarantine again (those queued already stay as they are),
@@ -180,6 +212,35 @@ struct Deliverer {
     /// The objects queued or being delivered, so that one handed over twice (from
     /// quarantine) is delivered once.
     known: HashSet<u64>,
+    /// Open objects whose parts are stored ahead, by id.
+    ahead: HashMap<u64, Ahead>,
+}
+
+/// An open object whose parts are stored ahead of its sealing.
+struct Ahead {
+    /// Its committed bytes as last shown, with the progress of its upload so far.
+    object: SealedObject,
+    /// Whether an attempt is under way.
+    busy: bool,
+    /// Whether to stop: an attempt failed, or the destination stored nothing.
+    stopped: bool,
+    /// The object, sealed while an attempt was under way: queued when it ends.
+    sealed: Option<SealedObject>,
+}
+
+impl Ahead {
+    /// Whether its committed bytes hold a whole part that is not stored yet.
+    fn has_work(&self, part_size: u64) -> bool {
+        let stored = self
+            .object
+            .progress
+            .as_ref()
+            .map_or(0, |p| p.parts.len() as u64);
+        !self.busy
+            && !self.stopped
+            && self.sealed.is_none()
+            && self.object.len.saturating_sub(1) / part_size > stored
+    }
 }
 
 impl Deliverer {
@@ -191,6 +252,7 @@ impl Deliverer {
             in_flight: 0,
             reported: HashMap::new(),
             known: HashSet::new(),
+            ahead: HashMap::new(),
         }
     }
 
@@ -218,11 +280,20 @@ impl Deliverer {
                 None => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match message {
-                Ok(Message::Deliver(object)) => self.queue(object),
+                Ok(Message::Deliver(object)) => self.sealed(object),
+                Ok(Message::Ahead(object)) => self.shown(object),
                 Ok(Message::Finish { deadline: at }) => deadline = Some(at),
                 Ok(Message::Attempted(attempt)) => {
                     self.in_flight -= 1;
                     self.settle(attempt.pending, attempt.result);
+                }
+                Ok(Message::StoredAhead {
+                    id,
+                    progress,
+                    failure,
+                }) => {
+                    self.in_flight -= 1;
+                    self.stored_ahead(id, progress, failure);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -232,6 +303,64 @@ impl Deliverer {
             if deadline.is_none_or(|at| Instant::now() < at) {
                 self.start_due();
             }
+        }
+    }
+
+    /// A sealed object: queued with what was stored of it ahead, once no attempt to store
+    /// parts of it is under way.
+    fn sealed(&mut self, mut object: SealedObject) {
+        if let Some(ahead) = self.ahead.get_mut(&object.id) {
+            if ahead.busy {
+                ahead.sealed = Some(object);
+                return;
+            }
+            let ahead = self.ahead.remove(&object.id).expect("just found");
+            if object.progress.is_none() {
+                object.progress = ahead.object.progress;
+            }
+        }
+        self.queue(object);
+    }
+
+    /// An open object's committed bytes, shown again.
+    fn shown(&mut self, object: SealedObject) {
+        match self.ahead.get_mut(&object.id) {
+            Some(ahead) => ahead.object.len = object.len,
+            None => {
+                self.ahead.insert(
+                    object.id,
+                    Ahead {
+                        object,
+                        busy: false,
+                        stopped: false,
+                        sealed: None,
+                    },
+                );
+            }
+        }
+    }
+
+    fn stored_ahead(
+        &mut self,
+        id: u64,
+        progress: Option<UploadProgress>,
+        failure: Option<DeliveryError>,
+    ) {
+        let Some(ahead) = self.ahead.get_mut(&id) else {
+            return;
+        };
+        ahead.busy = false;
+        ahead.stopped = progress.is_none() || failure.is_some();
+        ahead.object.progress = progress;
+        if let Some(error) = failure {
+            self.context.log.debug(format_args!(
+                "storing parts of the open object '{}' ahead failed ({error}); they are sent \
+                 when it is sealed",
+                ahead.object.key
+            ));
+        }
+        if let Some(sealed) = ahead.sealed.take() {
+            self.sealed(sealed);
         }
     }
 
@@ -246,15 +375,28 @@ impl Deliverer {
         }
     }
 
-    /// Starts attempts for due objects, up to the concurrency limit.
+    /// Starts attempts for due objects, up to the concurrency limit, then attempts to
+    /// store parts of open objects ahead with what is left of it.
     fn start_due(&mut self) {
         let now = Instant::now();
         while self.in_flight < self.context.concurrency {
             let Some(index) = self.queue.iter().position(|p| p.next_at <= now) else {
-                return;
+                break;
             };
             let pending = self.queue.swap_remove(index);
             if !self.spawn_attempt(pending) {
+                return;
+            }
+            self.in_flight += 1;
+        }
+        let Some(part_size) = self.context.destination.ahead_part_size() else {
+            return;
+        };
+        while self.in_flight < self.context.concurrency {
+            let Some(ahead) = self.ahead.values_mut().find(|a| a.has_work(part_size)) else {
+                return;
+            };
+            if !spawn_ahead(&self.context, &self.results, ahead) {
                 return;
             }
             self.in_flight += 1;
@@ -566,6 +708,41 @@ fn attempt(
     pending.object.progress = progress.progress;
     pending.attempts += 1;
     result
+}
+
+/// Starts an attempt to store parts of an open object ahead, on a thread of its own.
+fn spawn_ahead(context: &DeliveryContext, results: &Sender<Message>, ahead: &mut Ahead) -> bool {
+    let destination = Arc::clone(&context.destination);
+    let journal = Arc::clone(&context.journal);
+    let results = results.clone();
+    let object = ahead.object.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("rustsink:{}:upload", context.log.instance()))
+        .spawn(move || {
+            let mut progress = JournalProgress {
+                id: object.id,
+                progress: object.progress.clone(),
+                journal: &journal,
+            };
+            let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                destination.put_ahead(&object, &mut progress)
+            }));
+            let failure = match stored {
+                Ok(result) => result.err(),
+                Err(_) => Some(DeliveryError::Io {
+                    action: "storing parts ahead (internal error)",
+                    path: object.path.clone(),
+                    source: std::io::Error::other("panic"),
+                }),
+            };
+            let _ = results.send(Message::StoredAhead {
+                id: object.id,
+                progress: progress.progress,
+                failure,
+            });
+        });
+    ahead.busy = spawned.is_ok();
+    ahead.busy
 }
 
 /// The object as its destination gets it. A Parquet object's Parquet file is written from

@@ -17,7 +17,8 @@
 //! anything fails, every object is cut back to its last commit and the flushes return
 //! RETRY. Objects close when their window has ended and `window_wait` has passed, after
 //! `upload_timeout`, or at a size cut; closing seals the file and hands it to the
-//! [delivery] thread.
+//! [delivery] thread. While an object is open, each whole part of its committed bytes is
+//! shown to that thread too, for a destination that uploads in parts to send it early.
 //!
 //! [codec]: crate::object::codec
 
@@ -38,6 +39,7 @@ use crate::config::{JsonLines, ObjectConfig};
 use crate::destination::SealedObject;
 use crate::event::Malformed;
 use crate::log::Logger;
+use crate::object::ObjectFormat;
 use crate::object::codec::BlockCompressor;
 use crate::object::writer::{ObjectWriter, SLICE};
 use crate::store::Store;
@@ -130,6 +132,9 @@ struct OpenObject {
     /// The number of the last group that wrote to it, to close the least recently written
     /// first at `max_open_objects`.
     last_group: u64,
+    /// How many whole parts of its committed bytes the delivery thread was shown, to store
+    /// them ahead of sealing.
+    parts_shown: u64,
 }
 
 /// An instance's object engine.
@@ -358,6 +363,7 @@ impl Engine {
                     let full = object.writer.stored_len() >= self.config.total_file_size;
                     match slot {
                         Some(slot) if !full => {
+                            self.show_committed(&mut object);
                             self.open.insert(slot, object);
                         }
                         _ => self.closing.push(object),
@@ -375,6 +381,26 @@ impl Engine {
                     source,
                 })
             }
+        }
+    }
+
+    /// Shows the delivery thread an open object's committed bytes when they hold another
+    /// whole part, for a destination that stores parts ahead of sealing.
+    fn show_committed(&self, object: &mut OpenObject) {
+        let Some(part_size) = self.delivery.ahead_part_size() else {
+            return;
+        };
+        if object.opened.format != ObjectFormat::JsonLines {
+            // A Parquet object's file is not what is delivered.
+            return;
+        }
+        let committed = object.writer.committed().len;
+        let whole = committed.saturating_sub(1) / part_size;
+        if whole > object.parts_shown {
+            object.parts_shown = whole;
+            let path = object.writer.path().to_owned();
+            self.delivery
+                .store_ahead(SealedObject::new(&object.opened, path, committed, None));
         }
     }
 
@@ -550,6 +576,7 @@ impl Engine {
             opened,
             writer,
             last_group: self.groups,
+            parts_shown: 0,
         })
     }
 

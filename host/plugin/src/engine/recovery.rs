@@ -273,6 +273,12 @@ impl Recovery<'_> {
                 }
             },
             Ok(Err(reason)) => {
+                if object.progress.is_some() {
+                    // Its uploaded parts hold bytes that the salvaged object may not.
+                    let path = path.clone();
+                    let upload = SealedObject::new(opened, path, 0, object.progress.clone());
+                    self.destination.abandon(&upload);
+                }
                 self.salvage(opened, &reason, true);
                 return;
             }

@@ -8,6 +8,10 @@
 //! otherwise the key is taken. For servers that ignore the header, `s3_check_existing`
 //! asks with HeadObject first.
 //!
+//! An object larger than a part is uploaded while it is still open: each part of its
+//! committed bytes (which never change) that more data follows is stored as soon as it is
+//! committed, so that sealing leaves only the last part and the completion to send.
+//!
 //! A multipart upload records its id and every stored part through the
 //! [`ProgressLog`], which the delivery thread keeps in the journal: an attempt after a
 //! failure or a restart uploads only the parts still missing. If it was completed just
@@ -102,14 +106,30 @@ impl S3Destination {
         object: &SealedObject,
         progress: &mut dyn ProgressLog,
     ) -> Result<(), DeliveryError> {
-        if self.config.check_existing && progress.resume().is_none() {
+        if self.config.check_existing {
+            // Also when parts were stored earlier (ahead, or before a failure): the key may
+            // have been taken since.
             match self.head(&object.key).await {
-                Ok(head) => return self.ours_or_taken(object, &head),
+                Ok(head) => {
+                    let found = self.ours_or_taken(object, &head);
+                    if found.is_err()
+                        && let Some(stale) = progress.resume()
+                    {
+                        self.abort(&object.key, &stale.upload_id).await;
+                        record(progress, None, &object.key)?;
+                    }
+                    return found;
+                }
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {}
                 Err(error) => return Err(self.failed("HeadObject", &object.key, error)),
             }
         }
         if object.len <= self.config.upload_chunk_size {
+            if let Some(stale) = progress.resume() {
+                // Parts of a longer file than the one sealed: they do not fit.
+                self.abort(&object.key, &stale.upload_id).await;
+                record(progress, None, &object.key)?;
+            }
             self.put_whole(object).await
         } else {
             self.put_in_parts(object, progress).await
@@ -165,61 +185,10 @@ impl S3Destination {
         object: &SealedObject,
         progress: &mut dyn ProgressLog,
     ) -> Result<(), DeliveryError> {
-        let part_size = self.config.upload_chunk_size;
-        let resumed = progress
-            .resume()
-            .filter(|p| p.part_size == part_size)
-            .cloned();
-        if resumed.is_none()
-            && let Some(stale) = progress.resume()
-        {
-            // Begun with another upload_chunk_size: its parts do not fit; start over.
-            self.abort(&object.key, &stale.upload_id).await;
-        }
-        let mut state = match resumed {
-            Some(state) => state,
-            None => {
-                let state = UploadProgress {
-                    upload_id: self.create_upload(object).await?,
-                    part_size,
-                    parts: Vec::new(),
-                };
-                record(progress, Some(state.clone()), &object.key)?;
-                state
-            }
-        };
-        let parts = object.len.div_ceil(part_size);
-        for number in state.parts.len() as u64 + 1..=parts {
-            let offset = (number - 1) * part_size;
-            let length = part_size.min(object.len - offset);
-            let body = file_part(&object.path, offset, length).await?;
-            let sent = self
-                .client
-                .upload_part()
-                .bucket(&self.config.bucket)
-                .key(&object.key)
-                .upload_id(&state.upload_id)
-                .part_number(number as i32)
-                .content_length(length as i64)
-                .body(body)
-                .set_content_md5(self.content_md5(&object.path, offset, length).await?)
-                .set_checksum_algorithm(self.config.checksum.map(algorithm))
-                .send()
-                .await;
-            let output = match sent {
-                Ok(output) => output,
-                Err(error) => {
-                    let error = self.failed("UploadPart", &object.key, error);
-                    return Err(self.forget_if_gone(error, progress, &object.key).await);
-                }
-            };
-            state.parts.push(PartDone {
-                number: number as u32,
-                etag: output.e_tag().unwrap_or_default().to_owned(),
-                checksum: part_checksum(self.config.checksum, &output),
-            });
-            record(progress, Some(state.clone()), &object.key)?;
-        }
+        let mut state = self.begin_upload(object, progress).await?;
+        let parts = object.len.div_ceil(state.part_size);
+        self.upload_parts(object, &mut state, progress, parts)
+            .await?;
         let completed = self
             .client
             .complete_multipart_upload()
@@ -251,6 +220,106 @@ impl S3Destination {
                 Err(self.forget_if_gone(error, progress, &object.key).await)
             }
         }
+    }
+
+    /// Uploads the next part of an open object's committed bytes (which never change) if
+    /// more data follows it. The upload is completed by [`put_in_parts`] once the object is
+    /// sealed, which then sends only the parts still missing.
+    ///
+    /// [`put_in_parts`]: Self::put_in_parts
+    async fn upload_ahead(
+        &self,
+        object: &SealedObject,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<(), DeliveryError> {
+        let whole = object.len.saturating_sub(1) / self.config.upload_chunk_size;
+        if whole == 0 {
+            return Ok(());
+        }
+        if self.config.check_existing && progress.resume().is_none() {
+            match self.head(&object.key).await {
+                // The key holds an object already: the delivery of the sealed object settles
+                // whose it is.
+                Ok(_) => return Ok(()),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {}
+                Err(error) => return Err(self.failed("HeadObject", &object.key, error)),
+            }
+        }
+        let mut state = self.begin_upload(object, progress).await?;
+        let next = state.parts.len() as u64 + 1;
+        self.upload_parts(object, &mut state, progress, whole.min(next))
+            .await
+    }
+
+    /// The upload recorded in `progress` when it was begun with today's part size, or a new
+    /// one, recorded.
+    async fn begin_upload(
+        &self,
+        object: &SealedObject,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<UploadProgress, DeliveryError> {
+        let part_size = self.config.upload_chunk_size;
+        let resumed = progress
+            .resume()
+            .filter(|p| p.part_size == part_size)
+            .cloned();
+        if let Some(state) = resumed {
+            return Ok(state);
+        }
+        if let Some(stale) = progress.resume() {
+            // Begun with another upload_chunk_size: its parts do not fit; start over.
+            self.abort(&object.key, &stale.upload_id).await;
+        }
+        let state = UploadProgress {
+            upload_id: self.create_upload(object).await?,
+            part_size,
+            parts: Vec::new(),
+        };
+        record(progress, Some(state.clone()), &object.key)?;
+        Ok(state)
+    }
+
+    /// Uploads the parts after those in `state` up to part number `last`, recording each.
+    async fn upload_parts(
+        &self,
+        object: &SealedObject,
+        state: &mut UploadProgress,
+        progress: &mut dyn ProgressLog,
+        last: u64,
+    ) -> Result<(), DeliveryError> {
+        let part_size = state.part_size;
+        for number in state.parts.len() as u64 + 1..=last {
+            let offset = (number - 1) * part_size;
+            let length = part_size.min(object.len - offset);
+            let body = file_part(&object.path, offset, length).await?;
+            let sent = self
+                .client
+                .upload_part()
+                .bucket(&self.config.bucket)
+                .key(&object.key)
+                .upload_id(&state.upload_id)
+                .part_number(number as i32)
+                .content_length(length as i64)
+                .body(body)
+                .set_content_md5(self.content_md5(&object.path, offset, length).await?)
+                .set_checksum_algorithm(self.config.checksum.map(algorithm))
+                .send()
+                .await;
+            let output = match sent {
+                Ok(output) => output,
+                Err(error) => {
+                    let error = self.failed("UploadPart", &object.key, error);
+                    return Err(self.forget_if_gone(error, progress, &object.key).await);
+                }
+            };
+            state.parts.push(PartDone {
+                number: number as u32,
+                etag: output.e_tag().unwrap_or_default().to_owned(),
+                checksum: part_checksum(self.config.checksum, &output),
+            });
+            record(progress, Some(state.clone()), &object.key)?;
+        }
+        Ok(())
     }
 
     async fn create_upload(&self, object: &SealedObject) -> Result<String, DeliveryError> {
@@ -381,6 +450,18 @@ impl Destination for S3Destination {
                 outcome => outcome,
             }
         })
+    }
+
+    fn ahead_part_size(&self) -> Option<u64> {
+        Some(self.config.upload_chunk_size)
+    }
+
+    fn put_ahead(
+        &self,
+        object: &SealedObject,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<(), DeliveryError> {
+        self.runtime.block_on(self.upload_ahead(object, progress))
     }
 
     fn exists(&self, key: &str) -> Result<bool, DeliveryError> {
