@@ -67,6 +67,13 @@ fn the_main_job_writes_every_input_line() {
                 && latency[1] <= latency[2],
             "{latency:?}: {stderr}"
         );
+        // How long the exit took, for what is left to deliver when Fluent Bit stops.
+        let exit = stderr
+            .split("the exit (sealing and delivering what was open) took ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|seconds| seconds.parse::<f64>().ok());
+        assert!(exit.is_some_and(|s| s > 0.0), "{stderr}");
     }
     let expected: Vec<String> = fs::read_to_string(&input)
         .unwrap()

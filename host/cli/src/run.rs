@@ -131,7 +131,9 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
         .context("reading the input")?;
     let outputs_used = routes.len();
     drop(routes);
+    let shutting_down = Instant::now();
     fluent_bit.shutdown()?;
+    let shutdown = shutting_down.elapsed();
     eprintln!(
         "rustsink run: {} records in {} chunks to {} output(s); {} chunk deliveries failed; \
          the input thread (Fluent Bit's part) used {:.3} s of CPU",
@@ -144,6 +146,10 @@ pub(super) fn run(args: &RunArgs) -> Result<bool> {
     if let Some(latency) = totals.flush_latency() {
         eprintln!("rustsink run: each flush held its thread for {latency}");
     }
+    eprintln!(
+        "rustsink run: the exit (sealing and delivering what was open) took {:.3} s",
+        shutdown.as_secs_f64()
+    );
     Ok(totals.failed == 0)
 }
 
