@@ -64,7 +64,12 @@ fn kill_9_at_random_moments(test: &str, keys: &[(&str, &str)], kills: usize, suf
     let dir = tempfile::tempdir().unwrap();
     let seen = kill_and_restart(dir.path(), test, kills, |_, _| {});
     let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
-    assert_eq!(duplicates, 0, "records written twice");
+    if duplicates > 0 {
+        panic!(
+            "{duplicates} records written twice\n{}",
+            what_went_twice(dir.path())
+        );
+    }
     let objects = objects(dir.path());
     let other: Vec<_> = objects
         .iter()
@@ -116,7 +121,7 @@ fn kill_and_restart(
     let mut random = fastrand::Rng::with_seed(0x5eed);
     let journal = dir.join(".store/crash/journal");
     for cycle in 0..kills {
-        let mut child = start_child(dir, test);
+        let mut child = start_child(dir, test, &format!("run-{cycle:02}"));
         let pid = child.id().to_string();
         let delay = Duration::from_millis(random.u64(5..400));
         let killer = std::thread::spawn(move || {
@@ -130,7 +135,7 @@ fn kill_and_restart(
         damage(&journal, cycle);
     }
     // A last run that is not killed: it feeds a few more chunks and shuts down cleanly.
-    let mut child = start_child(dir, test);
+    let mut child = start_child(dir, test, "run-last");
     let last = next_chunk + 20;
     feed(&mut child, &mut next_chunk, Some(last));
     let status = child.wait().unwrap();
@@ -173,15 +178,57 @@ fn kill_and_restart(
     seen
 }
 
-fn start_child(dir: &Path, test: &str) -> Child {
+/// Starts the child; its log (the plugin's lines) goes to `.logs/<run>.log` under `dir`.
+fn start_child(dir: &Path, test: &str, run: &str) -> Child {
+    let logs = dir.join(".logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = std::fs::File::create(logs.join(format!("{run}.log"))).unwrap();
     Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// For a failure: the first and last record of every object, and the plugin's warnings
+/// and errors of every run, in order.
+fn what_went_twice(dir: &Path) -> String {
+    let mut text = String::new();
+    for path in objects(&dir.join("rustsink").join("crash")) {
+        let rows = if path.to_string_lossy().ends_with(".parquet") {
+            parquet_rows(std::slice::from_ref(&path))
+        } else {
+            object_text(&path)
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        };
+        let n = |row: Option<&serde_json::Value>| row.and_then(|r| r["n"].as_u64());
+        let name = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let (first, last) = (n(rows.first()), n(rows.last()));
+        text += &format!("{name}: {} records, {first:?} to {last:?}\n", rows.len());
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(dir.join(".logs"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.sort_by_key(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+    for log in logs {
+        let lines = std::fs::read_to_string(&log).unwrap_or_default();
+        for line in lines
+            .lines()
+            .filter(|l| l.contains("[ warn]") || l.contains("[error]"))
+        {
+            text += &format!("{}: {line}\n", log.file_name().unwrap().to_string_lossy());
+        }
+    }
+    text
 }
 
 /// Sends chunks from `next_chunk` on until the child dies, or up to `until` and then asks
