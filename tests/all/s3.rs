@@ -165,7 +165,7 @@ impl Bucket {
         keys
     }
 
-    fn get(&self, key: &str) -> Vec<u8> {
+    pub(crate) fn get(&self, key: &str) -> Vec<u8> {
         self.runtime.block_on(async {
             let object = self
                 .client
@@ -179,8 +179,19 @@ impl Bucket {
         })
     }
 
+    /// Stores `body` at `key`, as another writer would.
+    pub(crate) fn put(&self, key: &str, body: &[u8]) {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .body(body.to_vec().into());
+        self.runtime.block_on(request.send()).unwrap();
+    }
+
     /// Starts a multipart upload at `key` and stores `parts`, as an earlier attempt would.
-    fn begin_upload(&self, key: &str, parts: &[&[u8]]) -> (String, Vec<PartDone>) {
+    pub(crate) fn begin_upload(&self, key: &str, parts: &[&[u8]]) -> (String, Vec<PartDone>) {
         self.runtime.block_on(async {
             let created = self
                 .client
@@ -642,6 +653,26 @@ fn a_multipart_upload_resumes_from_its_recorded_parts() {
                 .unwrap();
             assert_eq!(bucket.get("completed"), data);
             assert_eq!(bucket.open_uploads(), 0);
+
+            // Parts stored for a longer file (ahead of a seal, with a smaller
+            // upload_chunk_size): the object is sent whole, and their upload aborted.
+            let (upload_id, etags) = bucket.begin_upload("shorter", &[&data[..PART]]);
+            let mut progress = Some(UploadProgress {
+                upload_id,
+                part_size: PART as u64,
+                parts: etags,
+            });
+            let short = dir.path().join("short");
+            fs::write(&short, &data[..4 << 20]).unwrap();
+            let shorter = SealedObject {
+                path: short,
+                len: 4 << 20,
+                ..object("shorter")
+            };
+            destination.put(&shorter, &mut progress).unwrap();
+            assert_eq!(bucket.get("shorter"), &data[..4 << 20]);
+            assert_eq!(progress, None);
+            assert_eq!(bucket.open_uploads(), 0, "the stale upload was aborted");
         },
     );
 }

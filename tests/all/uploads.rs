@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::s3::{Bucket, Moto, free_port, run_command, s3_conf, succeeded, write_log};
+use crate::support::in_own_process;
 
 /// A proxy that forwards to a port, and that a test can make hold some requests, or go
 /// down (cut every connection and refuse new ones) and come back.
@@ -343,8 +344,9 @@ fn s3_check_existing_keeps_a_server_that_ignores_if_none_match_from_overwriting(
     for (check, objects) in [("off", 1), ("on", 2)] {
         let bucket_name = format!("logs-check-{check}");
         Bucket::open(&moto.endpoint(), &bucket_name, ("test", "test")).create_named();
+        // No time in the key: the two runs take the same key even across the end of an hour.
         let keys = format!(
-            "    s3_key_format dev/%Y%m%d%H_$INDEX.gz\n    time_window off\n    \
+            "    s3_key_format dev/app_$INDEX.gz\n    time_window off\n    \
              s3_check_existing {check}\n"
         );
         for run in ["first", "fresh"] {
@@ -368,4 +370,78 @@ fn s3_check_existing_keeps_a_server_that_ignores_if_none_match_from_overwriting(
         };
         assert_eq!(bucket.numbers(), expected, "s3_check_existing {check}");
     }
+}
+
+/// The same server: with `s3_check_existing`, an upload whose parts were stored earlier
+/// (ahead of its object's seal, or before a failure) looks at the key again before it is
+/// completed. Another writer took the key meanwhile: nothing is written over its object,
+/// and the upload is aborted.
+#[test]
+fn s3_check_existing_looks_again_before_completing_an_upload_begun_earlier() {
+    use rustsink::config::{Codec, Config, ObjectFormat, SinkConfig};
+    use rustsink::destination::s3::S3Destination;
+    use rustsink::destination::{DeliveryError, Destination, SealedObject, UploadProgress};
+
+    in_own_process(
+        "uploads::s3_check_existing_looks_again_before_completing_an_upload_begun_earlier",
+        || {
+            // SAFETY: this process runs only this test, on one thread, and no other thread
+            // reads the environment yet.
+            unsafe {
+                std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+                std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+                std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            }
+            let moto = Moto::start_on(free_port());
+            let proxy = Proxy::start(moto.port());
+            proxy.strip_conditions();
+            let bucket = Bucket::open(&moto.endpoint(), "logs-later", ("test", "test"));
+            bucket.create_named();
+            let dir = tempfile::tempdir().unwrap();
+            let data: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8).collect();
+            let path = dir.path().join("object");
+            std::fs::write(&path, &data).unwrap();
+            let endpoint = proxy.endpoint();
+            let pairs = [
+                ("sink", "s3"),
+                ("bucket", "logs-later"),
+                ("endpoint", endpoint.as_str()),
+                ("region", "us-east-1"),
+                ("upload_chunk_size", "5M"),
+                ("s3_check_existing", "on"),
+            ];
+            let SinkConfig::S3(s3) = Config::from_pairs(&pairs).unwrap().sink else {
+                panic!("sink s3")
+            };
+            let destination =
+                S3Destination::open(*s3, rustsink::metrics::Metrics::new("test")).unwrap();
+            let (upload_id, parts) = bucket.begin_upload("dev/taken", &[&data[..5 << 20]]);
+            let mut progress = Some(UploadProgress {
+                upload_id,
+                part_size: 5 << 20,
+                parts,
+            });
+            bucket.put("dev/taken", b"another writer's object");
+            let object = SealedObject {
+                id: 1,
+                key: "dev/taken".into(),
+                token: "ours".into(),
+                tag: "t".into(),
+                window_start: 0,
+                path,
+                codec: Codec::None,
+                format: ObjectFormat::JsonLines,
+                len: data.len() as u64,
+                progress: None,
+            };
+            let answer = destination.put(&object, &mut progress);
+            assert!(
+                matches!(answer, Err(DeliveryError::KeyTaken { .. })),
+                "{answer:?}"
+            );
+            assert_eq!(bucket.get("dev/taken"), b"another writer's object");
+            assert_eq!(progress, None);
+            assert_eq!(bucket.open_uploads(), 0, "the upload was aborted");
+        },
+    );
 }

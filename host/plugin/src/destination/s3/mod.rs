@@ -109,27 +109,17 @@ impl S3Destination {
         if self.config.check_existing {
             // Also when parts were stored earlier (ahead, or before a failure): the key may
             // have been taken since.
-            match self.head(&object.key).await {
-                Ok(head) => {
-                    let found = self.ours_or_taken(object, &head);
-                    if found.is_err()
-                        && let Some(stale) = progress.resume()
-                    {
-                        self.abort(&object.key, &stale.upload_id).await;
-                        record(progress, None, &object.key)?;
-                    }
-                    return found;
+            if let Some(head) = self.head_if_any(&object.key).await? {
+                let found = self.ours_or_taken(object, &head);
+                if found.is_err() {
+                    self.drop_upload(&object.key, progress).await?;
                 }
-                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {}
-                Err(error) => return Err(self.failed("HeadObject", &object.key, error)),
+                return found;
             }
         }
         if object.len <= self.config.upload_chunk_size {
-            if let Some(stale) = progress.resume() {
-                // Parts of a longer file than the one sealed: they do not fit.
-                self.abort(&object.key, &stale.upload_id).await;
-                record(progress, None, &object.key)?;
-            }
+            // Parts stored for a longer file than the one sealed do not fit it.
+            self.drop_upload(&object.key, progress).await?;
             self.put_whole(object).await
         } else {
             self.put_in_parts(object, progress).await
@@ -206,8 +196,7 @@ impl S3Destination {
                 if let Err(DeliveryError::KeyTaken { .. }) = &found {
                     // This upload can never complete at this key: its parts go, and the
                     // object starts over at its next key.
-                    self.abort(&object.key, &state.upload_id).await;
-                    record(progress, None, &object.key)?;
+                    self.drop_upload(&object.key, progress).await?;
                 }
                 found
             }
@@ -236,14 +225,13 @@ impl S3Destination {
         if whole == 0 {
             return Ok(());
         }
-        if self.config.check_existing && progress.resume().is_none() {
-            match self.head(&object.key).await {
-                // The key holds an object already: the delivery of the sealed object settles
-                // whose it is.
-                Ok(_) => return Ok(()),
-                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {}
-                Err(error) => return Err(self.failed("HeadObject", &object.key, error)),
-            }
+        if self.config.check_existing
+            && progress.resume().is_none()
+            && self.head_if_any(&object.key).await?.is_some()
+        {
+            // The key holds an object already: the delivery of the sealed object settles
+            // whose it is.
+            return Ok(());
         }
         let mut state = self.begin_upload(object, progress).await?;
         let next = state.parts.len() as u64 + 1;
@@ -405,6 +393,29 @@ impl S3Destination {
         request.send().await
     }
 
+    /// What HeadObject says of the object at `key`; None when there is none.
+    async fn head_if_any(&self, key: &str) -> Result<Option<HeadObjectOutput>, DeliveryError> {
+        match self.head(key).await {
+            Ok(head) => Ok(Some(head)),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(error) => Err(self.failed("HeadObject", key, error)),
+        }
+    }
+
+    /// Aborts the upload recorded in `progress`, if any, and forgets it: the object's next
+    /// upload starts over.
+    async fn drop_upload(
+        &self,
+        key: &str,
+        progress: &mut dyn ProgressLog,
+    ) -> Result<(), DeliveryError> {
+        let Some(upload_id) = progress.resume().map(|p| p.upload_id.clone()) else {
+            return Ok(());
+        };
+        self.abort(key, &upload_id).await;
+        record(progress, None, key)
+    }
+
     /// Aborts an upload, so that its parts stop costing storage; a failure only leaves
     /// them to the bucket's lifecycle rules.
     async fn abort(&self, key: &str, upload_id: &str) {
@@ -465,11 +476,8 @@ impl Destination for S3Destination {
     }
 
     fn exists(&self, key: &str) -> Result<bool, DeliveryError> {
-        match self.runtime.block_on(self.head(key)) {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
-            Err(error) => Err(self.failed("HeadObject", key, error)),
-        }
+        let head = self.runtime.block_on(self.head_if_any(key))?;
+        Ok(head.is_some())
     }
 
     fn abandon(&self, object: &SealedObject) {
