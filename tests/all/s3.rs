@@ -560,19 +560,41 @@ fn objects_wait_in_store_dir_until_the_server_is_up() {
     assert_eq!(bucket.numbers(), (0..3_000).collect::<Vec<_>>());
 }
 
+/// The S3 destination on its own, with test credentials and `upload_chunk_size 5M`, plus
+/// `extra` keys. For a test in a process of its own (`in_own_process`): it sets the
+/// credentials in the environment.
+pub(crate) fn s3_destination(
+    endpoint: &str,
+    bucket: &str,
+    extra: &[(&str, &str)],
+) -> S3Destination {
+    // SAFETY: the process runs only one test, on one thread, and no other thread reads the
+    // environment yet.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    let mut pairs = vec![
+        ("sink", "s3"),
+        ("bucket", bucket),
+        ("endpoint", endpoint),
+        ("region", "us-east-1"),
+        ("upload_chunk_size", "5M"),
+    ];
+    pairs.extend_from_slice(extra);
+    let SinkConfig::S3(s3) = Config::from_pairs(&pairs).unwrap().sink else {
+        panic!("sink s3")
+    };
+    S3Destination::open(*s3, rustsink::metrics::Metrics::new("test")).unwrap()
+}
+
 /// The S3 destination on its own, with the upload progress an earlier attempt journalled.
 #[test]
 fn a_multipart_upload_resumes_from_its_recorded_parts() {
     in_own_process(
         "s3::a_multipart_upload_resumes_from_its_recorded_parts",
         || {
-            // SAFETY: this process runs only this test, on one thread, and no other thread
-            // reads the environment yet.
-            unsafe {
-                std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-                std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-                std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-            }
             let moto = Moto::start_on(free_port());
             let bucket = Bucket::create(&moto.endpoint());
             let dir = tempfile::tempdir().unwrap();
@@ -580,20 +602,7 @@ fn a_multipart_upload_resumes_from_its_recorded_parts() {
             let data: Vec<u8> = (0..(12 << 20)).map(|_| rng.u8(..)).collect();
             let path = dir.path().join("object");
             fs::write(&path, &data).unwrap();
-            let endpoint = moto.endpoint();
-            let pairs = [
-                ("sink", "s3"),
-                ("bucket", BUCKET),
-                ("endpoint", endpoint.as_str()),
-                ("region", "us-east-1"),
-                ("upload_chunk_size", "5M"),
-            ];
-            let config = Config::from_pairs(&pairs).unwrap();
-            let SinkConfig::S3(s3) = config.sink else {
-                panic!("sink s3")
-            };
-            let destination =
-                S3Destination::open(*s3, rustsink::metrics::Metrics::new("test")).unwrap();
+            let destination = s3_destination(&moto.endpoint(), BUCKET, &[]);
             let object = |key: &str| SealedObject {
                 id: 1,
                 key: key.to_owned(),

@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::s3::{Bucket, Moto, free_port, run_command, s3_conf, succeeded, write_log};
+use crate::s3::{
+    Bucket, Moto, free_port, run_command, s3_conf, s3_destination, succeeded, write_log,
+};
 use crate::support::in_own_process;
 
 /// A proxy that forwards to a port, and that a test can make hold some requests, or go
@@ -378,20 +380,12 @@ fn s3_check_existing_keeps_a_server_that_ignores_if_none_match_from_overwriting(
 /// and the upload is aborted.
 #[test]
 fn s3_check_existing_looks_again_before_completing_an_upload_begun_earlier() {
-    use rustsink::config::{Codec, Config, ObjectFormat, SinkConfig};
-    use rustsink::destination::s3::S3Destination;
+    use rustsink::config::{Codec, ObjectFormat};
     use rustsink::destination::{DeliveryError, Destination, SealedObject, UploadProgress};
 
     in_own_process(
         "uploads::s3_check_existing_looks_again_before_completing_an_upload_begun_earlier",
         || {
-            // SAFETY: this process runs only this test, on one thread, and no other thread
-            // reads the environment yet.
-            unsafe {
-                std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-                std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-                std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-            }
             let moto = Moto::start_on(free_port());
             let proxy = Proxy::start(moto.port());
             proxy.strip_conditions();
@@ -401,20 +395,8 @@ fn s3_check_existing_looks_again_before_completing_an_upload_begun_earlier() {
             let data: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8).collect();
             let path = dir.path().join("object");
             std::fs::write(&path, &data).unwrap();
-            let endpoint = proxy.endpoint();
-            let pairs = [
-                ("sink", "s3"),
-                ("bucket", "logs-later"),
-                ("endpoint", endpoint.as_str()),
-                ("region", "us-east-1"),
-                ("upload_chunk_size", "5M"),
-                ("s3_check_existing", "on"),
-            ];
-            let SinkConfig::S3(s3) = Config::from_pairs(&pairs).unwrap().sink else {
-                panic!("sink s3")
-            };
-            let destination =
-                S3Destination::open(*s3, rustsink::metrics::Metrics::new("test")).unwrap();
+            let check = [("s3_check_existing", "on")];
+            let destination = s3_destination(&proxy.endpoint(), "logs-later", &check);
             let (upload_id, parts) = bucket.begin_upload("dev/taken", &[&data[..5 << 20]]);
             let mut progress = Some(UploadProgress {
                 upload_id,
