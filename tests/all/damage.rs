@@ -246,8 +246,27 @@ fn object_damage(test: &str, compression: &str) {
     let middle = bytes.len() / 2;
     bytes[middle..middle + 16].fill(0x5a);
     fs::write(&damaged, &bytes).unwrap();
+    // What a crash during a delivery of the object leaves at its key: a temporary file,
+    // named by its token. The salvaged object goes to another key, with another token.
+    let opened: serde_json::Value =
+        serde_json::from_slice(&fs::read(damaged.with_extension("open")).unwrap()).unwrap();
+    let at_key = dir
+        .path()
+        .join(opened["key"].as_str().unwrap().trim_start_matches('/'));
+    let temporary = at_key.with_file_name(format!(
+        ".{}.{}.tmp",
+        at_key.file_name().unwrap().to_string_lossy(),
+        opened["token"].as_str().unwrap()
+    ));
+    fs::create_dir_all(temporary.parent().unwrap()).unwrap();
+    fs::write(&temporary, &bytes[..middle]).unwrap();
 
     let warnings = restart(dir.path(), compression);
+    assert!(
+        !temporary.exists(),
+        "the temporary file of the object's earlier delivery stays: {}",
+        temporary.display()
+    );
     let id = damaged.file_name().unwrap().to_string_lossy().into_owned();
     let report = warnings
         .iter()

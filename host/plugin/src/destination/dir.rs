@@ -8,7 +8,8 @@
 //! before a crash lost the record of it; any other file means the key is taken. Where the
 //! filesystem keeps no extended attributes, a file with the same bytes counts as this
 //! object. A crash leaves at most the temporary file, which the delivery of the same
-//! object after the restart writes again.
+//! object after the restart writes again, or which [`Destination::abandon`] removes when the
+//! object will not be delivered under that key and token again.
 
 use std::fs::{self, File};
 use std::io;
@@ -77,13 +78,9 @@ impl Destination for DirDestination {
     fn put(&self, object: &SealedObject, _: &mut dyn ProgressLog) -> Result<(), DeliveryError> {
         let target = self.path_of(&object.key)?;
         let folder_path = target.parent().unwrap_or(&self.root).to_owned();
-        let folder = self.open_folder(&object.key)?;
-        let name = target
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let temporary = format!(".{name}.{}.tmp", object.token);
+        let folder = self.open_folder(&object.key, Create::Yes)?;
+        let name = file_name(&target);
+        let temporary = temporary_name(&name, &object.token);
         let temporary_path = folder_path.join(&temporary);
         // A leftover of a crash, or anything planted at the name: unlinking never follows.
         let _ = unlinkat(&folder, temporary.as_str(), AtFlags::empty());
@@ -121,12 +118,42 @@ impl Destination for DirDestination {
     fn describe(&self) -> String {
         format!("directory {}", self.root.display())
     }
+
+    /// Removes the temporary file a crash during the object's delivery left.
+    fn abandon(&self, object: &SealedObject) {
+        let Ok(target) = self.path_of(&object.key) else {
+            return;
+        };
+        if let Ok(folder) = self.open_folder(&object.key, Create::No) {
+            let temporary = temporary_name(&file_name(&target), &object.token);
+            let _ = unlinkat(&folder, temporary.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// Whether a folder missing on the way to a key is created.
+#[derive(Clone, Copy, PartialEq)]
+enum Create {
+    Yes,
+    No,
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The name an object with `token` is written under before it is linked to `name`.
+fn temporary_name(name: &str, token: &str) -> String {
+    format!(".{name}.{token}.tmp")
 }
 
 impl DirDestination {
     /// The folder of `key`'s object, opened without following a symbolic link under the
-    /// root, and created (0750) where missing.
-    fn open_folder(&self, key: &str) -> Result<OwnedFd, DeliveryError> {
+    /// root, and with `Create::Yes` created (0750) where missing.
+    fn open_folder(&self, key: &str, create: Create) -> Result<OwnedFd, DeliveryError> {
         let relative = Path::new(key.trim_start_matches('/'));
         let parts: Vec<&std::ffi::OsStr> = relative.iter().collect();
         let folders = &parts[..parts.len().saturating_sub(1)];
@@ -135,9 +162,13 @@ impl DirDestination {
             .map_err(|e| io_error("opening the directory", &self.root)(e.into()))?;
         for part in folders {
             at.push(part);
-            match mkdirat(&folder, *part, Mode::from_raw_mode(FOLDER_MODE)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(error) => return Err(io_error("creating the directory", &at)(error.into())),
+            if create == Create::Yes {
+                match mkdirat(&folder, *part, Mode::from_raw_mode(FOLDER_MODE)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(error) => {
+                        return Err(io_error("creating the directory", &at)(error.into()));
+                    }
+                }
             }
             folder = match openat(
                 &folder,

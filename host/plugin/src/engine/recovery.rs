@@ -248,7 +248,7 @@ impl Recovery<'_> {
             let holds_data = std::fs::metadata(&path).is_ok_and(|m| m.len() > committed.len);
             if self.damaged && holds_data {
                 // Its commits may be among the damaged records.
-                self.salvage(opened, "the journal lost its commits", true);
+                self.salvage(opened, "the journal lost its commits", Some(object));
                 return;
             }
             // Opened, but nothing of it was ever committed.
@@ -273,13 +273,7 @@ impl Recovery<'_> {
                 }
             },
             Ok(Err(reason)) => {
-                if object.progress.is_some() {
-                    // Its uploaded parts hold bytes that the salvaged object may not.
-                    let path = path.clone();
-                    let upload = SealedObject::new(opened, path, 0, object.progress.clone());
-                    self.destination.abandon(&upload);
-                }
-                self.salvage(opened, &reason, true);
+                self.salvage(opened, &reason, Some(object));
                 return;
             }
             Err(error) => Err(error),
@@ -339,7 +333,7 @@ impl Recovery<'_> {
     /// lost. How it was opened is in the file beside it.
     fn orphan(&mut self, id: u64) {
         if let Some(opened) = self.store.read_opened(id) {
-            self.salvage(&opened, "the journal no longer lists it", false);
+            self.salvage(&opened, "the journal no longer lists it", None);
             return;
         }
         // Without the file beside it, its tag and key are unknown; what it holds is kept,
@@ -375,12 +369,18 @@ impl Recovery<'_> {
         ));
     }
 
-    /// Seals the intact part of a damaged or unlisted object and queues it. The object
-    /// keeps its key and token when nothing was lost; otherwise it gets a new key, and a
-    /// copy of the file as found is kept in quarantine.
-    fn salvage(&mut self, opened: &Opened, reason: &str, listed: bool) {
+    /// Seals the intact part of a damaged object, `listed` in the journal or not, and
+    /// queues it. The object keeps its key and token when nothing was lost; otherwise it
+    /// gets a new key, and a copy of the file as found is kept in quarantine.
+    fn salvage(&mut self, opened: &Opened, reason: &str, listed: Option<&LiveObject>) {
         let id = opened.id;
         let path = self.store.object_path(id);
+        // What an earlier delivery left at the destination (uploaded parts, a temporary
+        // file) may hold bytes the salvaged object does not, under a key it may not keep.
+        let progress = listed.and_then(|object| object.progress.clone());
+        self.destination
+            .abandon(&SealedObject::new(opened, path.clone(), 0, progress));
+        let listed = listed.is_some();
         let codec = opened.codec;
         let format = codec.format();
         let found_len = std::fs::metadata(&path).map_or(0, |m| m.len());
