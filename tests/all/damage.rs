@@ -325,3 +325,75 @@ fn open_objects_are_finished_with_their_own_codec_after_a_restart_with_another()
         }
     });
 }
+
+/// What a kill -9 between the journal's record of a delivery and the removal of the
+/// object's file leaves: the file, which the journal no longer lists. The object had gone
+/// to another key than the one it opened with (that key was taken), so delivering the
+/// file again would write its records twice, under a third key.
+#[test]
+fn an_object_whose_delivery_was_recorded_is_not_delivered_again_from_its_file() {
+    in_own_process(
+        "damage::an_object_whose_delivery_was_recorded_is_not_delivered_again_from_its_file",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let keys = [
+                ("Alias", "again"),
+                ("time_window", "off"),
+                ("upload_timeout", "1s"),
+                ("shutdown_timeout", "1s"),
+            ];
+            let run = |chunks: &[Vec<u8>]| {
+                let mut fluent_bit = load(HostVersion::V5);
+                let out = fluent_bit
+                    .add_output(&dir_output(dir.path(), &keys))
+                    .unwrap();
+                for chunk in chunks {
+                    assert_eq!(fluent_bit.flusher(out).flush(chunk, "t"), FLB_OK);
+                }
+                fluent_bit.shutdown().unwrap();
+            };
+            // Sealed but not delivered: its file and the file beside it are copied.
+            let blocker = block_deliveries(dir.path());
+            run(&[numbered_chunk(EventFormat::V2, 0, 50)]);
+            let objects = dir.path().join(".store/again/objects");
+            let copies = tempfile::tempdir().unwrap();
+            for name in ["0", "0.open"] {
+                fs::copy(objects.join(name), copies.path().join(name)).unwrap();
+            }
+            // Its key taken by a file of someone else's: it goes to the next one.
+            fs::remove_file(&blocker).unwrap();
+            let opened: serde_json::Value =
+                serde_json::from_slice(&fs::read(objects.join("0.open")).unwrap()).unwrap();
+            let taken = dir
+                .path()
+                .join(opened["key"].as_str().unwrap().trim_start_matches('/'));
+            fs::create_dir_all(taken.parent().unwrap()).unwrap();
+            fs::write(&taken, b"someone else's\n").unwrap();
+            run(&[]);
+            let before = delivered(dir.path());
+            assert_eq!(before.len(), 2, "{:?}", before.keys());
+            assert!(!objects.join("0").exists());
+
+            // The file is back, as the kill left it.
+            for name in ["0", "0.open"] {
+                fs::copy(copies.path().join(name), objects.join(name)).unwrap();
+            }
+            take_log_lines();
+            run(&[]);
+            let warnings: Vec<_> = take_log_lines()
+                .into_iter()
+                .filter(|line| line.level <= 2)
+                .map(|line| line.message)
+                .collect();
+            assert!(warnings.is_empty(), "{warnings:#?}");
+            assert_eq!(delivered(dir.path()), before, "delivered again");
+            let left: Vec<_> = fs::read_dir(&objects)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(left.is_empty(), "left in the store: {left:?}");
+            fs::remove_file(&taken).unwrap();
+            assert_eq!(numbers(dir.path(), "t"), (0..50).collect::<Vec<_>>());
+        },
+    );
+}

@@ -9,8 +9,10 @@
 //! and a copy of the damaged file is kept in `quarantine/<id>.damaged`. Every damage is
 //! logged at warn level or above, with the file and the bytes concerned.
 //!
-//! Only one kind of file is removed: an object whose Open record never reached an intact
-//! journal (the crash came before its first commit), which nobody was told OK about.
+//! Two kinds of file are removed, and only when no intact record can have been lost: an
+//! object whose Open record never reached the journal (the crash came before its first
+//! commit), which nobody was told OK about, and an object whose delivery the journal
+//! recorded (the crash came before its file was removed), which must not go out again.
 
 use std::collections::HashMap;
 use std::io;
@@ -88,22 +90,28 @@ impl Engine {
         for object in state.objects.values() {
             recovery.finish(object);
         }
-        // Files the journal does not list: lost records, or objects opened just before a
-        // crash that never committed.
+        // Files the journal does not list. When it may have lost records, they may be
+        // objects it listed; else each is an object whose delivery (or end) was recorded
+        // just before a crash that came before its file was removed, or one opened just
+        // before a crash that never committed.
         let orphans = store.object_files().unwrap_or_default();
         for id in orphans
             .into_iter()
             .filter(|id| !state.objects.contains_key(id))
         {
-            if records_lost || id < state.next_index {
+            if records_lost {
                 recovery.orphan(id);
-            } else {
-                log.debug(format_args!(
-                    "removing {}, an object that was never committed",
-                    store.object_path(id).display()
-                ));
-                let _ = store.remove_object(id);
+                continue;
             }
+            log.debug(format_args!(
+                "removing {}, an object {}",
+                store.object_path(id).display(),
+                match id < state.next_index {
+                    true => "whose delivery the journal recorded",
+                    false => "that was never committed",
+                }
+            ));
+            let _ = store.remove_object(id);
         }
         store.remove_lone_opened_files();
         let Recovery {
