@@ -67,7 +67,7 @@ fn kill_9_at_random_moments(test: &str, keys: &[(&str, &str)], kills: usize, suf
     if duplicates > 0 {
         panic!(
             "{duplicates} records written twice\n{}",
-            what_went_twice(dir.path())
+            what_happened(dir.path())
         );
     }
     let objects = objects(dir.path());
@@ -174,7 +174,11 @@ fn kill_and_restart(
         .into_iter()
         .filter(|name| name.ends_with(".tmp"))
         .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left: {leftovers:?}\n{}",
+        what_happened(dir)
+    );
     seen
 }
 
@@ -195,7 +199,7 @@ fn start_child(dir: &Path, test: &str, run: &str) -> Child {
 
 /// For a failure: the first and last record of every object, and the plugin's warnings
 /// and errors of every run, in order.
-fn what_went_twice(dir: &Path) -> String {
+fn what_happened(dir: &Path) -> String {
     let mut text = String::new();
     for path in objects(&dir.join("rustsink").join("crash")) {
         let rows = if path.to_string_lossy().ends_with(".parquet") {

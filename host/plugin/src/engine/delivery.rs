@@ -491,17 +491,20 @@ impl Deliverer {
     }
 
     /// Gives an object the next key of its series, in the journal first (or beside it in
-    /// quarantine).
+    /// quarantine), then in the file beside it, which recovers the object when the journal
+    /// is lost.
     fn rekey(&self, object: &mut SealedObject) -> std::io::Result<()> {
         let new = self.context.keys.next(&object.tag, object.window_start);
-        if self.context.store.is_quarantined(&object.path) {
-            self.context.store.rekey_quarantined(object.id, &new.key)?;
+        let store = &self.context.store;
+        if store.is_quarantined(&object.path) {
+            store.rekey_quarantined(object.id, &new.key)?;
         } else {
             self.journal_append(&Record::Rekeyed {
                 id: object.id,
                 key: new.key.clone(),
                 index: new.index,
             })?;
+            store.rekey(object.id, &new.key, new.index)?;
         }
         object.key = new.key;
         object.progress = None;

@@ -171,6 +171,21 @@ impl Store {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Gives object `id` the key `key`, `$INDEX` `index`, in the file beside it (the
+    /// journal has it first).
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be written.
+    pub fn rekey(&self, id: u64, key: &str, index: u64) -> io::Result<()> {
+        let Some(mut opened) = self.read_opened(id) else {
+            return Ok(());
+        };
+        opened.key = key.to_owned();
+        opened.index = Some(index);
+        self.write_opened(&opened)
+    }
+
     /// Removes object `id`'s file and the file beside it.
     ///
     /// # Errors
