@@ -8,16 +8,21 @@
 //! its filesystem buffer.
 
 use std::io::{BufRead, BufReader, Write};
+use std::ops::Range;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rustsink::event::chunk::EventFormat;
-use rustsink_cli::harness::HostVersion;
+use rustsink::event::EventTime;
+use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
+use rustsink_cli::harness::{HostVersion, OutputSection};
 
+use crate::s3::{Bucket, Moto, free_port};
 use crate::support::*;
 
 const CHILD: &str = "RUSTSINK_CRASH_CHILD_DIR";
+/// Set in the child of the S3 test: moto's endpoint.
+const CHILD_S3: &str = "RUSTSINK_CRASH_S3";
 const RECORDS_PER_CHUNK: u64 = 40;
 const KILLS: usize = 50;
 
@@ -54,6 +59,75 @@ fn kill_9_at_random_moments_with_parquet_objects_loses_and_duplicates_nothing() 
     );
 }
 
+/// The same against S3 (moto), with objects large enough to be uploaded in parts while
+/// they are open: a kill also comes while a part is stored ahead, while an upload is
+/// completed, and between a part stored and its record in the journal. At the end no
+/// upload is left open.
+#[test]
+fn kill_9_at_random_moments_with_s3_parts_stored_ahead_loses_and_duplicates_nothing() {
+    let test =
+        "crash::kill_9_at_random_moments_with_s3_parts_stored_ahead_loses_and_duplicates_nothing";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        return feed_the_plugin(Path::new(&dir), &[]);
+    }
+    let moto = Moto::start_on(free_port());
+    let bucket = Bucket::create(&moto.endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let arrived = || {
+        let mut numbers = Vec::new();
+        for key in bucket.keys() {
+            for line in String::from_utf8(bucket.get(&key)).unwrap().lines() {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                numbers.push(record["n"].as_u64().unwrap());
+            }
+        }
+        numbers
+    };
+    let target = Target {
+        s3_endpoint: Some(moto.endpoint()),
+        kill_after_ms: 100..1500,
+    };
+    let seen = kill_and_restart(dir.path(), test, 12, &target, arrived, |_, _| {});
+    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
+    assert_eq!(
+        duplicates,
+        0,
+        "records written twice\n{}",
+        what_happened(dir.path())
+    );
+    // A kill between beginning an upload and recording it leaves an upload with no part,
+    // which costs nothing; any other is a leak.
+    bucket.open_to_anyone();
+    let with_parts: Vec<_> = bucket
+        .uploads()
+        .into_iter()
+        .map(|(key, id)| {
+            let parts = bucket.parts(&moto.endpoint(), &key, &id);
+            (key, parts)
+        })
+        .filter(|(_, parts)| *parts > 0)
+        .collect();
+    assert!(
+        with_parts.is_empty(),
+        "uploads left open with parts: {with_parts:?}\n{}",
+        what_happened(dir.path())
+    );
+}
+
+/// Where a test's children deliver.
+struct Target {
+    /// moto's endpoint for `sink s3`; else `sink dir` under the test's folder.
+    s3_endpoint: Option<String>,
+    /// How long after its start each child is killed.
+    kill_after_ms: Range<u64>,
+}
+
+/// `sink dir`, killed early: its flushes are quick.
+const DIR: Target = Target {
+    s3_endpoint: None,
+    kill_after_ms: 5..400,
+};
+
 /// The body of the tests above: in the child, feeds the plugin configured with `keys`; in
 /// the test, kills the child `kills` times, and checks that every record arrived once, in
 /// objects whose names end in `suffix`.
@@ -62,7 +136,8 @@ fn kill_9_at_random_moments(test: &str, keys: &[(&str, &str)], kills: usize, suf
         return feed_the_plugin(Path::new(&dir), keys);
     }
     let dir = tempfile::tempdir().unwrap();
-    let seen = kill_and_restart(dir.path(), test, kills, |_, _| {});
+    let arrived = || numbers(dir.path(), "crash");
+    let seen = kill_and_restart(dir.path(), test, kills, &DIR, arrived, |_, _| {});
     let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
     if duplicates > 0 {
         panic!(
@@ -91,7 +166,8 @@ fn kill_9_with_the_journal_damaged_between_runs_loses_nothing() {
     }
     let dir = tempfile::tempdir().unwrap();
     let test = "crash::kill_9_with_the_journal_damaged_between_runs_loses_nothing";
-    kill_and_restart(dir.path(), test, 15, |journal, cycle| {
+    let arrived = || numbers(dir.path(), "crash");
+    kill_and_restart(dir.path(), test, 15, &DIR, arrived, |journal, cycle| {
         let Ok(mut bytes) = std::fs::read(journal) else {
             return;
         };
@@ -109,21 +185,23 @@ fn kill_9_with_the_journal_damaged_between_runs_loses_nothing() {
 
 /// Kills a child that runs the plugin `kills` times at random moments, calling `damage`
 /// with the journal's path and the cycle after each kill, then runs it once more to a
-/// clean shutdown. Checks that every record arrived and nothing was left behind; returns
-/// the records seen, sorted.
+/// clean shutdown. Checks that every record `arrived` at `target` and nothing was left
+/// behind; returns the records seen, sorted.
 fn kill_and_restart(
     dir: &Path,
     test: &str,
     kills: usize,
+    target: &Target,
+    arrived: impl Fn() -> Vec<u64>,
     damage: impl Fn(&Path, usize),
 ) -> Vec<u64> {
     let mut next_chunk = 0u64;
     let mut random = fastrand::Rng::with_seed(0x5eed);
     let journal = dir.join(".store/crash/journal");
     for cycle in 0..kills {
-        let mut child = start_child(dir, test, &format!("run-{cycle:02}"));
+        let mut child = start_child(dir, test, target, &format!("run-{cycle:02}"));
         let pid = child.id().to_string();
-        let delay = Duration::from_millis(random.u64(5..400));
+        let delay = Duration::from_millis(random.u64(target.kill_after_ms.clone()));
         let killer = std::thread::spawn(move || {
             std::thread::sleep(delay);
             Command::new("kill").args(["-9", &pid]).status().unwrap()
@@ -135,7 +213,7 @@ fn kill_and_restart(
         damage(&journal, cycle);
     }
     // A last run that is not killed: it feeds a few more chunks and shuts down cleanly.
-    let mut child = start_child(dir, test, "run-last");
+    let mut child = start_child(dir, test, target, "run-last");
     let last = next_chunk + 20;
     feed(&mut child, &mut next_chunk, Some(last));
     let status = child.wait().unwrap();
@@ -149,7 +227,7 @@ fn kill_and_restart(
         undelivered.is_empty(),
         "objects left undelivered after a clean shutdown: {undelivered:?}"
     );
-    let mut seen = numbers(dir, "crash");
+    let mut seen = arrived();
     seen.sort_unstable();
     let mut distinct = seen.clone();
     distinct.dedup();
@@ -183,11 +261,21 @@ fn kill_and_restart(
 }
 
 /// Starts the child; its log (the plugin's lines) goes to `.logs/<run>.log` under `dir`.
-fn start_child(dir: &Path, test: &str, run: &str) -> Child {
+fn start_child(dir: &Path, test: &str, target: &Target, run: &str) -> Child {
     let logs = dir.join(".logs");
     std::fs::create_dir_all(&logs).unwrap();
     let log = std::fs::File::create(logs.join(format!("{run}.log"))).unwrap();
-    Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if let Some(endpoint) = &target.s3_endpoint {
+        command
+            .env(CHILD_S3, endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    }
+    command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, dir)
         .stdin(Stdio::piped())
@@ -283,7 +371,29 @@ fn feed_the_plugin(dir: &Path, keys: &[(&str, &str)]) {
         ("total_file_size", "24K"),
     ];
     options.extend_from_slice(keys);
-    let out = fluent_bit.add_output(&dir_output(dir, &options)).unwrap();
+    let s3 = std::env::var(CHILD_S3).ok();
+    let section = match &s3 {
+        None => dir_output(dir, &options),
+        Some(endpoint) => {
+            let store = dir.join(".store").display().to_string();
+            OutputSection::new([
+                ("Name", "rustsink"),
+                ("Match", "*"),
+                ("Alias", "crash"),
+                ("sink", "s3"),
+                ("bucket", "logs"),
+                ("endpoint", endpoint.as_str()),
+                ("region", "us-east-1"),
+                ("store_dir", store.as_str()),
+                ("shutdown_timeout", "2m"),
+                ("compression", "none"),
+                ("total_file_size", "12M"),
+                ("upload_chunk_size", "5M"),
+                ("time_window", "1h"),
+            ])
+        }
+    };
+    let out = fluent_bit.add_output(&section).unwrap();
     let stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
         let line = line.unwrap();
@@ -291,17 +401,32 @@ fn feed_the_plugin(dir: &Path, keys: &[(&str, &str)]) {
             break;
         }
         let chunk: u64 = line.parse().unwrap();
-        let bytes = numbered_chunk(
-            EventFormat::V2,
-            chunk * RECORDS_PER_CHUNK,
-            RECORDS_PER_CHUNK,
-        );
+        let first = chunk * RECORDS_PER_CHUNK;
+        let bytes = match s3 {
+            None => numbered_chunk(EventFormat::V2, first, RECORDS_PER_CHUNK),
+            Some(_) => large_chunk(first),
+        };
         let status = fluent_bit.flusher(out).flush(&bytes, "crash");
         let mut stdout = stdout.lock();
         writeln!(stdout, "answer {chunk} {status}").unwrap();
         stdout.flush().unwrap();
     }
     fluent_bit.shutdown().unwrap();
+}
+
+/// Records `first..` of a chunk, each about 5 KiB as a JSON line, a thousand a second.
+fn large_chunk(first: u64) -> Vec<u8> {
+    let padding = "x".repeat(5000);
+    let mut chunk = ChunkWriter::new();
+    for n in first..first + RECORDS_PER_CHUNK {
+        let body = rmpv::Value::Map(vec![
+            ("n".into(), n.into()),
+            ("pad".into(), padding.as_str().into()),
+        ]);
+        let time = EventTime::new(1_714_557_600 + (n / 1000) as i64, 0);
+        chunk.push(EventFormat::V2, TimeForm::EventTime, time, None, body);
+    }
+    chunk.finish()
 }
 
 fn walk_all(dir: &Path) -> Vec<String> {

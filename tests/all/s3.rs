@@ -247,7 +247,7 @@ impl Bucket {
     }
 
     /// The key and id of every multipart upload begun and neither completed nor aborted.
-    fn uploads(&self) -> Vec<(String, String)> {
+    pub(crate) fn uploads(&self) -> Vec<(String, String)> {
         let request = self.client.list_multipart_uploads().bucket(&self.name);
         let listed = self.runtime.block_on(request.send()).unwrap();
         let uploads = listed.uploads().iter();
@@ -260,10 +260,34 @@ impl Bucket {
         ids.collect()
     }
 
+    /// Lets requests without a signature in: moto refuses them at a key that holds an
+    /// object, and [`Bucket::parts`] sends one.
+    pub(crate) fn open_to_anyone(&self) {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [
+                    format!("arn:aws:s3:::{}", self.name),
+                    format!("arn:aws:s3:::{}/*", self.name),
+                ],
+            }],
+        });
+        let request = self
+            .client
+            .put_bucket_policy()
+            .bucket(&self.name)
+            .policy(policy.to_string());
+        self.runtime.block_on(request.send()).unwrap();
+    }
+
     /// How many parts an upload holds. Asked without the SDK, which cannot read moto's
     /// answer to ListParts (its root element is `ListPartsResponse`); moto's
-    /// authentication is off.
-    fn parts(&self, endpoint: &str, key: &str, upload_id: &str) -> usize {
+    /// authentication is off, and at a key that holds an object the bucket must be
+    /// [open to anyone](Bucket::open_to_anyone).
+    pub(crate) fn parts(&self, endpoint: &str, key: &str, upload_id: &str) -> usize {
         let address = endpoint.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).unwrap();
         write!(
@@ -276,7 +300,7 @@ impl Bucket {
         stream.read_to_string(&mut answer).unwrap();
         assert!(
             answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
-            "{answer}"
+            "ListParts of {key}, upload {upload_id}: {answer}"
         );
         answer.matches("<Part>").count()
     }
