@@ -17,7 +17,7 @@ use rustsink::event::EventTime;
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use rustsink_cli::harness::{HostVersion, OutputSection};
 
-use crate::s3::{Bucket, Moto, free_port};
+use crate::s3::{Bucket, Moto, free_port, with_moto_credentials};
 use crate::support::*;
 
 const CHILD: &str = "RUSTSINK_CRASH_CHILD_DIR";
@@ -267,13 +267,7 @@ fn start_child(dir: &Path, test: &str, target: &Target, run: &str) -> Child {
     let log = std::fs::File::create(logs.join(format!("{run}.log"))).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     if let Some(endpoint) = &target.s3_endpoint {
-        command
-            .env(CHILD_S3, endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+        with_moto_credentials(&mut command).env(CHILD_S3, endpoint);
     }
     command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])

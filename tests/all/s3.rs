@@ -369,13 +369,19 @@ pub(crate) fn run_command(conf: &Path, input: &Path) -> Command {
         .arg(input)
         .args(["--chunk-records", "5000"])
         .env("RUSTSINK_PLUGIN", plugin_path())
+        .env("AWS_REGION", "us-east-1");
+    with_moto_credentials(&mut command);
+    command
+}
+
+/// Gives a child process moto's credentials, and nothing else of AWS to find.
+pub(crate) fn with_moto_credentials(command: &mut Command) -> &mut Command {
+    command
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
-    command
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
 }
 
 pub(crate) fn succeeded(out: &Output) -> String {
@@ -1068,14 +1074,9 @@ impl Ahead {
             self.dir.path().join("store").display(),
             self.moto.endpoint()
         );
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut child = with_moto_credentials(&mut Command::new(std::env::current_exe().unwrap()))
             .args([&self.test, "--exact", "--nocapture", "--test-threads=1"])
             .env(AHEAD_CHILD, spec)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
