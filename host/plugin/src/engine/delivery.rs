@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::keys::Keys;
+use super::lock_journal;
 use crate::config::RetryExhaustedAction;
 use crate::destination::{DeliveryError, Destination, ProgressLog, SealedObject, UploadProgress};
 use crate::log::Logger;
@@ -555,10 +556,18 @@ impl Deliverer {
             ));
             return;
         }
-        let recorded = self.journal_append(&Record::Delivered { id: object.id });
+        // The file goes under the same lock as the record: a compaction between the two
+        // would drop the record, and a crash then leave a file no record says is delivered.
+        let mut journal = lock_journal(&self.context.journal);
+        let recorded = journal.append(&[Record::Delivered { id: object.id }]);
+        let removed = recorded
+            .as_ref()
+            .ok()
+            .map(|()| self.context.store.remove_object(object.id));
+        drop(journal);
         match recorded {
             Ok(()) => {
-                if let Err(error) = self.context.store.remove_object(object.id) {
+                if let Some(Err(error)) = removed {
                     self.context.log.warn(format_args!(
                         "object '{}' is delivered but its file {} could not be removed: {error}",
                         object.key,
@@ -677,10 +686,7 @@ impl Deliverer {
 }
 
 fn append_record(journal: &Mutex<Journal>, record: &Record) -> std::io::Result<()> {
-    journal
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .append(std::slice::from_ref(record))
+    lock_journal(journal).append(std::slice::from_ref(record))
 }
 
 /// One attempt to deliver an object, on the thread that makes it; a panic in the

@@ -685,8 +685,14 @@ impl Engine {
     }
 
     fn lock_journal(&self) -> std::sync::MutexGuard<'_, Journal> {
-        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+        lock_journal(&self.journal)
     }
+}
+
+/// The journal the engine and the delivery thread share. A panic while it was held left it
+/// whole: each append is one write.
+fn lock_journal(journal: &Mutex<Journal>) -> std::sync::MutexGuard<'_, Journal> {
+    journal.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Now, in Unix seconds.

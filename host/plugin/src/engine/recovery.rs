@@ -9,12 +9,12 @@
 //! and a copy of the damaged file is kept in `quarantine/<id>.damaged`. Every damage is
 //! logged at warn level or above, with the file and the bytes concerned.
 //!
-//! Two kinds of file are removed, and only when no intact record can have been lost: an
-//! object whose Open record never reached the journal (the crash came before its first
-//! commit), which nobody was told OK about, and an object whose delivery the journal
-//! recorded (the crash came before its file was removed), which must not go out again.
+//! Two kinds of file are removed: an object whose delivery the journal recorded (the
+//! crash came before its file was removed), which must not go out again, and, when no
+//! intact record can have been lost, an object whose Open record never reached the
+//! journal (the crash came before its first commit), which nobody was told OK about.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -69,6 +69,15 @@ impl Engine {
         if let Some(damage) = &damage {
             report(&log, &journal_path, damage);
         }
+        // Objects whose delivery (or end) the journal recorded: a file of one left in the
+        // store is not delivered again.
+        let ended: HashSet<u64> = records
+            .iter()
+            .filter_map(|record| match record {
+                Record::Delivered { id } | Record::Quarantined { id } => Some(*id),
+                _ => None,
+            })
+            .collect();
         let mut state = fold(records);
         state.forget_series_before(unix_now() - SERIES_KEPT);
         let keys = Arc::new(Keys::new(
@@ -90,28 +99,29 @@ impl Engine {
         for object in state.objects.values() {
             recovery.finish(object);
         }
-        // Files the journal does not list. When it may have lost records, they may be
-        // objects it listed; else each is an object whose delivery (or end) was recorded
-        // just before a crash that came before its file was removed, or one opened just
-        // before a crash that never committed.
+        // Files the journal does not list: objects whose end it recorded just before a
+        // crash that came before their file was removed, objects it lost the records of,
+        // or objects opened just before a crash that never committed.
         let orphans = store.object_files().unwrap_or_default();
         for id in orphans
             .into_iter()
             .filter(|id| !state.objects.contains_key(id))
         {
-            if records_lost {
+            if ended.contains(&id) {
+                log.debug(format_args!(
+                    "removing {}, an object whose delivery the journal recorded",
+                    store.object_path(id).display()
+                ));
+                let _ = store.remove_object(id);
+            } else if records_lost || id < state.next_index {
                 recovery.orphan(id);
-                continue;
+            } else {
+                log.debug(format_args!(
+                    "removing {}, an object that was never committed",
+                    store.object_path(id).display()
+                ));
+                let _ = store.remove_object(id);
             }
-            log.debug(format_args!(
-                "removing {}, an object {}",
-                store.object_path(id).display(),
-                match id < state.next_index {
-                    true => "whose delivery the journal recorded",
-                    false => "that was never committed",
-                }
-            ));
-            let _ = store.remove_object(id);
         }
         store.remove_lone_opened_files();
         let Recovery {
