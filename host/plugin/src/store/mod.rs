@@ -25,6 +25,10 @@ use std::sync::Arc;
 use crate::destination::SealedObject;
 use crate::object::codec::Codec;
 
+/// The files beside object `<id>`, by their ends: how it was opened (and the new version
+/// of that file, being written), its Parquet file (and the one being written).
+const BESIDE: [&str; 4] = [".open", ".open-new", ".parquet", ".parquet-new"];
+
 /// An instance's store folder, locked against other processes for as long as any clone of
 /// it lives.
 #[derive(Debug, Clone)]
@@ -198,8 +202,10 @@ impl Store {
             Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
             _ => {}
         }
-        remove_written_from(&self.object_path(id));
-        let _ = fs::remove_file(self.opened_path(id));
+        let object = self.object_path(id);
+        for suffix in BESIDE {
+            let _ = fs::remove_file(object.with_extension(&suffix[1..]));
+        }
         Ok(())
     }
 
@@ -209,11 +215,10 @@ impl Store {
         let objects = self.root.join("objects");
         for entry in fs::read_dir(&objects).into_iter().flatten().flatten() {
             let name = entry.file_name();
-            let Some(id) = name.to_str().and_then(|n| {
-                [".open", ".open-new", ".parquet", ".parquet-new"]
-                    .iter()
-                    .find_map(|suffix| n.strip_suffix(suffix))
-            }) else {
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| BESIDE.iter().find_map(|suffix| n.strip_suffix(suffix)))
+            else {
                 continue;
             };
             if !objects.join(id).exists() {
@@ -566,5 +571,25 @@ mod tests {
             "logs/a.gz"
         );
         assert!(store.object_files().unwrap().is_empty());
+    }
+
+    /// What a crash leaves beside an object, a new key's file half-written among it, goes
+    /// with the object.
+    #[test]
+    fn an_object_goes_with_every_file_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "r").unwrap();
+        let object = store.object_path(7);
+        fs::write(&object, b"data").unwrap();
+        for extension in ["open", "open-new", "parquet", "parquet-new"] {
+            fs::write(object.with_extension(extension), b"beside").unwrap();
+        }
+        fs::write(store.object_path(8), b"another").unwrap();
+        store.remove_object(7).unwrap();
+        let left: Vec<_> = fs::read_dir(object.parent().unwrap())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["8"]);
     }
 }
