@@ -74,27 +74,19 @@ fn kill_9_at_random_moments_with_s3_parts_stored_ahead_loses_and_duplicates_noth
     let bucket = Bucket::create(&moto.endpoint());
     let dir = tempfile::tempdir().unwrap();
     let arrived = || {
-        let mut numbers = Vec::new();
-        for key in bucket.keys() {
-            for line in String::from_utf8(bucket.get(&key)).unwrap().lines() {
-                let record: serde_json::Value = serde_json::from_str(line).unwrap();
-                numbers.push(record["n"].as_u64().unwrap());
-            }
-        }
-        numbers
+        let objects = bucket.keys().into_iter().map(|key| {
+            let text = String::from_utf8(bucket.get(&key)).unwrap();
+            let records = text.lines().map(|line| serde_json::from_str(line).unwrap());
+            (key, records.collect())
+        });
+        objects.collect()
     };
     let target = Target {
         s3_endpoint: Some(moto.endpoint()),
         kill_after_ms: 100..1500,
     };
-    let seen = kill_and_restart(dir.path(), test, 12, &target, arrived, |_, _| {});
-    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
-    assert_eq!(
-        duplicates,
-        0,
-        "records written twice\n{}",
-        what_happened(dir.path())
-    );
+    let arrived = kill_and_restart(dir.path(), test, 12, &target, arrived, |_, _| {});
+    assert_once(dir.path(), &arrived);
     // A kill between beginning an upload and recording it leaves an upload with no part,
     // which costs nothing; any other is a leak.
     bucket.open_to_anyone();
@@ -110,7 +102,7 @@ fn kill_9_at_random_moments_with_s3_parts_stored_ahead_loses_and_duplicates_noth
     assert!(
         with_parts.is_empty(),
         "uploads left open with parts: {with_parts:?}\n{}",
-        what_happened(dir.path())
+        what_happened(dir.path(), &arrived)
     );
 }
 
@@ -136,15 +128,9 @@ fn kill_9_at_random_moments(test: &str, keys: &[(&str, &str)], kills: usize, suf
         return feed_the_plugin(Path::new(&dir), keys);
     }
     let dir = tempfile::tempdir().unwrap();
-    let arrived = || numbers(dir.path(), "crash");
-    let seen = kill_and_restart(dir.path(), test, kills, &DIR, arrived, |_, _| {});
-    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
-    if duplicates > 0 {
-        panic!(
-            "{duplicates} records written twice\n{}",
-            what_happened(dir.path())
-        );
-    }
+    let arrived = || objects_in(dir.path());
+    let arrived = kill_and_restart(dir.path(), test, kills, &DIR, arrived, |_, _| {});
+    assert_once(dir.path(), &arrived);
     let objects = objects(dir.path());
     let other: Vec<_> = objects
         .iter()
@@ -166,7 +152,7 @@ fn kill_9_with_the_journal_damaged_between_runs_loses_nothing() {
     }
     let dir = tempfile::tempdir().unwrap();
     let test = "crash::kill_9_with_the_journal_damaged_between_runs_loses_nothing";
-    let arrived = || numbers(dir.path(), "crash");
+    let arrived = || objects_in(dir.path());
     kill_and_restart(dir.path(), test, 15, &DIR, arrived, |journal, cycle| {
         let Ok(mut bytes) = std::fs::read(journal) else {
             return;
@@ -185,16 +171,16 @@ fn kill_9_with_the_journal_damaged_between_runs_loses_nothing() {
 
 /// Kills a child that runs the plugin `kills` times at random moments, calling `damage`
 /// with the journal's path and the cycle after each kill, then runs it once more to a
-/// clean shutdown. Checks that every record `arrived` at `target` and nothing was left
-/// behind; returns the records seen, sorted.
+/// clean shutdown. Checks that every record arrived at `target` (what `arrived` reads
+/// there) and that nothing was left behind; returns what arrived.
 fn kill_and_restart(
     dir: &Path,
     test: &str,
     kills: usize,
     target: &Target,
-    arrived: impl Fn() -> Vec<u64>,
+    arrived: impl Fn() -> Vec<Object>,
     damage: impl Fn(&Path, usize),
-) -> Vec<u64> {
+) -> Vec<Object> {
     let mut next_chunk = 0u64;
     let mut random = fastrand::Rng::with_seed(0x5eed);
     let journal = dir.join(".store/crash/journal");
@@ -227,9 +213,8 @@ fn kill_and_restart(
         undelivered.is_empty(),
         "objects left undelivered after a clean shutdown: {undelivered:?}"
     );
-    let mut seen = arrived();
-    seen.sort_unstable();
-    let mut distinct = seen.clone();
+    let objects = arrived();
+    let mut distinct = seen(&objects);
     distinct.dedup();
     let expected: Vec<u64> = (0..last * RECORDS_PER_CHUNK).collect();
     let mut missing = Vec::new();
@@ -246,7 +231,11 @@ fn kill_and_restart(
             missing.push((*n, *n));
         }
     }
-    assert!(missing.is_empty(), "records lost: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "records lost: {missing:?}\n{}",
+        what_happened(dir, &objects)
+    );
     assert_eq!(distinct, expected);
     let leftovers: Vec<_> = walk_all(dir)
         .into_iter()
@@ -255,9 +244,54 @@ fn kill_and_restart(
     assert!(
         leftovers.is_empty(),
         "temporary files left: {leftovers:?}\n{}",
-        what_happened(dir)
+        what_happened(dir, &objects)
     );
+    objects
+}
+
+/// An object that arrived: its name, and its records in order.
+type Object = (String, Vec<serde_json::Value>);
+
+/// The objects under `dir` of the tests' tag, Parquet ones read by pyarrow.
+fn objects_in(dir: &Path) -> Vec<Object> {
+    let objects = objects(&dir.join("rustsink").join("crash")).into_iter();
+    let read = objects.map(|path| {
+        let records = if path.to_string_lossy().ends_with(".parquet") {
+            parquet_rows(std::slice::from_ref(&path))
+        } else {
+            let text = object_text(&path);
+            text.lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        };
+        let name = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        (name, records)
+    });
+    read.collect()
+}
+
+/// The `n` of every record of `objects`, sorted.
+fn seen(objects: &[Object]) -> Vec<u64> {
+    let records = objects.iter().flat_map(|(_, records)| records);
+    let mut seen: Vec<u64> = records.map(|r| r["n"].as_u64().unwrap()).collect();
+    seen.sort_unstable();
     seen
+}
+
+/// Fails if a record arrived twice.
+fn assert_once(dir: &Path, objects: &[Object]) {
+    let seen = seen(objects);
+    let duplicates = seen.windows(2).filter(|pair| pair[0] == pair[1]).count();
+    if duplicates > 0 {
+        panic!(
+            "{duplicates} records written twice\n{}",
+            what_happened(dir, objects)
+        );
+    }
 }
 
 /// Starts the child; its log (the plugin's lines) goes to `.logs/<run>.log` under `dir`.
@@ -281,25 +315,12 @@ fn start_child(dir: &Path, test: &str, target: &Target, run: &str) -> Child {
 
 /// For a failure: the first and last record of every object, and the plugin's warnings
 /// and errors of every run, in order.
-fn what_happened(dir: &Path) -> String {
+fn what_happened(dir: &Path, objects: &[Object]) -> String {
     let mut text = String::new();
-    for path in objects(&dir.join("rustsink").join("crash")) {
-        let rows = if path.to_string_lossy().ends_with(".parquet") {
-            parquet_rows(std::slice::from_ref(&path))
-        } else {
-            object_text(&path)
-                .lines()
-                .map(|line| serde_json::from_str(line).unwrap())
-                .collect()
-        };
-        let n = |row: Option<&serde_json::Value>| row.and_then(|r| r["n"].as_u64());
-        let name = path
-            .strip_prefix(dir)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        let (first, last) = (n(rows.first()), n(rows.last()));
-        text += &format!("{name}: {} records, {first:?} to {last:?}\n", rows.len());
+    for (name, records) in objects {
+        let n = |record: Option<&serde_json::Value>| record.and_then(|r| r["n"].as_u64());
+        let (first, last) = (n(records.first()), n(records.last()));
+        text += &format!("{name}: {} records, {first:?} to {last:?}\n", records.len());
     }
     let mut logs: Vec<_> = std::fs::read_dir(dir.join(".logs"))
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
@@ -307,10 +328,12 @@ fn what_happened(dir: &Path) -> String {
     logs.sort_by_key(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
     for log in logs {
         let lines = std::fs::read_to_string(&log).unwrap_or_default();
-        for line in lines
-            .lines()
-            .filter(|l| l.contains("[ warn]") || l.contains("[error]"))
-        {
+        for line in lines.lines().filter(|l| {
+            l.contains("[ warn]")
+                || l.contains("[error]")
+                || l.contains("[debug]")
+                || l.contains("[ info]")
+        }) {
             text += &format!("{}: {line}\n", log.file_name().unwrap().to_string_lossy());
         }
     }

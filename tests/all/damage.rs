@@ -336,7 +336,7 @@ fn an_object_whose_delivery_was_recorded_is_not_delivered_again_from_its_file() 
         "damage::an_object_whose_delivery_was_recorded_is_not_delivered_again_from_its_file",
         || {
             let dir = tempfile::tempdir().unwrap();
-            let run = |chunks: &[Vec<u8>]| run_to_the_end(dir.path(), chunks);
+            let run = |chunks: &[Vec<u8>]| run_to_the_end(dir.path(), "off", chunks);
             // Sealed but not delivered: its file and the file beside it are copied.
             let blocker = block_deliveries(dir.path());
             run(&[numbered_chunk(EventFormat::V2, 0, 50)]);
@@ -387,7 +387,7 @@ fn a_new_key_is_kept_beside_the_object_for_a_lost_journal() {
         || {
             let dir = tempfile::tempdir().unwrap();
             let blocker = block_deliveries(dir.path());
-            run_to_the_end(dir.path(), &[numbered_chunk(EventFormat::V2, 0, 50)]);
+            run_to_the_end(dir.path(), "off", &[numbered_chunk(EventFormat::V2, 0, 50)]);
             fs::remove_file(&blocker).unwrap();
             let objects = dir.path().join(".store/again/objects");
             let taken = take_the_key_of(dir.path(), &objects.join("0.open"));
@@ -404,7 +404,7 @@ fn a_new_key_is_kept_beside_the_object_for_a_lost_journal() {
             let in_the_way =
                 taken.with_file_name(format!(".{name}.{}.tmp", opened["token"].as_str().unwrap()));
             fs::create_dir(&in_the_way).unwrap();
-            run_to_the_end(dir.path(), &[]);
+            run_to_the_end(dir.path(), "off", &[]);
             let opened: serde_json::Value =
                 serde_json::from_slice(&fs::read(objects.join("0.open")).unwrap()).unwrap();
             assert!(opened["key"].as_str().unwrap().ends_with(&name), "{opened}");
@@ -412,7 +412,7 @@ fn a_new_key_is_kept_beside_the_object_for_a_lost_journal() {
             fs::remove_dir(&in_the_way).unwrap();
             fs::remove_file(dir.path().join(".store/again/journal")).unwrap();
             take_log_lines();
-            run_to_the_end(dir.path(), &[]);
+            run_to_the_end(dir.path(), "off", &[]);
             let taken_again: Vec<_> = take_log_lines()
                 .into_iter()
                 .filter(|line| line.message.contains("already holds another object"))
@@ -426,11 +426,12 @@ fn a_new_key_is_kept_beside_the_object_for_a_lost_journal() {
     );
 }
 
-/// Starts an instance on `dir` (alias `again`), flushes `chunks` of tag `t`, and stops it.
-fn run_to_the_end(dir: &Path, chunks: &[Vec<u8>]) {
+/// Starts an instance on `dir` (alias `again`, `time_window` as given), flushes `chunks`
+/// of tag `t`, and stops it.
+fn run_to_the_end(dir: &Path, time_window: &str, chunks: &[Vec<u8>]) {
     let keys = [
         ("Alias", "again"),
-        ("time_window", "off"),
+        ("time_window", time_window),
         ("upload_timeout", "1s"),
         ("shutdown_timeout", "1s"),
     ];
@@ -450,4 +451,41 @@ fn take_the_key_of(dir: &Path, opened: &Path) -> PathBuf {
     fs::create_dir_all(taken.parent().unwrap()).unwrap();
     fs::write(&taken, b"someone else's\n").unwrap();
     taken
+}
+
+/// An object from before a restart that still waits for its delivery keeps its key: a new
+/// object of the same series gets the next one, however old their window, rather than
+/// racing it to the same key.
+#[test]
+fn a_new_object_never_takes_the_key_of_one_waiting_for_delivery() {
+    in_own_process(
+        "damage::a_new_object_never_takes_the_key_of_one_waiting_for_delivery",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            block_deliveries(dir.path());
+            // Records of 2024: a window whose series is long past.
+            let window = "1h";
+            run_to_the_end(
+                dir.path(),
+                window,
+                &[numbered_chunk(EventFormat::V2, 0, 50)],
+            );
+            run_to_the_end(
+                dir.path(),
+                window,
+                &[numbered_chunk(EventFormat::V2, 50, 50)],
+            );
+            let objects = dir.path().join(".store/again/objects");
+            let mut keys: Vec<String> = ["0.open", "1.open"]
+                .iter()
+                .map(|name| {
+                    let bytes = fs::read(objects.join(name)).unwrap();
+                    let opened: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    opened["key"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            keys.dedup();
+            assert_eq!(keys.len(), 2, "{keys:?}");
+        },
+    );
 }

@@ -14,7 +14,7 @@
 //! The journal is compacted by folding its records into the live state ([`fold`]) and
 //! writing that state as a new journal, which replaces the old one with a rename.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -230,8 +230,14 @@ impl State {
     /// Forgets the series whose windows started before `before`, so that the journal does
     /// not grow with every window ever written. A late object of such a window starts its
     /// series again, and the destination's check moves it past the keys already taken.
+    /// The series of a live object is kept: no new object may take the key of one that
+    /// waits for its delivery, which would then race it to the destination.
     pub fn forget_series_before(&mut self, before: i64) {
-        self.series.retain(|_, state| state.window_start >= before);
+        let live: HashSet<&str> = (self.objects.values())
+            .map(|object| object.opened.series.as_str())
+            .collect();
+        self.series
+            .retain(|series, state| state.window_start >= before || live.contains(series.as_str()));
     }
 }
 
@@ -880,6 +886,14 @@ mod tests {
         assert_eq!(state.series["k/$INDEX"].next, 6);
         let again = fold(unfold(&state));
         assert_eq!(again, state);
+        // Kept while an object of the series is live, whose key no new object may take.
+        state.forget_series_before(3601);
+        assert_eq!(state.series["k/$INDEX"].next, 6);
+        let mut state = fold(
+            unfold(&state)
+                .into_iter()
+                .chain([Record::Delivered { id: 0 }]),
+        );
         state.forget_series_before(3601);
         assert!(state.series.is_empty());
     }
