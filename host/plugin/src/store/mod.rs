@@ -190,7 +190,7 @@ impl Store {
         self.write_opened(&opened)
     }
 
-    /// Removes object `id`'s file and the file beside it.
+    /// Removes object `id`'s file and the files beside it.
     ///
     /// # Errors
     ///
