@@ -73,14 +73,7 @@ fn kill_9_at_random_moments_with_s3_parts_stored_ahead_loses_and_duplicates_noth
     let moto = Moto::start_on(free_port());
     let bucket = Bucket::create(&moto.endpoint());
     let dir = tempfile::tempdir().unwrap();
-    let arrived = || {
-        let objects = bucket.keys().into_iter().map(|key| {
-            let text = String::from_utf8(bucket.get(&key)).unwrap();
-            let records = text.lines().map(|line| serde_json::from_str(line).unwrap());
-            (key, records.collect())
-        });
-        objects.collect()
-    };
+    let arrived = || bucket.plain_objects();
     let target = Target {
         s3_endpoint: Some(moto.endpoint()),
         kill_after_ms: 100..1500,

@@ -179,6 +179,16 @@ impl Bucket {
         })
     }
 
+    /// Every object's key and records, for objects of uncompressed JSON lines.
+    pub(crate) fn plain_objects(&self) -> Vec<(String, Vec<serde_json::Value>)> {
+        let objects = self.keys().into_iter().map(|key| {
+            let text = String::from_utf8(self.get(&key)).unwrap();
+            let records = text.lines().map(|line| serde_json::from_str(line).unwrap());
+            (key, records.collect())
+        });
+        objects.collect()
+    }
+
     /// Stores `body` at `key`, as another writer would.
     pub(crate) fn put(&self, key: &str, body: &[u8]) {
         let request = self
@@ -1100,14 +1110,9 @@ impl Ahead {
 
     /// The `n` of every line in the bucket, sorted.
     fn numbers(&self) -> Vec<u64> {
-        let mut numbers: Vec<u64> = Vec::new();
-        for key in self.bucket.keys() {
-            let text = String::from_utf8(self.bucket.get(&key)).unwrap();
-            for line in text.lines() {
-                let record: serde_json::Value = serde_json::from_str(line).unwrap();
-                numbers.push(record["n"].as_u64().unwrap());
-            }
-        }
+        let objects = self.bucket.plain_objects();
+        let records = objects.iter().flat_map(|(_, records)| records);
+        let mut numbers: Vec<u64> = records.map(|r| r["n"].as_u64().unwrap()).collect();
         numbers.sort_unstable();
         numbers
     }

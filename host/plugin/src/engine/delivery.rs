@@ -491,22 +491,21 @@ impl Deliverer {
         }
     }
 
-    /// Gives an object the next key of its series, in the journal first (or beside it in
-    /// quarantine), then in the file beside it, which recovers the object when the journal
-    /// is lost.
+    /// Gives an object the next key of its series, in the journal first (unless it is in
+    /// quarantine), then in the files beside it, which recover the object when the
+    /// journal is lost.
     fn rekey(&self, object: &mut SealedObject) -> std::io::Result<()> {
         let new = self.context.keys.next(&object.tag, object.window_start);
-        let store = &self.context.store;
-        if store.is_quarantined(&object.path) {
-            store.rekey_quarantined(object.id, &new.key)?;
-        } else {
+        if !self.context.store.is_quarantined(&object.path) {
             self.journal_append(&Record::Rekeyed {
                 id: object.id,
                 key: new.key.clone(),
                 index: new.index,
             })?;
-            store.rekey(object.id, &new.key, new.index)?;
         }
+        self.context
+            .store
+            .rekey(&object.path, &new.key, new.index)?;
         object.key = new.key;
         object.progress = None;
         Ok(())
@@ -558,16 +557,12 @@ impl Deliverer {
         }
         // The file goes under the same lock as the record: a compaction between the two
         // would drop the record, and a crash then leave a file no record says is delivered.
-        let mut journal = lock_journal(&self.context.journal);
-        let recorded = journal.append(&[Record::Delivered { id: object.id }]);
-        let removed = recorded
-            .as_ref()
-            .ok()
+        let recorded = lock_journal(&self.context.journal)
+            .append(&[Record::Delivered { id: object.id }])
             .map(|()| self.context.store.remove_object(object.id));
-        drop(journal);
         match recorded {
-            Ok(()) => {
-                if let Some(Err(error)) = removed {
+            Ok(removed) => {
+                if let Err(error) = removed {
                     self.context.log.warn(format_args!(
                         "object '{}' is delivered but its file {} could not be removed: {error}",
                         object.key,

@@ -156,38 +156,32 @@ impl Store {
     ///
     /// When the file cannot be written.
     pub fn write_opened(&self, opened: &journal::Opened) -> io::Result<()> {
-        let path = self.opened_path(opened.id);
-        let fresh = path.with_extension("open-new");
-        let bytes = serde_json::to_vec(opened).map_err(io::Error::other)?;
-        let mut file = private::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&fresh)?;
-        io::Write::write_all(&mut file, &bytes)?;
-        file.sync_all()?;
-        fs::rename(&fresh, &path)
+        write_opened_at(&self.opened_path(opened.id), opened)
     }
 
     /// How object `id` was opened, if its file beside it is there and whole.
     pub fn read_opened(&self, id: u64) -> Option<journal::Opened> {
-        let bytes = fs::read(self.opened_path(id)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        read_opened_at(&self.opened_path(id))
     }
 
-    /// Gives object `id` the key `key`, `$INDEX` `index`, in the file beside it (the
-    /// journal has it first).
+    /// Gives the object whose file is `path` (in `objects/` or in quarantine) the key
+    /// `key`, `$INDEX` `index`, in the file beside it that says how it was opened, and in
+    /// quarantine in its key file too. A live object's journal has the key first.
     ///
     /// # Errors
     ///
-    /// When the file cannot be written.
-    pub fn rekey(&self, id: u64, key: &str, index: u64) -> io::Result<()> {
-        let Some(mut opened) = self.read_opened(id) else {
+    /// When the files cannot be written.
+    pub fn rekey(&self, path: &Path, key: &str, index: u64) -> io::Result<()> {
+        if self.is_quarantined(path) {
+            private::write(&path.with_extension("key"), key.as_bytes())?;
+        }
+        let opened_path = path.with_extension("open");
+        let Some(mut opened) = read_opened_at(&opened_path) else {
             return Ok(());
         };
         opened.key = key.to_owned();
         opened.index = Some(index);
-        self.write_opened(&opened)
+        write_opened_at(&opened_path, &opened)
     }
 
     /// Removes object `id`'s file and the files beside it.
@@ -202,10 +196,7 @@ impl Store {
             Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
             _ => {}
         }
-        let object = self.object_path(id);
-        for suffix in BESIDE {
-            let _ = fs::remove_file(object.with_extension(&suffix[1..]));
-        }
+        remove_beside(&self.object_path(id));
         Ok(())
     }
 
@@ -376,28 +367,6 @@ impl Store {
             .collect()
     }
 
-    /// Records a new key for quarantined object `id`.
-    ///
-    /// # Errors
-    ///
-    /// When the files cannot be written.
-    pub fn rekey_quarantined(&self, id: u64, key: &str) -> io::Result<()> {
-        let path = self.quarantined_path(id);
-        private::write(&path.with_extension("key"), key.as_bytes())?;
-        let opened_path = path.with_extension("open");
-        if let Some(mut opened) = fs::read(&opened_path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<journal::Opened>(&bytes).ok())
-        {
-            opened.key = key.to_owned();
-            fs::write(
-                &opened_path,
-                serde_json::to_vec(&opened).map_err(io::Error::other)?,
-            )?;
-        }
-        Ok(())
-    }
-
     /// Removes quarantined object `id` and the files beside it.
     ///
     /// # Errors
@@ -406,8 +375,7 @@ impl Store {
     pub fn remove_quarantined(&self, id: u64) -> io::Result<()> {
         let path = self.quarantined_path(id);
         let _ = fs::remove_file(path.with_extension("key"));
-        let _ = fs::remove_file(path.with_extension("open"));
-        remove_written_from(&path);
+        remove_beside(&path);
         fs::remove_file(path)
     }
 
@@ -445,6 +413,33 @@ impl Store {
             .sum::<u64>();
         let journal = fs::metadata(self.journal_path()).map_or(0, |m| m.len());
         objects + journal
+    }
+}
+
+/// Writes, and syncs, the file at `path` that says how an object was opened: whole or not
+/// at all (a new file renamed into place).
+fn write_opened_at(path: &Path, opened: &journal::Opened) -> io::Result<()> {
+    let fresh = path.with_extension("open-new");
+    let bytes = serde_json::to_vec(opened).map_err(io::Error::other)?;
+    let mut file = private::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&fresh)?;
+    io::Write::write_all(&mut file, &bytes)?;
+    file.sync_all()?;
+    fs::rename(&fresh, path)
+}
+
+fn read_opened_at(path: &Path) -> Option<journal::Opened> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Removes the files beside the object file at `path`.
+fn remove_beside(path: &Path) {
+    for suffix in BESIDE {
+        let _ = fs::remove_file(path.with_extension(&suffix[1..]));
     }
 }
 
@@ -571,6 +566,47 @@ mod tests {
             "logs/a.gz"
         );
         assert!(store.object_files().unwrap().is_empty());
+    }
+
+    /// A new key goes into the file beside the object, in `objects/` and in quarantine,
+    /// where the key file has it too.
+    #[test]
+    fn a_new_key_is_written_beside_the_object_wherever_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "k").unwrap();
+        let opened = |id| journal::Opened {
+            id,
+            key: format!("k/{id}-0"),
+            tag: "app".into(),
+            window_start: 0,
+            opened_at: 0,
+            codec: Codec::Gzip,
+            raw_lines: false,
+            format: crate::object::ObjectFormat::JsonLines,
+            series: "k/$INDEX".into(),
+            index: Some(0),
+            token: format!("token-{id}"),
+        };
+        for id in [1, 2] {
+            fs::write(store.object_path(id), b"data").unwrap();
+            store.write_opened(&opened(id)).unwrap();
+        }
+        let quarantined = store.quarantine(2, "k/2-0").unwrap();
+        store.rekey(&store.object_path(1), "k/1-4", 4).unwrap();
+        store.rekey(&quarantined, "k/2-5", 5).unwrap();
+
+        let live = store.read_opened(1).unwrap();
+        assert_eq!((live.key.as_str(), live.index), ("k/1-4", Some(4)));
+        assert_eq!(live.token, "token-1");
+        let waiting = &store.quarantined()[0];
+        assert_eq!(waiting.key, "k/2-5");
+        let beside = fs::read(quarantined.with_extension("open")).unwrap();
+        let beside: journal::Opened = serde_json::from_slice(&beside).unwrap();
+        assert_eq!((beside.key.as_str(), beside.index), ("k/2-5", Some(5)));
+        assert_eq!(
+            fs::read_to_string(quarantined.with_extension("key")).unwrap(),
+            "k/2-5"
+        );
     }
 
     /// What a crash leaves beside an object, a new key's file half-written among it, goes
