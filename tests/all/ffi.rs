@@ -282,7 +282,21 @@ fn bad_events() -> Vec<(&'static str, Vec<u8>)> {
         ("a NaN time", event(Value::F64(f64::NAN), body())),
         ("a time of 1e300", event(Value::F64(1e300), body())),
         ("a time of 2^63", event(Value::from(1u64 << 63), body())),
+        (
+            // Of a day before the others: its window must not become an object.
+            "a record nested too deeply",
+            event(Value::from(1_714_557_600 - 86_400), nested_too_deeply()),
+        ),
     ]
+}
+
+/// A record whose maps nest deeper than a record may (256 levels).
+fn nested_too_deeply() -> Value {
+    let mut deep = Value::Nil;
+    for _ in 0..300 {
+        deep = Value::Map(vec![(Value::from("k"), deep)]);
+    }
+    deep
 }
 
 #[test]
@@ -329,6 +343,7 @@ fn one_bad_event_is_skipped_and_the_rest_of_its_chunk_is_accepted() {
                 (0..101).collect::<Vec<_>>(),
                 "{what}"
             );
+            assert_eq!(objects(dir.path()).len(), 1, "{what}");
         }
     }
 }

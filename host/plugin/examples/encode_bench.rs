@@ -15,7 +15,7 @@ use std::time::Instant;
 use rustsink::config::{DateFormat, JsonLines};
 use rustsink::event::chunk::{ChunkWriter, EventFormat, TimeForm};
 use rustsink::event::{EventTime, events};
-use rustsink::object::encode::write_line;
+use rustsink::object::encode::read_line;
 
 /// Decodes every event: what checking a chunk costs.
 #[inline(never)]
@@ -29,15 +29,18 @@ fn decode_all(chunks: &[Vec<u8>]) -> usize {
     records
 }
 
-/// Decodes every event and writes it as a JSON line; returns the bytes written.
+/// Decodes every event and writes it as a JSON line, as the object engine does (one walk
+/// over each record); returns the bytes written.
 #[inline(never)]
 fn encode_all(chunks: &[Vec<u8>], json: &JsonLines, out: &mut Vec<u8>) -> usize {
     let mut written = 0;
     for chunk in chunks {
         out.clear();
-        for event in events(chunk).flatten() {
-            write_line(out, &event, json);
-        }
+        let mut decoded = events(chunk);
+        while decoded
+            .next_with(|header, body| read_line(out, header.time, body, json))
+            .is_some()
+        {}
         written += out.len();
     }
     written

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{ChunkOutcome, parallel};
 use crate::config::{JsonLines, ObjectConfig};
 use crate::event::{EventTime, events};
-use crate::object::encode::write_line;
+use crate::object::encode::read_line;
 use crate::store::journal::Opened;
 
 /// The (tag, window start) an object holds records of.
@@ -113,16 +113,27 @@ impl Windows {
         (lines, outcomes)
     }
 
-    /// Decodes a chunk's events and writes each as a JSON line into its window's buffer.
+    /// Decodes a chunk's events and writes each as a JSON line into its window's buffer,
+    /// in one walk over each record.
     fn encode_one(&self, item: &mut Encoded<'_>, json: &JsonLines) {
-        for event in events(item.chunk) {
+        let mut decoded = events(item.chunk);
+        let windows = &mut item.windows;
+        let capacity = item.chunk.len().saturating_mul(2);
+        while let Some(event) = decoded.next_with(|header, body| {
+            let window = self.start_of(header.time);
+            let buffer = windows
+                .entry(window)
+                .or_insert_with(|| Vec::with_capacity(capacity));
+            let written = read_line(buffer, header.time, body, json);
+            // A window is only opened by a record written to it.
+            if written.is_err() && buffer.is_empty() {
+                windows.remove(&window);
+            }
+            written
+        }) {
             match event {
-                Ok(event) => {
-                    let buffer = item
-                        .windows
-                        .entry(self.start_of(event.time))
-                        .or_insert_with(|| Vec::with_capacity(item.chunk.len().saturating_mul(2)));
-                    if !write_line(buffer, &event, json) {
+                Ok((_, found_log_key)) => {
+                    if !found_log_key {
                         item.outcome.without_log_key += 1;
                     }
                     item.outcome.records += 1;

@@ -206,37 +206,70 @@ impl Events<'_> {
     }
 }
 
-impl<'a> Iterator for Events<'a> {
-    type Item = Result<Event<'a>, DecodeError>;
+/// What comes before an event's body.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Header<'a> {
+    /// When the event happened.
+    pub time: EventTime,
+    /// Whether the time was written as an EventTime (not as an integer or a float).
+    pub event_time: bool,
+    /// The msgpack bytes of a V2 event's metadata map, checked like a body; None for V1.
+    pub metadata: Option<&'a [u8]>,
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+/// A body that the reader given to [`Events::next_with`] could not read: it is not one
+/// whole map nested at most [`msgpack::MAX_DEPTH`] deep. Which of these, the decoding
+/// finds out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
+impl<'a> Events<'a> {
+    /// The next event, with its body read by `read_body` rather than checked first and read
+    /// after: one walk over each record instead of two. `read_body` must move past exactly
+    /// the body, and refuse one that [`Event::body`] would not be (not a map, not whole, or
+    /// nested too deeply); errors are then what [`Iterator::next`] gives.
+    #[inline]
+    pub fn next_with<T>(
+        &mut self,
+        mut read_body: impl FnMut(&Header<'a>, &mut &'a [u8]) -> Result<T, Unreadable>,
+    ) -> Option<Result<(Header<'a>, T), DecodeError>> {
         while !self.failed && self.position < self.chunk.len() {
             let start = self.position;
             self.last_start = start;
             let mut rest = &self.chunk[start..];
-            // Decoded in one walk, which also finds the event's end. Only a malformed event
-            // is framed apart, to tell whether the events after it can still be found.
-            let (decoded, damage) = match decode_event(&mut rest) {
-                Ok(decoded) => (Ok(decoded), Damage::Event),
-                Err(reason) => {
-                    rest = &self.chunk[start..];
-                    match msgpack::frame_value(&mut rest) {
-                        Ok(_) => (Err(reason), Damage::Event),
-                        Err(reason) => (
-                            Err(format!("expected an event array [header, body]: {reason}")),
-                            Damage::Framing,
-                        ),
+            let decoded = match decode_header(&mut rest) {
+                Ok(Some(header)) => {
+                    let body = rest;
+                    match read_body(&header, &mut rest) {
+                        Ok(read) => Ok(Some((header, read))),
+                        Err(Unreadable) => Err(check_body(&mut &body[..])
+                            .err()
+                            .unwrap_or_else(|| "cannot read the event body".to_owned())),
                     }
                 }
+                // A group marker's body is checked as a value, not as a record.
+                Ok(None) => msgpack::skip_value(&mut rest)
+                    .map(|_| None)
+                    .map_err(|e| format!("cannot read the event body: {e}")),
+                Err(reason) => Err(reason),
             };
+            // Only a malformed event is framed apart, to tell whether the events after it
+            // can still be found.
+            let decoded = decoded.map_err(|reason| {
+                rest = &self.chunk[start..];
+                match msgpack::frame_value(&mut rest) {
+                    Ok(_) => (reason, Damage::Event),
+                    Err(framing) => (
+                        format!("expected an event array [header, body]: {framing}"),
+                        Damage::Framing,
+                    ),
+                }
+            });
             self.position = self.chunk.len() - rest.len();
             match decoded {
-                Ok(Some(mut event)) => {
-                    event.raw = &self.chunk[start..self.position];
-                    return Some(Ok(event));
-                }
+                Ok(Some(event)) => return Some(Ok(event)),
                 Ok(None) => self.group_markers += 1,
-                Err(reason) => {
+                Err((reason, damage)) => {
                     self.failed = damage == Damage::Framing;
                     return Some(Err(DecodeError {
                         offset: start,
@@ -251,9 +284,36 @@ impl<'a> Iterator for Events<'a> {
     }
 }
 
-/// Decodes the event at the front of `rest` and moves past it; Ok(None) for a group
-/// marker. The event's `raw` is left empty for the caller, who knows where it started.
-fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
+impl<'a> Iterator for Events<'a> {
+    type Item = Result<Event<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (header, body) =
+            match self.next_with(|_, rest| check_body(rest).map_err(|_| Unreadable))? {
+                Ok(decoded) => decoded,
+                Err(error) => return Some(Err(error)),
+            };
+        Some(Ok(Event {
+            time: header.time,
+            event_time: header.event_time,
+            metadata: header.metadata,
+            body,
+            raw: &self.chunk[self.last_start..self.position],
+        }))
+    }
+}
+
+/// Moves past a record's body, checked to be one whole map nested at most
+/// [`msgpack::MAX_DEPTH`] deep, and returns its bytes.
+fn check_body<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let body = msgpack::skip_value(rest).map_err(|e| format!("cannot read the event body: {e}"))?;
+    expect_map(body, "the event body to be a map")?;
+    Ok(body)
+}
+
+/// Decodes the header of the event at the front of `rest` and moves past it to the body;
+/// Ok(None) for a group marker.
+fn decode_header<'a>(rest: &mut &'a [u8]) -> Result<Option<Header<'a>>, String> {
     let len = rmp::decode::read_array_len(rest)
         .map_err(|e| format!("expected an event array [header, body]: {e}"))?;
     if len != 2 {
@@ -280,20 +340,16 @@ fn decode_event<'a>(rest: &mut &'a [u8]) -> Result<Option<Event<'a>>, String> {
         }
         _ => (read_value(rest, "event header")?, None),
     };
-    let body = msgpack::skip_value(rest).map_err(|e| format!("cannot read the event body: {e}"))?;
     // Only an EventTime can be a group marker: an integer or float -1 is a time.
     let event_time = matches!(time, ValueRef::Ext(0, _));
     let time = decode_time(&time)?;
     if event_time && (time.seconds == GROUP_START || time.seconds == GROUP_END) {
         return Ok(None);
     }
-    expect_map(body, "the event body to be a map")?;
-    Ok(Some(Event {
+    Ok(Some(Header {
         time,
         event_time,
         metadata,
-        body,
-        raw: &[],
     }))
 }
 
@@ -367,4 +423,4 @@ fn type_name(value: Option<&ValueRef<'_>>) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,6 +1,6 @@
 //! Reading msgpack one item at a time, straight from the chunk's bytes and without
-//! allocating: a record is checked with [`skip_value`] when its event is decoded, and
-//! written as JSON from the same bytes (`object::encode`), with no tree built in between.
+//! allocating: a record is checked with [`skip_value`] when its event is decoded, or
+//! checked as it is written as JSON (`object::encode`), with no tree built in between.
 
 use rmp::Marker;
 
@@ -134,7 +134,7 @@ fn read_any_item<'a>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
 /// [`MAX_DEPTH`].
 pub fn skip_value<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
     let start = *rest;
-    skip(rest, MAX_DEPTH)?;
+    skip_within(rest, MAX_DEPTH)?;
     Ok(&start[..start.len() - rest.len()])
 }
 
@@ -164,7 +164,13 @@ pub fn frame_value<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
     Ok(&start[..start.len() - rest.len()])
 }
 
-fn skip(rest: &mut &[u8], depth: usize) -> Result<(), String> {
+/// Moves past one whole value whose arrays and maps may nest `depth` levels: a value met
+/// `n` levels inside a record is skipped within `MAX_DEPTH - n`.
+///
+/// # Errors
+///
+/// As [`skip_value`].
+pub fn skip_within(rest: &mut &[u8], depth: usize) -> Result<(), String> {
     let elements = match read_item(rest)? {
         Item::Array(len) => u64::from(len),
         Item::Map(len) => 2 * u64::from(len),
@@ -178,7 +184,7 @@ fn skip(rest: &mut &[u8], depth: usize) -> Result<(), String> {
     // A length larger than the data fails at the end of the data: every element takes at
     // least a byte.
     for _ in 0..elements {
-        skip(rest, depth - 1)?;
+        skip_within(rest, depth - 1)?;
     }
     Ok(())
 }

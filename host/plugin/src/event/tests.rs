@@ -8,7 +8,7 @@ fn record(message: &str) -> Value {
     Value::Map(vec![(Value::from("log"), Value::from(message))])
 }
 
-fn at(seconds: i64, nanos: u32) -> EventTime {
+pub(crate) fn at(seconds: i64, nanos: u32) -> EventTime {
     EventTime::new(seconds, nanos)
 }
 
@@ -289,7 +289,7 @@ fn huge_declared_lengths_do_not_allocate_or_crash() {
 }
 
 /// A record whose maps nest one level deeper than a record may.
-fn nested_deeper_than_allowed() -> Value {
+pub(crate) fn nested_deeper_than_allowed() -> Value {
     let mut deep = Value::Nil;
     for _ in 0..=crate::event::msgpack::MAX_DEPTH {
         deep = Value::Map(vec![(Value::from("k"), deep)]);
@@ -322,7 +322,7 @@ pub(super) fn arb_value() -> impl Strategy<Value = Value> {
     })
 }
 
-fn arb_event() -> impl Strategy<Value = (bool, u8, i64, u32, Value)> {
+pub(crate) fn arb_event() -> impl Strategy<Value = (bool, u8, i64, u32, Value)> {
     (
         any::<bool>(),
         0u8..3,

@@ -14,7 +14,7 @@
 //! | other ext | string `"ext:<type>:<hex of the data>"` |
 //!
 //! The V2 metadata map is not written. The record is written straight from its msgpack
-//! bytes, which the event's decoding checked.
+//! bytes, in the same walk that checks them ([`read_line`]).
 //!
 //! With `log_key`, a line holds only that field's value, as `out_s3` writes it: a string (or
 //! binary) as it is, any other value as JSON. A record without the field is written whole,
@@ -25,66 +25,126 @@ use std::io::Write;
 use time::OffsetDateTime;
 
 use crate::config::{DateFormat, JsonLines};
-use crate::event::msgpack::{Item, read_item, skip_value};
-use crate::event::{Event, EventTime};
+use crate::event::msgpack::{Item, MAX_DEPTH, read_item, skip_within};
+use crate::event::{Event, EventTime, Unreadable};
 
-/// Appends one event as a line, newline included: its `log_key` field if that is set (and
-/// the record has it), else the whole record as JSON. Returns false for a record that
-/// lacks the `log_key` field.
+/// Appends one checked event as a line, newline included: its `log_key` field if that is
+/// set (and the record has it), else the whole record as JSON. Returns false for a record
+/// that lacks the `log_key` field.
 pub fn write_line(out: &mut Vec<u8>, event: &Event<'_>, format: &JsonLines) -> bool {
-    let Some(log_key) = &format.log_key else {
-        write_json_line(out, event, format);
-        return true;
-    };
-    let mut body = event.body;
-    if let Ok(Item::Map(fields)) = read_item(&mut body) {
-        for _ in 0..fields {
-            let is_log_key = matches!(read_item(&mut &body[..]),
-                Ok(Item::Str(key) | Item::Bin(key)) if key == log_key.as_bytes());
-            // Past the key (which may be a map or an array), and past its value unless
-            // it is the field.
-            if skip_value(&mut body).is_err() || (!is_log_key && skip_value(&mut body).is_err()) {
-                break;
-            }
-            if !is_log_key {
-                continue;
-            }
-            let mut value = body;
-            match read_item(&mut value) {
-                Ok(Item::Str(raw) | Item::Bin(raw)) => out.extend_from_slice(raw),
-                _ => write_value(out, &mut body),
-            }
-            out.push(b'\n');
-            return true;
-        }
-    }
-    write_json_line(out, event, format);
-    false
+    // A checked body always reads; were it not to, nothing of its line is left written.
+    read_line(out, event.time, &mut &event.body[..], format).unwrap_or(true)
 }
 
-/// Appends one event as a JSON line, newline included.
+/// Appends one checked event as a JSON line, newline included.
 pub fn write_json_line(out: &mut Vec<u8>, event: &Event<'_>, format: &JsonLines) {
+    let _ = whole_or_nothing(out, |out| {
+        write_json_line_of(out, event.time, &mut &event.body[..], format)
+    });
+}
+
+/// Reads the record at the front of `body`, not yet checked, and appends it as
+/// [`write_line`] does, moving past it: the one walk over a record that decoding it and
+/// writing it take ([`crate::event::Events::next_with`]). A record that is not one whole
+/// map nested at most [`MAX_DEPTH`] deep is refused, and nothing of its line is left in
+/// `out`.
+pub fn read_line(
+    out: &mut Vec<u8>,
+    time: EventTime,
+    body: &mut &[u8],
+    format: &JsonLines,
+) -> Result<bool, Unreadable> {
+    whole_or_nothing(out, |out| match &format.log_key {
+        Some(log_key) => write_log_key_line(out, time, body, log_key, format),
+        None => write_json_line_of(out, time, body, format).map(|()| true),
+    })
+}
+
+/// Runs `write`, and leaves nothing of what it wrote if it fails half way.
+fn whole_or_nothing<T>(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<T, Unreadable>,
+) -> Result<T, Unreadable> {
+    let line_start = out.len();
+    let written = write(out);
+    if written.is_err() {
+        out.truncate(line_start);
+    }
+    written
+}
+
+/// Writes the record's `log_key` field alone, or the whole record when it has none.
+fn write_log_key_line(
+    out: &mut Vec<u8>,
+    time: EventTime,
+    body: &mut &[u8],
+    log_key: &str,
+    format: &JsonLines,
+) -> Result<bool, Unreadable> {
+    let start = *body;
+    let Ok(Item::Map(fields)) = read_item(body) else {
+        return Err(Unreadable);
+    };
+    let mut found = false;
+    for _ in 0..fields {
+        let is_log_key = !found
+            && matches!(read_item(&mut &body[..]),
+                Ok(Item::Str(key) | Item::Bin(key)) if key == log_key.as_bytes());
+        // Past the key (which may be a map or an array), and past its value unless it is
+        // the field, which is written: a string (or binary) as it is.
+        skip_within(body, MAX_DEPTH - 1).map_err(|_| Unreadable)?;
+        if !is_log_key {
+            skip_within(body, MAX_DEPTH - 1).map_err(|_| Unreadable)?;
+            continue;
+        }
+        found = true;
+        let mut value = *body;
+        match read_item(&mut value) {
+            Ok(Item::Str(raw) | Item::Bin(raw)) => {
+                out.extend_from_slice(raw);
+                *body = value;
+            }
+            _ => write_value(out, body, MAX_DEPTH - 1)?,
+        }
+        out.push(b'\n');
+    }
+    if found {
+        return Ok(true);
+    }
+    *body = start;
+    write_json_line_of(out, time, body, format)?;
+    Ok(false)
+}
+
+/// Writes the whole record as a JSON line, newline included.
+fn write_json_line_of(
+    out: &mut Vec<u8>,
+    time: EventTime,
+    body: &mut &[u8],
+    format: &JsonLines,
+) -> Result<(), Unreadable> {
     out.push(b'{');
     let mut first = true;
     if let Some(key) = &format.date_key {
         write_string(out, key);
         out.push(b':');
-        write_time(out, event.time, format.date_format);
+        write_time(out, time, format.date_format);
         first = false;
     }
-    let mut body = event.body;
-    if let Ok(Item::Map(fields)) = read_item(&mut body) {
-        for _ in 0..fields {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            write_key(out, &mut body);
-            out.push(b':');
-            write_value(out, &mut body);
+    let Ok(Item::Map(fields)) = read_item(body) else {
+        return Err(Unreadable);
+    };
+    for _ in 0..fields {
+        if !first {
+            out.push(b',');
         }
+        first = false;
+        write_key(out, body, MAX_DEPTH - 1)?;
+        out.push(b':');
+        write_value(out, body, MAX_DEPTH - 1)?;
     }
     out.extend_from_slice(b"}\n");
+    Ok(())
 }
 
 fn write_time(out: &mut Vec<u8>, time: EventTime, format: DateFormat) {
@@ -280,15 +340,16 @@ fn write_float(out: &mut Vec<u8>, value: f64) {
 /// The most bytes of a map key's JSON text, when the key is not a string.
 pub const MAX_KEY_TEXT: usize = 1024;
 
-/// Writes the map key at the front of `rest` and moves past it.
-fn write_key(out: &mut Vec<u8>, rest: &mut &[u8]) {
+/// Writes the map key at the front of `rest` and moves past it; a map or array in it may
+/// nest `depth` levels.
+fn write_key(out: &mut Vec<u8>, rest: &mut &[u8], depth: usize) -> Result<(), Unreadable> {
     let before = *rest;
     match read_item(rest) {
         Ok(Item::Str(bytes) | Item::Bin(bytes)) => write_bytes_as_string(out, bytes),
         Ok(_) => {
             *rest = before;
             let mut text = Vec::new();
-            write_value(&mut text, rest);
+            write_value(&mut text, rest, depth)?;
             // Keys nested in keys are escaped again at every level, which doubles them: a
             // bound on each keeps a small record from growing without end.
             if text.len() > MAX_KEY_TEXT {
@@ -297,16 +358,16 @@ fn write_key(out: &mut Vec<u8>, rest: &mut &[u8]) {
             }
             write_bytes_as_string(out, &text);
         }
-        // Not reached for a checked record; the line stays valid JSON all the same.
-        Err(_) => out.extend_from_slice(b"\"\""),
+        Err(_) => return Err(Unreadable),
     }
+    Ok(())
 }
 
-/// Writes the value at the front of `rest` (with all its elements) and moves past it.
-fn write_value(out: &mut Vec<u8>, rest: &mut &[u8]) {
+/// Writes the value at the front of `rest` (with all its elements) and moves past it; its
+/// maps and arrays may nest `depth` levels.
+fn write_value(out: &mut Vec<u8>, rest: &mut &[u8], depth: usize) -> Result<(), Unreadable> {
     let Ok(item) = read_item(rest) else {
-        out.extend_from_slice(b"null");
-        return;
+        return Err(Unreadable);
     };
     match item {
         Item::Nil => out.extend_from_slice(b"null"),
@@ -320,24 +381,26 @@ fn write_value(out: &mut Vec<u8>, rest: &mut &[u8]) {
         Item::F64(float) => write_float(out, float),
         Item::Str(bytes) | Item::Bin(bytes) => write_bytes_as_string(out, bytes),
         Item::Array(len) => {
+            let inner = depth.checked_sub(1).ok_or(Unreadable)?;
             out.push(b'[');
             for index in 0..len {
                 if index > 0 {
                     out.push(b',');
                 }
-                write_value(out, rest);
+                write_value(out, rest, inner)?;
             }
             out.push(b']');
         }
         Item::Map(len) => {
+            let inner = depth.checked_sub(1).ok_or(Unreadable)?;
             out.push(b'{');
             for index in 0..len {
                 if index > 0 {
                     out.push(b',');
                 }
-                write_key(out, rest);
+                write_key(out, rest, inner)?;
                 out.push(b':');
-                write_value(out, rest);
+                write_value(out, rest, inner)?;
             }
             out.push(b'}');
         }
@@ -351,6 +414,7 @@ fn write_value(out: &mut Vec<u8>, rest: &mut &[u8]) {
             write_string(out, &format!("ext:{kind}:{hex}"));
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -360,6 +424,7 @@ mod tests {
     use super::*;
     use crate::event::chunk::{ChunkWriter, EventFormat, TimeForm};
     use crate::event::events;
+    use crate::event::tests::{arb_event, at, nested_deeper_than_allowed};
 
     fn line(body: Value, time: EventTime, format: JsonLines) -> String {
         let mut chunk = ChunkWriter::new();
@@ -577,5 +642,117 @@ mod tests {
         assert!(line.len() < 8 * MAX_KEY_TEXT, "{} bytes", line.len());
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         serde_json::from_slice::<serde_json::Value>(&line).unwrap();
+    }
+
+    /// The lines and errors of a chunk, its records checked and then written.
+    fn in_two_walks(chunk: &[u8], format: &JsonLines) -> (Vec<u8>, Vec<Result<bool, String>>) {
+        let mut out = Vec::new();
+        let results = events(chunk)
+            .map(|event| {
+                event
+                    .map(|event| write_line(&mut out, &event, format))
+                    .map_err(|error| error.to_string())
+            })
+            .collect();
+        (out, results)
+    }
+
+    /// The same, each record read once as it is written.
+    fn in_one_walk(chunk: &[u8], format: &JsonLines) -> (Vec<u8>, Vec<Result<bool, String>>) {
+        let mut out = Vec::new();
+        let mut decoded = events(chunk);
+        let mut results = Vec::new();
+        while let Some(event) =
+            decoded.next_with(|header, body| read_line(&mut out, header.time, body, format))
+        {
+            results.push(event.map(|(_, found)| found).map_err(|e| e.to_string()));
+        }
+        (out, results)
+    }
+
+    fn chunk_of(events: Vec<(bool, u8, i64, u32, Value)>) -> Vec<u8> {
+        let mut chunk = ChunkWriter::new();
+        for (v2, _, seconds, nanos, body) in events {
+            let format = if v2 { EventFormat::V2 } else { EventFormat::V1 };
+            chunk.push(format, TimeForm::EventTime, at(seconds, nanos), None, body);
+        }
+        chunk.finish()
+    }
+
+    fn with_log_key() -> JsonLines {
+        JsonLines {
+            log_key: Some("log".into()),
+            ..iso()
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Reading each record once as it is written gives the lines and errors of
+        /// checking it first, whatever the chunk holds.
+        #[test]
+        fn one_walk_writes_what_two_walks_write(
+            list in proptest::collection::vec(arb_event(), 1..6),
+            position in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+            log in proptest::prelude::any::<bool>(),
+        ) {
+            let mut chunk = chunk_of(list);
+            let corrupted = position.index(chunk.len());
+            chunk[corrupted] = byte;
+            let format = if log { with_log_key() } else { iso() };
+            proptest::prop_assert_eq!(in_one_walk(&chunk, &format), in_two_walks(&chunk, &format));
+        }
+
+        #[test]
+        fn one_walk_reads_any_bytes_as_two_walks_do(
+            chunk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            log in proptest::prelude::any::<bool>(),
+        ) {
+            let format = if log { with_log_key() } else { iso() };
+            proptest::prop_assert_eq!(in_one_walk(&chunk, &format), in_two_walks(&chunk, &format));
+        }
+    }
+
+    #[test]
+    fn one_walk_refuses_a_record_nested_too_deeply_and_keeps_the_next() {
+        let deepest_allowed = match nested_deeper_than_allowed() {
+            Value::Map(mut fields) => fields.pop().unwrap().1,
+            _ => unreachable!(),
+        };
+        let log_field = |value: Value| Value::Map(vec![(Value::from("log"), value)]);
+        let bodies = [
+            nested_deeper_than_allowed(),
+            deepest_allowed.clone(),
+            log_field(nested_deeper_than_allowed()),
+            // Too deep in a key.
+            Value::Map(vec![(nested_deeper_than_allowed(), Value::Nil)]),
+            log_field(Value::from("kept")),
+            Value::Map(vec![(Value::from("after"), Value::from(1))]),
+        ];
+        let events = bodies
+            .into_iter()
+            .map(|body| (true, 0, 1_700_000_000, 0, body))
+            .collect();
+        let chunk = chunk_of(events);
+        for format in [iso(), with_log_key()] {
+            let (lines, results) = in_one_walk(&chunk, &format);
+            assert_eq!(
+                (&lines, &results),
+                (
+                    &in_two_walks(&chunk, &format).0,
+                    &in_two_walks(&chunk, &format).1
+                )
+            );
+            let refused: Vec<bool> = results.iter().map(Result::is_err).collect();
+            assert_eq!(refused, [true, false, true, true, false, false]);
+            assert!(
+                results[0].as_ref().unwrap_err().contains("deeper than 256"),
+                "{results:?}"
+            );
+            let text = String::from_utf8(lines).unwrap();
+            assert_eq!(text.lines().count(), 3, "{text}");
+        }
     }
 }
