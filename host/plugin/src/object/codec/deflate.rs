@@ -79,6 +79,19 @@ impl Deflater {
         }
     }
 
+    /// A deflater with `level`'s algorithm and, if `tuned`, `deflateTune`'s good length,
+    /// lazy match, nice length and chain length instead of zlib-rs's own for that level:
+    /// for measuring settings against the default (`examples/deflate_sweep.rs`).
+    pub fn with_search(level: u32, tuned: Option<[c_int; 4]>) -> Deflater {
+        Deflater {
+            search: Search {
+                level: level.min(9) as c_int,
+                tuned,
+            },
+            spare: Spares::new(),
+        }
+    }
+
     /// A compressor for a block starting at `position`, and whether it stopped right
     /// there (its window then holds what precedes the block).
     fn take_compressor(&self, position: StreamPosition) -> io::Result<(RawDeflate, bool)> {
