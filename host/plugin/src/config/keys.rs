@@ -469,7 +469,7 @@ pub const ALL: &[Key] = &[
         default: Some("100M"),
         doc: "The size at which an object is closed, counted in bytes as stored (after \
               compression). The cut happens between blocks of whole records, so an object can \
-              exceed it by its last block: at most about 128 KiB of input (1 MiB with zstd).",
+              exceed it by its last block: at most about 256 KiB of input (1 MiB with zstd).",
     },
     Key {
         name: COMPRESSION,
@@ -483,10 +483,9 @@ pub const ALL: &[Key] = &[
     Key {
         name: COMPRESSION_LEVEL,
         default: None,
-        doc: "The level of `compression`. Gzip: 1 (fastest) to 9 (smallest), zlib-ng's levels, \
-              default 4, which searches fewer candidates for a match than zlib-ng's 4 (8, not \
-              24): about a third less CPU than 6 for objects about 5% larger, still smaller than \
-              out_s3's. Zstd: 1 to 19, default 1, which on rustsink's frames of about 1 MiB \
+        doc: "The level of `compression`. Gzip: 1 (fastest) to 9 (smallest), libdeflate's \
+              levels, default 5, which on JSON lines makes objects about as small as zlib's 6 \
+              and smaller than out_s3's, for about 40% less CPU. Zstd: 1 to 19, default 1, which on rustsink's frames of about 1 MiB \
               compresses as well as 3 for about half its CPU. With `format parquet`, the level \
               of the pages' gzip or zstd. Ignored with `compression none` and `snappy`.",
     },
@@ -494,7 +493,7 @@ pub const ALL: &[Key] = &[
         name: COMPRESSION_THREADS,
         default: Some("0"),
         doc: "How many threads compress at the same time. Data is compressed in independent \
-              blocks (about 128 KiB with gzip, 1 MiB with zstd), so one object uses them all, \
+              blocks (about 256 KiB with gzip, 1 MiB with zstd), so one object uses them all, \
               as do several objects at once; chunks of concurrent flushes are also encoded at \
               once. `0`: one per CPU core with gzip, whose compression is most of a flush's \
               work; one with zstd and none (and Parquet, whose lines wait as zstd), where more \
@@ -504,8 +503,8 @@ pub const ALL: &[Key] = &[
         name: MAX_OPEN_OBJECTS,
         default: Some("0"),
         doc: "The most objects open at once (one per tag and window being written). Each holds \
-              a file descriptor and about 40 KiB of memory (the compressor's 32 KiB \
-              dictionary). At the bound, the least recently written object is closed early and \
+              a file descriptor and little memory (no compression state: each block is \
+              compressed on its own). At the bound, the least recently written object is closed early and \
               delivered, and a later record of its tag and window opens a new object: no flush \
               is refused for it. `0`: a quarter of the descriptor limit (`ulimit -n`), from 8 to \
               8192.",

@@ -8,8 +8,8 @@
 //! a re-delivery writes the same key with the same bytes.
 //!
 //! Any write can fail (a full disk); [`ObjectWriter::rollback`] cuts the file back to the
-//! last commit. The next block is then compressed with no dictionary, which is valid at
-//! any block's end and costs only a little ratio.
+//! last commit. Blocks refer to no data before them, so the next block is compressed as
+//! any other.
 //!
 //! Writes are positioned (`pwrite` at the tracked length), so a cut-back file is continued
 //! exactly where its last commit ended.
@@ -19,19 +19,11 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::codec::{Block, Codec, Format, StreamPosition, WINDOW};
+use super::codec::{Block, Codec, Format};
 /// Input is compressed in blocks of about this size (whole lines) unless its format says
 /// otherwise, so a size cut falls between lines near it.
 pub const SLICE: usize = 128 * 1024;
-
-/// Numbers the streams of data that writers compress (see [`StreamPosition`]).
-static NEXT_STREAM: AtomicU64 = AtomicU64::new(0);
-
-fn new_stream() -> u64 {
-    NEXT_STREAM.fetch_add(1, Ordering::Relaxed)
-}
 
 /// What the journal records at a commit: enough to check and to seal the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,12 +53,6 @@ pub struct ObjectWriter {
     path: PathBuf,
     file: File,
     format: &'static dyn Format,
-    /// The last [`WINDOW`] bytes of uncompressed data written: the dictionary of the next
-    /// block. Empty after a rollback or a reopen.
-    window: Vec<u8>,
-    /// The stream the data belongs to, for compressors to go on where they stopped. A
-    /// rollback starts a new one: data after the cut-back point is replaced.
-    stream: u64,
     committed: Committed,
     /// The state after the last write, not yet committed.
     current: Committed,
@@ -116,8 +102,6 @@ impl ObjectWriter {
             path: path.to_owned(),
             file,
             format: codec.format(),
-            window: Vec::new(),
-            stream: new_stream(),
             committed: state,
             current: state,
             hasher: crc32fast::Hasher::new_with_initial_len(state.crc, state.raw),
@@ -140,26 +124,14 @@ impl ObjectWriter {
     }
 
     /// Splits up to about `budget` bytes of `lines` into blocks of whole lines, of about the
-    /// format's [`block_size`](Format::block_size), each with the data before it as its
-    /// dictionary if the codec uses one. Compressed objects need their blocks compressed before
-    /// [`append_blocks`](Self::append_blocks).
+    /// format's [`block_size`](Format::block_size). Compressed objects need their blocks
+    /// compressed before [`append_blocks`](Self::append_blocks).
     pub fn next_blocks<'a>(&self, lines: &'a [u8], budget: usize) -> Vec<Block<'a>> {
         let mut blocks = Vec::new();
         let mut start = 0;
         while start < lines.len() && start < budget {
             let end = slice_end(lines, start, self.format.block_size());
-            let dictionary = if !self.format.uses_dictionary() {
-                Cow::Borrowed(&[][..])
-            } else if start >= WINDOW {
-                Cow::Borrowed(&lines[start - WINDOW..start])
-            } else {
-                Cow::Owned(last_window(&self.window, &lines[..start]))
-            };
-            let position = StreamPosition {
-                stream: self.stream,
-                offset: self.current.raw + start as u64,
-            };
-            blocks.push(Block::new(&lines[start..end], dictionary, position));
+            blocks.push(Block::new(&lines[start..end]));
             start = end;
         }
         blocks
@@ -179,7 +151,6 @@ impl ObjectWriter {
         cut_at: u64,
     ) -> io::Result<usize> {
         let mut taken = 0;
-        let mut appended = Vec::new();
         for block in blocks {
             if self.current.len >= cut_at {
                 break;
@@ -195,27 +166,9 @@ impl ObjectWriter {
             self.current.len += stored.len() as u64;
             self.current.raw += block.raw.len() as u64;
             self.hasher.update(block.raw);
-            appended.push(block.raw);
             taken += block.raw.len();
         }
-        if self.format.uses_dictionary() {
-            self.extend_window(&appended);
-        }
         Ok(taken)
-    }
-
-    /// Keeps the last [`WINDOW`] bytes of what was appended, copying only the blocks that
-    /// reach into them.
-    fn extend_window(&mut self, appended: &[&[u8]]) {
-        let mut first = appended.len();
-        let mut covered = 0;
-        while first > 0 && covered < WINDOW {
-            first -= 1;
-            covered += appended[first].len();
-        }
-        for raw in &appended[first..] {
-            self.window = last_window(&self.window, raw);
-        }
     }
 
     /// Syncs the file, so that the state [`pending`](Self::pending) returns can be
@@ -247,15 +200,12 @@ impl ObjectWriter {
         self.committed = self.pending();
     }
 
-    /// Forgets everything since the last commit: the file is cut back, and the next block
-    /// starts without a dictionary.
+    /// Forgets everything since the last commit: the file is cut back.
     ///
     /// # Errors
     ///
     /// When the file cannot be cut back; the object must not be written again then.
     pub fn rollback(&mut self) -> io::Result<()> {
-        self.window.clear();
-        self.stream = new_stream();
         self.current = self.committed;
         self.hasher =
             crc32fast::Hasher::new_with_initial_len(self.committed.crc, self.committed.raw);
@@ -278,18 +228,6 @@ impl ObjectWriter {
     }
 }
 
-/// The last [`WINDOW`] bytes of `earlier` followed by `data`: the dictionary of what
-/// comes next.
-fn last_window(earlier: &[u8], data: &[u8]) -> Vec<u8> {
-    if data.len() >= WINDOW {
-        return data[data.len() - WINDOW..].to_vec();
-    }
-    let keep = WINDOW - data.len();
-    let mut window = earlier[earlier.len().saturating_sub(keep)..].to_vec();
-    window.extend_from_slice(data);
-    window
-}
-
 /// The end of the next slice of `lines` from `start`: about `size` bytes, at a line end.
 fn slice_end(lines: &[u8], start: usize, size: usize) -> usize {
     let target = (start + size).min(lines.len());
@@ -303,14 +241,15 @@ fn slice_end(lines: &[u8], start: usize, size: usize) -> usize {
 mod tests {
     use std::io::Read;
 
-    use flate2::read::MultiGzDecoder;
+    use flate2::read::GzDecoder;
 
     use super::*;
-    use crate::object::codec::{BlockCompressor, Compression, Deflater};
+    use crate::object::codec::{BlockCompressor, Compression, Deflater, GZIP_BLOCK_SIZE};
 
+    /// The object's data, read as one gzip member.
     fn gunzip(path: &Path) -> Vec<u8> {
         let mut out = Vec::new();
-        MultiGzDecoder::new(File::open(path).unwrap())
+        GzDecoder::new(File::open(path).unwrap())
             .read_to_end(&mut out)
             .unwrap();
         out
@@ -402,7 +341,7 @@ mod tests {
     fn blocks_are_whole_lines_of_about_the_size_of_their_format() {
         let dir = tempfile::tempdir().unwrap();
         let data = lines(0, 100_000);
-        for (codec, size) in [(GZIP, SLICE), (Codec::Zstd, 1 << 20)] {
+        for (codec, size) in [(GZIP, GZIP_BLOCK_SIZE), (Codec::Zstd, 1 << 20)] {
             let writer = ObjectWriter::create(&dir.path().join(codec.name()), codec).unwrap();
             let blocks = writer.next_blocks(&data, usize::MAX);
             assert_eq!(blocks.len(), data.len().div_ceil(size), "{codec}");
@@ -418,12 +357,12 @@ mod tests {
     }
 
     /// README's promise for `total_file_size`: an object goes past it by its last block at
-    /// most, about 128 KiB of input (1 MiB with zstd).
+    /// most, about 256 KiB of input (1 MiB with zstd).
     #[test]
     fn an_object_cut_by_size_goes_past_it_by_one_block_at_most() {
         let dir = tempfile::tempdir().unwrap();
         let data = lines(0, 100_000);
-        for (codec, size) in [(GZIP, SLICE), (Codec::Zstd, 1 << 20)] {
+        for (codec, size) in [(GZIP, GZIP_BLOCK_SIZE), (Codec::Zstd, 1 << 20)] {
             let compressor = Compression { codec, level: 1 }.compressor().unwrap();
             let mut writer = ObjectWriter::create(&dir.path().join(codec.name()), codec).unwrap();
             // A cut far below one block's compressed size: the first block alone passes it.
@@ -458,7 +397,7 @@ mod tests {
         assert!(taken < input.len() && input[taken - 1] == b'\n', "{taken}");
         assert!(first.stored_len() >= 20_000);
         let mut second = ObjectWriter::create(&dir.path().join("second"), GZIP).unwrap();
-        // In small steps, so that each block's dictionary comes from the writer's window.
+        // In small steps: a block each.
         for piece in input[taken..].chunks(5_000) {
             let rest = write(&mut second, piece, u64::MAX, &deflater);
             assert_eq!(rest, piece.len());

@@ -1,5 +1,5 @@
 //! Gzip objects: one gzip member, built by hand around raw deflate blocks
-//! ([`Deflater`](super::Deflater)), each ending with a sync flush.
+//! ([`Deflater`](super::Deflater)), each ending as a sync flush ends.
 //!
 //! The bytes up to any block's end are a valid deflate prefix, aligned to a byte. Sealing
 //! appends an empty final block (`03 00`) and the trailer (CRC-32 and length of the
@@ -42,8 +42,10 @@ impl Format for Gzip {
         true
     }
 
-    fn uses_dictionary(&self) -> bool {
-        true
+    /// Blocks just under the size at which libdeflate starts a second deflate block, so
+    /// that the [`Deflater`](super::Deflater) finds where each ends from its header alone.
+    fn block_size(&self) -> usize {
+        super::deflate::BLOCK_SIZE
     }
 
     fn trailer(&self, committed: &Committed) -> Vec<u8> {

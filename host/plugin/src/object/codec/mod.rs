@@ -17,23 +17,18 @@ mod gzip;
 mod plain;
 mod zstd;
 
-use std::borrow::Cow;
 use std::fmt::Debug;
 use std::io;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-pub use deflate::Deflater;
+pub use deflate::{BLOCK_SIZE as GZIP_BLOCK_SIZE, Deflater};
 
 use super::writer::{Committed, SLICE};
 
 /// Enough of a file's start to hold any codec's header.
 const HEADER_MAX: usize = 16;
-
-/// How far back a block may refer: the most of the preceding data a block's dictionary
-/// holds.
-pub const WINDOW: usize = 32 * 1024;
 
 /// An object's codec, as the journal records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -135,8 +130,6 @@ pub trait Format: Sync + Debug {
     fn extension(&self) -> &'static str;
     /// Whether blocks are compressed; if not, they are stored as they are.
     fn compresses(&self) -> bool;
-    /// Whether a block is compressed with the data before it (its dictionary).
-    fn uses_dictionary(&self) -> bool;
     /// About how much data (whole lines) a block holds: the unit compressed on one thread,
     /// and the finest point at which an object is cut by size or salvaged.
     fn block_size(&self) -> usize {
@@ -214,44 +207,21 @@ impl<T> Debug for Spares<T> {
     }
 }
 
-/// Where a block starts: in which stream of uncompressed data, and how far into it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamPosition {
-    /// Tells streams apart; a stream whose data may change (a rollback) takes a new one.
-    pub stream: u64,
-    /// Bytes of uncompressed data before the block.
-    pub offset: u64,
-}
-
 /// One block of an object's data, and once compressed, its stored bytes.
 #[derive(Debug)]
 pub struct Block<'a> {
     /// The uncompressed data of the block: whole lines.
     pub raw: &'a [u8],
-    /// The data just before the block (at most [`WINDOW`] bytes), for codecs that use it.
-    pub dictionary: Cow<'a, [u8]>,
-    /// Where the block starts.
-    pub position: StreamPosition,
     /// The compressed block; None until compressed.
     pub compressed: Option<io::Result<Vec<u8>>>,
 }
 
 impl<'a> Block<'a> {
     /// A block not yet compressed.
-    pub fn new(raw: &'a [u8], dictionary: Cow<'a, [u8]>, position: StreamPosition) -> Block<'a> {
+    pub fn new(raw: &'a [u8]) -> Block<'a> {
         Block {
             raw,
-            dictionary,
-            position,
             compressed: None,
-        }
-    }
-
-    /// Where the block ends: where the next block of its stream starts.
-    pub fn end(&self) -> StreamPosition {
-        StreamPosition {
-            stream: self.position.stream,
-            offset: self.position.offset + self.raw.len() as u64,
         }
     }
 }

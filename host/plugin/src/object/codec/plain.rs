@@ -21,10 +21,6 @@ impl Format for Plain {
         false
     }
 
-    fn uses_dictionary(&self) -> bool {
-        false
-    }
-
     fn trailer(&self, _committed: &Committed) -> Vec<u8> {
         Vec::new()
     }
