@@ -134,7 +134,7 @@ fn lines_kept_in(store: &Path) -> usize {
         })
         .map(|path| {
             let mut text = String::new();
-            flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+            flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
                 .read_to_string(&mut text)
                 .unwrap();
             text.lines().count()

@@ -20,9 +20,11 @@ const CHILD_COMPRESSION: &str = "RUSTSINK_DAMAGE_COMPRESSION";
 const TAGS: [&str; 2] = ["a", "b"];
 const CHUNKS: u64 = 20;
 const PER_CHUNK: u64 = 190;
-/// Records per tag: the chunks, then three small ones that leave the last object open,
-/// with a block from each.
+/// Records per tag: the chunks, then small ones of [`PER_TAIL`] records, the last of which
+/// stay in the object left open, with a block from each.
 const RECORDS: u64 = CHUNKS * PER_CHUNK + 300;
+/// Few enough that the object left open holds several blocks (whole ones before the damage).
+const PER_TAIL: u64 = 30;
 
 /// The keys of the instance: small objects, cut by size (or at exit). zstd frames of
 /// these records are smaller than gzip's blocks, so its objects are too.
@@ -51,8 +53,8 @@ fn feed_and_wait(dir: &Path) {
             let bytes = numbered_chunk(EventFormat::V2, chunk * PER_CHUNK, PER_CHUNK);
             assert_eq!(fluent_bit.flusher(out).flush(&bytes, tag), FLB_OK);
         }
-        for first in (CHUNKS * PER_CHUNK..RECORDS).step_by(100) {
-            let tail = numbered_chunk(EventFormat::V2, first, 100);
+        for first in (CHUNKS * PER_CHUNK..RECORDS).step_by(PER_TAIL as usize) {
+            let tail = numbered_chunk(EventFormat::V2, first, PER_TAIL);
             assert_eq!(fluent_bit.flusher(out).flush(&tail, tag), FLB_OK);
         }
     }

@@ -330,7 +330,7 @@ impl Bucket {
         let mut numbers = Vec::new();
         for key in self.keys() {
             let mut text = String::new();
-            flate2::read::MultiGzDecoder::new(&self.get(&key)[..])
+            flate2::read::GzDecoder::new(&self.get(&key)[..])
                 .read_to_string(&mut text)
                 .unwrap();
             for line in text.lines() {

@@ -134,8 +134,9 @@ pub fn object_text(path: &Path) -> String {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return String::from_utf8(bytes).unwrap();
     }
+    // One gzip member: a reader that stops after the first member reads it whole.
     let mut text = String::new();
-    flate2::read::MultiGzDecoder::new(&bytes[..])
+    flate2::read::GzDecoder::new(&bytes[..])
         .read_to_string(&mut text)
         .unwrap_or_else(|e| panic!("gunzip {}: {e}", path.display()));
     text
