@@ -23,7 +23,7 @@ use libz_rs_sys as zlib;
 pub const GROWTH: usize = 5;
 
 /// The literal/length symbol that ends a block.
-const END_OF_BLOCK: usize = 256;
+const END_OF_BLOCK: u16 = 256;
 
 /// The order in which a dynamic block's header gives the lengths of the code-length code.
 const CODE_LENGTH_ORDER: [usize; 19] = [
@@ -104,7 +104,7 @@ fn single_block_end(stream: &[u8]) -> Option<u64> {
     if lengths.len() != literals + distances {
         return None;
     }
-    let (code, code_len) = canonical_code(&lengths[..literals], END_OF_BLOCK)?;
+    let (code, code_len) = Decoder::new(&lengths[..literals]).code_of(END_OF_BLOCK)?;
     // Huffman codes are written from their most significant bit on.
     let written = (0..code_len).fold(0, |bits, i| bits | ((code >> (code_len - 1 - i)) & 1) << i);
     only_end(stream, bits.at, written, code_len)
@@ -193,27 +193,8 @@ fn bits_at(data: &[u8], at: u64, count: u32) -> Option<u32> {
     })
 }
 
-/// The canonical Huffman code of `symbol` among `lengths` (RFC 1951, 3.2.2), and its
-/// length; None if the symbol has no code.
-fn canonical_code(lengths: &[u8], symbol: usize) -> Option<(u32, u32)> {
-    let length = *lengths.get(symbol)? as usize;
-    if length == 0 {
-        return None;
-    }
-    let mut counts = [0u32; 16];
-    for &l in lengths {
-        counts[l as usize] += 1;
-    }
-    counts[0] = 0;
-    let first: u32 = (1..length).fold(0, |code, bits| (code + counts[bits]) << 1);
-    let before = lengths[..symbol]
-        .iter()
-        .filter(|&&l| l as usize == length)
-        .count() as u32;
-    Some((first + before, length as u32))
-}
-
-/// Decodes a canonical Huffman code, a bit at a time: slow, and only used on a header.
+/// A canonical Huffman code (RFC 1951, 3.2.2), read a bit at a time: slow, and only used
+/// on a header.
 struct Decoder {
     /// How many symbols have a code of each length.
     counts: [u16; 16],
@@ -232,6 +213,21 @@ impl Decoder {
         symbols.retain(|&s| lengths[s as usize] != 0);
         symbols.sort_by_key(|&s| lengths[s as usize]);
         Decoder { counts, symbols }
+    }
+
+    /// The code of `symbol` and its length in bits; None if it has no code.
+    fn code_of(&self, symbol: u16) -> Option<(u32, u32)> {
+        let index = self.symbols.iter().position(|&s| s == symbol)?;
+        // The first code of each length, and how many symbols have shorter codes.
+        let (mut first, mut before) = (0u32, 0usize);
+        for (length, &count) in self.counts.iter().enumerate().skip(1) {
+            if index < before + count as usize {
+                return Some((first + (index - before) as u32, length as u32));
+            }
+            before += count as usize;
+            first = (first + u32::from(count)) << 1;
+        }
+        None
     }
 
     fn decode(&self, bits: &mut Bits<'_>) -> Option<u16> {
