@@ -36,7 +36,9 @@
 # FLUSH sets the service's Flush (seconds, default 1) for every pipeline alike.
 # DESTINATION_DIR is where s3s-fs keeps the objects and `sink dir` writes them (default:
 # the run's folder, on the input's disk). On a tmpfs (/dev/shm), the destination's writes
-# do not share the disk that tail reads from, as with a remote S3.
+# do not share the disk that tail reads from, as with a remote S3. STORE_DIR is where the
+# outputs keep their stores (rustsink's store_dir, out_s3's buffer; default: the run's
+# folder): with both on a tmpfs, no output of the run writes to a disk.
 #
 # usage: FLUENT_BIT=/path/to/fluent-bit bash benches/fluent-bit.sh [MEGABYTES] [ROUNDS] [PIPELINES...]
 #        (defaults: 1024 MiB, 2 rounds, every pipeline)
@@ -53,8 +55,9 @@ pipelines=("$@")
 [ ${#pipelines[@]} -gt 0 ] || pipelines=(null s3 rustsink-s3 rustsink-s3+Workers=1 rustsink-dir rustsink-redact)
 work="$(mktemp -d)"
 destination="$(mktemp -d -p "${DESTINATION_DIR:-$work}")"
+stores="$(mktemp -d -p "${STORE_DIR:-$work}")"
 server=""
-trap '[ -z "$server" ] || kill "$server"; rm -rf "$work" "$destination"' EXIT
+trap '[ -z "$server" ] || kill "$server"; rm -rf "$work" "$destination" "$stores"' EXIT
 
 cargo build --release --quiet
 plugin="$PWD/target/release/librustsink.so"
@@ -88,15 +91,15 @@ output() {
     case "$pipeline" in
         null) printf '[OUTPUT]\n    Name null\n    Match *\n' ;;
         s3) printf '[OUTPUT]\n    Name s3\n    Match *\n    bucket %s\n    region us-east-1\n    endpoint %s\n    compression gzip\n    store_dir %s\n    s3_key_format /s3/$TAG/%%Y/%%m/%%d/%%H/$UUID.gz\n' \
-            "$run" "$endpoint" "$work/$run-store" ;;
+            "$run" "$endpoint" "$stores/$run-store" ;;
         rustsink-s3) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink s3\n    bucket %s\n    region us-east-1\n    endpoint %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
-            "$run" "$endpoint" "$work/$run-store" ;;
+            "$run" "$endpoint" "$stores/$run-store" ;;
         rustsink-dir) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n' \
-            "$destination/$run" "$work/$run-store" ;;
+            "$destination/$run" "$stores/$run-store" ;;
         rustsink-redact) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n    filter.1 %s\n' \
-            "$destination/$run" "$work/$run-store" "$redact" ;;
+            "$destination/$run" "$stores/$run-store" "$redact" ;;
         rustsink-noop) printf '[OUTPUT]\n    Name rustsink\n    Match *\n    sink dir\n    path %s\n    store_dir %s\n    shutdown_timeout 60s\n    filter.1 %s\n' \
-            "$destination/$run" "$work/$run-store" "$noop" ;;
+            "$destination/$run" "$stores/$run-store" "$noop" ;;
         *) echo "unknown pipeline $pipeline" >&2; exit 1 ;;
     esac
     case "$pipeline" in
@@ -217,7 +220,7 @@ PY
             -v o="$objects" -v ra="$ratio" -v rec="$records" -v lat="$latency" \
             'BEGIN { printf "%-34s %8.1f %8s %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, ins, b / 1048576 / w, cpu, r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
         printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$pipeline" "$wall" "$input" "$cpu_per_gb" >> "$work/results"
-        rm -rf "$destination/$run" "$work/$run-store"
+        rm -rf "$destination/$run" "$stores/$run-store"
     done
 done
 echo "records in the input: $lines"
