@@ -329,11 +329,7 @@ impl Bucket {
     pub(crate) fn numbers(&self) -> Vec<u64> {
         let mut numbers = Vec::new();
         for key in self.keys() {
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(&self.get(&key)[..])
-                .read_to_string(&mut text)
-                .unwrap();
-            for line in text.lines() {
+            for line in gunzip(&self.get(&key), &key).lines() {
                 let record: serde_json::Value = serde_json::from_str(line).unwrap();
                 let log: serde_json::Value =
                     serde_json::from_str(record["log"].as_str().unwrap()).unwrap();

@@ -119,7 +119,6 @@ pub fn object_index(path: &Path) -> u64 {
 
 /// The content of an object: gunzipped if it is gzip, through `zstd -d` if it is zstd.
 pub fn object_text(path: &Path) -> String {
-    use std::io::Read;
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let out = Command::new("zstd")
@@ -134,11 +133,17 @@ pub fn object_text(path: &Path) -> String {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return String::from_utf8(bytes).unwrap();
     }
-    // One gzip member: a reader that stops after the first member reads it whole.
+    gunzip(&bytes, &path.display())
+}
+
+/// The text of a gzip object, read as one member: a reader that stops after the first
+/// member reads it whole, or the test fails naming `what`.
+pub fn gunzip(bytes: &[u8], what: &dyn std::fmt::Display) -> String {
+    use std::io::Read;
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&bytes[..])
+    flate2::read::GzDecoder::new(bytes)
         .read_to_string(&mut text)
-        .unwrap_or_else(|e| panic!("gunzip {}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("gunzip {what}: {e}"));
     text
 }
 

@@ -485,9 +485,10 @@ pub const ALL: &[Key] = &[
         default: None,
         doc: "The level of `compression`. Gzip: 1 (fastest) to 9 (smallest), libdeflate's \
               levels, default 5, which on JSON lines makes objects about as small as zlib's 6 \
-              and smaller than out_s3's, for about a third less CPU. Zstd: 1 to 19, default 1, which on rustsink's frames of about 1 MiB \
-              compresses as well as 3 for about half its CPU. With `format parquet`, the level \
-              of the pages' gzip or zstd. Ignored with `compression none` and `snappy`.",
+              and smaller than out_s3's, for about a third less CPU. Zstd: 1 to 19, default \
+              1, which on rustsink's frames of about 1 MiB compresses as well as 3 for about \
+              half its CPU. With `format parquet`, the level of the pages' gzip or zstd. \
+              Ignored with `compression none` and `snappy`.",
     },
     Key {
         name: COMPRESSION_THREADS,
