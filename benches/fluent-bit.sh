@@ -38,7 +38,9 @@
 # the run's folder, on the input's disk). On a tmpfs (/dev/shm), the destination's writes
 # do not share the disk that tail reads from, as with a remote S3. STORE_DIR is where the
 # outputs keep their stores (rustsink's store_dir, out_s3's buffer; default: the run's
-# folder): with both on a tmpfs, no output of the run writes to a disk.
+# folder): with both on a tmpfs, no output of the run writes to a disk. SERVER_NICE runs
+# s3s-fs at that niceness (default 0): at 19 it runs mostly when a core would be idle, a
+# step towards a remote S3, which takes none of the node's cores.
 #
 # usage: FLUENT_BIT=/path/to/fluent-bit bash benches/fluent-bit.sh [MEGABYTES] [ROUNDS] [PIPELINES...]
 #        (defaults: 1024 MiB, 2 rounds, every pipeline)
@@ -79,7 +81,7 @@ CONF
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
-"$s3s_fs" --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
+nice -n "${SERVER_NICE:-0}" "$s3s_fs" --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
   --secret-key "$AWS_SECRET_ACCESS_KEY" "$destination" > "$work/s3s.log" 2>&1 &
 server=$!
 endpoint="http://127.0.0.1:$port"

@@ -169,6 +169,92 @@ fn concurrent_flushes_on_24_kib_stacks_deliver_everything_once() {
     assert_eq!(seen, (0..4_000).collect::<Vec<_>>());
 }
 
+/// Fluent Bit may free a chunk as soon as its flush returns. Here each chunk is flushed
+/// from pages of its own that are unmapped right after the call, so a read of the chunk
+/// after the return ends the test process. Four workers flush at once, and the chunks
+/// go through the engine alone, or first through a filter.
+#[test]
+fn no_chunk_is_read_after_its_flush_returns() {
+    let grep = components().grep.display().to_string();
+    for filter in [None, Some(grep.as_str())] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys = vec![("Workers", "4")];
+        if let Some(grep) = filter {
+            keys.extend([
+                ("filter.1", grep),
+                ("filter.1.key", "log"),
+                ("filter.1.regex", "^line$"),
+            ]);
+        }
+        let mut fluent_bit = load(HostVersion::V5);
+        let out = fluent_bit
+            .add_output(&dir_output(dir.path(), &keys))
+            .unwrap();
+        let flusher = fluent_bit.flusher(out);
+        std::thread::scope(|scope| {
+            for worker in 0..4u64 {
+                scope.spawn(move || {
+                    for round in 0..10u64 {
+                        let first = (worker * 10 + round) * 1_000;
+                        let chunk = numbered_chunk(EventFormat::V2, first, 1_000);
+                        let pages = Pages::holding(&chunk);
+                        assert_eq!(flusher.flush(pages.bytes(), "lent"), FLB_OK);
+                        drop(pages);
+                    }
+                });
+            }
+        });
+        fluent_bit.shutdown().unwrap();
+        let mut seen = numbers(dir.path(), "lent");
+        seen.sort_unstable();
+        assert_eq!(seen, (0..40_000).collect::<Vec<_>>(), "filter: {filter:?}");
+    }
+}
+
+/// A copy of some bytes in anonymous pages of their own, unmapped when dropped.
+struct Pages {
+    start: *mut libc::c_void,
+    mapped: usize,
+    len: usize,
+}
+
+impl Pages {
+    fn holding(bytes: &[u8]) -> Pages {
+        let mapped = bytes.len().next_multiple_of(4096).max(4096);
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let start = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(start, libc::MAP_FAILED, "mmap failed");
+        // SAFETY: the mapping is writable and at least `bytes.len()` long.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), start.cast(), bytes.len()) };
+        Pages {
+            start,
+            mapped,
+            len: bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping holds `len` initialised bytes until `self` is dropped.
+        unsafe { std::slice::from_raw_parts(self.start.cast(), self.len) }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is this value's own, and no borrow of it outlives `self`.
+        assert_eq!(unsafe { libc::munmap(self.start, self.mapped) }, 0);
+    }
+}
+
 #[test]
 fn every_event_encoding_fluent_bit_writes_is_delivered_exactly() {
     let dir = tempfile::tempdir().unwrap();
