@@ -21,7 +21,9 @@
 # none twice) and the ratio is its JSON bytes over its stored bytes (gzip, or zstd through
 # the zstd command). For rustsink, how long each flush held Fluent Bit's thread comes from
 # its `flush_seconds` histogram, scraped from `metrics_listen` every 0.25 s while it runs:
-# p50 and p99 as Prometheus' histogram_quantile estimates them from the buckets. The run
+# p50 and p99 as Prometheus' histogram_quantile estimates them from the buckets.
+# server_CPU-s/GB is the CPU s3s-fs took during the run (it hashes every byte it stores),
+# per GB of the input: work on the same cores that a remote S3 would do elsewhere. The run
 # ends with each pipeline beside tail -> null of the same round: the share of null's
 # throughput it kept (wall and input_s) and the CPU it added.
 #
@@ -115,7 +117,9 @@ output() {
 
 echo "input: $megabytes MiB, $lines lines, seed 1, varied; Flush $flush; Fluent Bit: $("$FLUENT_BIT" --version | head -1)"
 metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf '%-34s %8s %8s %8s %12s %10s %8s %8s %10s %18s\n' pipeline wall_s input_s MB/s CPU-s/GB peak_MiB objects ratio records flush_p50/p99_ms
+# CPU ticks (user + system) s3s-fs has taken so far.
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
+printf '%-34s %8s %8s %8s %12s %10s %8s %8s %10s %18s %14s\n' pipeline wall_s input_s MB/s CPU-s/GB peak_MiB objects ratio records flush_p50/p99_ms server_CPU-s/GB
 for round in $(seq 1 "$rounds"); do
     for index in "${!pipelines[@]}"; do
         pipeline="${pipelines[$index]}"
@@ -134,6 +138,7 @@ for round in $(seq 1 "$rounds"); do
             run_plugin="${BEFORE:?BEFORE names the librustsink.so of before: pipelines}"
         fi
         rm -f "$work/metrics"
+        server_before=$(server_ticks)
         started=$(date +%s.%N)
         /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
             "$FLUENT_BIT" -e "$run_plugin" -c "$work/$run.conf" > "$work/$run.log" 2>&1 &
@@ -183,6 +188,8 @@ print(f"{quantile(0.5) * 1000:.1f}/{quantile(0.99) * 1000:.1f}")
 PY
 )
         read -r wall user sys rss_kib < "$work/time"
+        server_cpu=$(awk -v t0="$server_before" -v t1="$(server_ticks)" -v hz="$(getconf CLK_TCK)" -v b="$bytes" \
+            'BEGIN { printf "%.2f", (t1 - t0) / hz / (b / 1e9) }')
         input=$(python3 - "$work/$run.log" "$started" <<'PY'
 import re, sys, time
 for line in open(sys.argv[1], errors="replace"):
@@ -219,8 +226,8 @@ PY
         [ "${pipeline%%+*}" = null ] && records=-
         cpu_per_gb=$(awk -v u="$user" -v s="$sys" -v b="$bytes" 'BEGIN { print (u + s) / (b / 1e9) }')
         awk -v p="$pipeline" -v w="$wall" -v ins="$input" -v cpu="$cpu_per_gb" -v r="$rss_kib" -v b="$bytes" \
-            -v o="$objects" -v ra="$ratio" -v rec="$records" -v lat="$latency" \
-            'BEGIN { printf "%-34s %8.1f %8s %8.1f %12.1f %10.0f %8s %8s %10s %18s\n", p, w, ins, b / 1048576 / w, cpu, r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat }'
+            -v o="$objects" -v ra="$ratio" -v rec="$records" -v lat="$latency" -v srv="$server_cpu" \
+            'BEGIN { printf "%-34s %8.1f %8s %8.1f %12.1f %10.0f %8s %8s %10s %18s %14s\n", p, w, ins, b / 1048576 / w, cpu, r / 1024, (p == "null" ? "-" : o), (p == "null" ? "-" : ra), rec, lat, srv }'
         printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$pipeline" "$wall" "$input" "$cpu_per_gb" >> "$work/results"
         rm -rf "$destination/$run" "$stores/$run-store"
     done

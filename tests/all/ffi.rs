@@ -411,7 +411,7 @@ fn one_bad_event_is_skipped_and_the_rest_of_its_chunk_is_accepted() {
 #[test]
 fn bad_config_fails_init_with_one_line_naming_key_and_value() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[(&str, &str)], &str); 6] = [
+    let cases: [(&[(&str, &str)], &str); 7] = [
         (&[("sink", "kafka")], "invalid value 'kafka' for key 'sink'"),
         (&[("sink", "dir")], "missing key 'path'"),
         (
@@ -430,6 +430,10 @@ fn bad_config_fails_init_with_one_line_naming_key_and_value() {
         (
             &[("sink", "dir"), ("path", "/x"), ("time_window", "7m")],
             "invalid value '7m' for key 'time_window': expected whole seconds that divide a day",
+        ),
+        (
+            &[("sink", "dir"), ("path", "/x"), ("nice", "20")],
+            "invalid value '20' for key 'nice': expected a whole number from 0 to 19",
         ),
     ];
     for (pairs, expected) in cases {
@@ -461,6 +465,53 @@ fn bad_config_fails_init_with_one_line_naming_key_and_value() {
     assert!(fluent_bit.add_output(&dir_output(&file, &[])).is_err());
     let errors = error_lines();
     assert!(errors[0].contains("a-file"), "{errors:?}");
+    fluent_bit.shutdown().unwrap();
+}
+
+/// The record thread runs `nice` steps below the Fluent Bit thread that started its
+/// instance (10 by default, at most 19); `nice 0` keeps that thread's priority.
+#[test]
+fn the_record_thread_runs_nice_steps_below_fluent_bit() {
+    /// The nice value of a thread, from its `stat` (field 19).
+    fn nice_of(stat: &std::path::Path) -> i32 {
+        let stat = fs::read_to_string(stat).unwrap();
+        let after_name = stat.rsplit(')').next().unwrap();
+        after_name
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+    let started_at = nice_of("/proc/thread-self/stat".as_ref());
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    for (alias, nice, expected) in [
+        ("n-def", None, 10),
+        ("n-0", Some("0"), 0),
+        ("n-3", Some("3"), 3),
+        ("n-19", Some("19"), 19),
+    ] {
+        let mut keys = vec![("Alias", alias)];
+        keys.extend(nice.map(|nice| ("nice", nice)));
+        let out = fluent_bit
+            .add_output(&dir_output(&dir.path().join(alias), &keys))
+            .unwrap();
+        let chunk = numbered_chunk(EventFormat::V2, 0, 10);
+        assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
+        let worker = fs::read_dir("/proc/self/task")
+            .unwrap()
+            .map(|task| task.unwrap().path())
+            .find(|task| {
+                fs::read_to_string(task.join("comm")).unwrap().trim() == format!("rustsink:{alias}")
+            })
+            .unwrap_or_else(|| panic!("no record thread of {alias}: {:?}", plugin_threads()));
+        assert_eq!(
+            nice_of(&worker.join("stat")),
+            (started_at + expected).min(19),
+            "{alias}"
+        );
+    }
     fluent_bit.shutdown().unwrap();
 }
 

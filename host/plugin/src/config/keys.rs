@@ -101,6 +101,8 @@ pub const PARQUET_ROW_GROUP_SIZE: &str = "parquet.row_group_size";
 pub const COMPRESSION_LEVEL: &str = "compression_level";
 /// `metrics_listen`: the address of the Prometheus metrics endpoint.
 pub const METRICS_LISTEN: &str = "metrics_listen";
+/// `nice`: how many steps below Fluent Bit's the record thread runs.
+pub const NICE: &str = "nice";
 /// `max_open_objects`: how many objects may be open at once.
 pub const MAX_OPEN_OBJECTS: &str = "max_open_objects";
 /// `compression_threads`: how many threads compress (and encode) at once.
@@ -499,6 +501,18 @@ pub const ALL: &[Key] = &[
               once. `0`: one per CPU core with gzip, whose compression is most of a flush's \
               work; one with zstd and none (and Parquet, whose lines wait as zstd), where more \
               threads mostly compete with Fluent Bit's input for the cores.",
+    },
+    Key {
+        name: NICE,
+        default: Some("10"),
+        doc: "How many steps below the Fluent Bit thread that starts it rustsink's record \
+              thread runs, with the threads it compresses with: a Linux nice increment, from 0 \
+              to 19. That thread filters, encodes and compresses every record. Where the \
+              cores are short, Fluent Bit's input and engine then run first, and a flush that \
+              waits for the record thread takes longer instead (BENCHMARKS.md). `0`: the same \
+              priority. Uploads keep Fluent Bit's priority, so that they keep up. Nice values \
+              weigh threads within their cgroup: in a container, only against the \
+              container's own.",
     },
     Key {
         name: MAX_OPEN_OBJECTS,

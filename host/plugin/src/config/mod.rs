@@ -161,6 +161,8 @@ pub struct Config {
     pub objects: ObjectConfig,
     /// Where the metrics are served (`metrics_listen`); None: nowhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How many steps below Fluent Bit's the record thread runs (`nice`), 0 to 19.
+    pub nice: u8,
 }
 
 impl Config {
@@ -237,6 +239,9 @@ impl Config {
             })?),
             _ => None,
         };
+        let nice = value(keys::NICE).unwrap_or_default();
+        let nice =
+            parse::whole(&nice, 0..=19).map_err(|expected| invalid(keys::NICE, &nice, expected))?;
         Ok(Config {
             sink,
             filters: filter::parse(lookup)?,
@@ -247,6 +252,7 @@ impl Config {
             },
             objects,
             metrics_listen,
+            nice: nice as u8,
         })
     }
 }
@@ -278,17 +284,7 @@ fn parse_objects(
     };
     let whole = |key: &'static str, range: std::ops::RangeInclusive<u64>| {
         let text = text(key);
-        text.trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    key,
-                    &text,
-                    format!("a whole number from {} to {}", range.start(), range.end()),
-                )
-            })
+        parse::whole(&text, range).map_err(|expected| invalid(key, &text, expected))
     };
 
     // Only the words turn windows off: `0` is a duration, and refused below.

@@ -33,6 +33,20 @@ pub fn size(value: &str) -> Result<u64, &'static str> {
         .ok_or(EXPECTED)
 }
 
+/// Parses a whole number within `range`.
+///
+/// # Errors
+///
+/// The range, when `value` is not a whole number in it.
+pub fn whole(value: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| format!("a whole number from {} to {}", range.start(), range.end()))
+}
+
 /// Parses a duration: seconds, or a number with `ms`, `s`, `m`, `h` or `d`.
 ///
 /// # Errors

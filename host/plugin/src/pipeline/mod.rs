@@ -8,7 +8,8 @@
 //!
 //! The worker takes every flush waiting at that moment as one group, so one pair of syncs
 //! serves them all (group commit), and between flushes it closes and seals objects that
-//! are due, about once a second.
+//! are due, about once a second. It runs `nice` steps below the Fluent Bit thread that
+//! started it, so that where the cores are short Fluent Bit's input runs first.
 //!
 //! The return code says who holds the data afterwards:
 //!
@@ -270,6 +271,7 @@ impl Instance {
             outlet,
             filters,
             shutdown_timeout,
+            nice: config.nice,
             log: log.clone(),
             metrics: metrics.clone(),
         };
@@ -373,12 +375,15 @@ struct Worker {
     outlet: Outlet,
     filters: Chain,
     shutdown_timeout: Duration,
+    /// How many steps below Fluent Bit's the thread runs (`nice`).
+    nice: u8,
     log: Logger,
     metrics: Metrics,
 }
 
 impl Worker {
     fn run(mut self, jobs: Receiver<Job>) {
+        lower_priority(self.nice, &self.log);
         let mut last_tick = Instant::now();
         loop {
             match jobs.recv_timeout(TICK) {
@@ -553,6 +558,25 @@ impl Worker {
             }),
         };
         decide(&self.log, &job.tag, records, malformed, delivered)
+    }
+}
+
+/// Lowers the calling thread's scheduling priority `nice` steps below the one it started
+/// with, which a new thread takes from its creator: here, the Fluent Bit thread that
+/// started the instance. The threads it spawns later (compression) start at the lower one.
+fn lower_priority(nice: u8, log: &Logger) {
+    if nice == 0 {
+        return;
+    }
+    // On Linux a priority is a thread's: PRIO_PROCESS with no pid names the calling thread.
+    let lowered = rustix::process::getpriority_process(None).and_then(|started| {
+        rustix::process::setpriority_process(None, (started + i32::from(nice)).min(19))
+    });
+    if let Err(error) = lowered {
+        log.warn(format_args!(
+            "could not lower the record thread's priority by {nice} (nice): {error}; it \
+             keeps Fluent Bit's"
+        ));
     }
 }
 
