@@ -469,8 +469,8 @@ fn bad_config_fails_init_with_one_line_naming_key_and_value() {
 }
 
 /// The record thread runs `nice` steps below the Fluent Bit thread that started its
-/// instance (10 by default, at most 19); `nice 0` keeps that thread's priority, and the
-/// delivery thread always keeps it.
+/// instance (10 by default, 0 by default with a filter, at most 19); `nice 0` keeps that
+/// thread's priority, and the delivery thread always keeps it.
 #[test]
 fn the_record_thread_runs_nice_steps_below_fluent_bit() {
     /// The nice value of a thread, from its `stat` (field 19).
@@ -487,14 +487,26 @@ fn the_record_thread_runs_nice_steps_below_fluent_bit() {
     let started_at = nice_of("/proc/thread-self/stat".as_ref());
     let dir = tempfile::tempdir().unwrap();
     let mut fluent_bit = load(HostVersion::V5);
-    for (alias, nice, expected) in [
-        ("n-def", None, 10),
-        ("n-0", Some("0"), 0),
-        ("n-3", Some("3"), 3),
-        ("n-19", Some("19"), 19),
+    let grep = components().grep.display().to_string();
+    let filter = [
+        ("filter.1", grep.as_str()),
+        ("filter.1.key", "log"),
+        ("filter.1.regex", "^line$"),
+    ];
+    for (alias, nice, filtered, expected) in [
+        ("n-def", None, false, 10),
+        ("n-0", Some("0"), false, 0),
+        ("n-3", Some("3"), false, 3),
+        ("n-19", Some("19"), false, 19),
+        // A component's timeout counts wall-clock time: only a given `nice` lowers it.
+        ("n-flt", None, true, 0),
+        ("n-fl5", Some("5"), true, 5),
     ] {
         let mut keys = vec![("Alias", alias)];
         keys.extend(nice.map(|nice| ("nice", nice)));
+        if filtered {
+            keys.extend(filter);
+        }
         let out = fluent_bit
             .add_output(&dir_output(&dir.path().join(alias), &keys))
             .unwrap();

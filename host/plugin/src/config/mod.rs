@@ -239,12 +239,19 @@ impl Config {
             })?),
             _ => None,
         };
-        let nice = value(keys::NICE).unwrap_or_default();
-        let nice =
-            parse::whole(&nice, 0..=19).map_err(|expected| invalid(keys::NICE, &nice, expected))?;
+        let filters = filter::parse(lookup)?;
+        let text = value(keys::NICE).unwrap_or_default();
+        let mut nice =
+            parse::whole(&text, 0..=19).map_err(|expected| invalid(keys::NICE, &text, expected))?;
+        // Components' timeouts count wall-clock time, which a thread that yields the cores
+        // spends waiting for them: with components, only a `nice` given lowers the thread.
+        let components = !filters.is_empty() || matches!(sink, SinkConfig::Component(_));
+        if components && lookup(keys::NICE).is_none() {
+            nice = 0;
+        }
         Ok(Config {
             sink,
-            filters: filter::parse(lookup)?,
+            filters,
             json: JsonLines {
                 date_key,
                 date_format,
