@@ -512,16 +512,10 @@ fn the_record_thread_runs_nice_steps_below_fluent_bit() {
             .unwrap();
         let chunk = numbered_chunk(EventFormat::V2, 0, 10);
         assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
-        // Thread names are cut at 15 bytes. Other tests' threads come and go meanwhile.
-        let threads: Vec<(String, i32)> = fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|task| {
-                let task = task.ok()?.path();
-                let name = fs::read_to_string(task.join("comm")).ok()?;
-                let name = name.trim().to_owned();
-                name.starts_with(&format!("rustsink:{alias}"))
-                    .then(|| (name, nice_of(&task.join("stat"))))
-            })
+        let threads: Vec<(String, i32)> = threads()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(&format!("rustsink:{alias}")))
+            .map(|(name, task)| (name, nice_of(&task.join("stat"))))
             .collect();
         let record_thread = format!("rustsink:{alias}");
         let mut delivery_thread = format!("rustsink:{alias}:deliver");

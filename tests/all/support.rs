@@ -330,11 +330,23 @@ pub fn rustsink_check(config: &Path, text: &str) -> std::process::Output {
 
 /// The threads of this process that the plugin started, or a runtime inside it.
 pub fn plugin_threads() -> std::collections::BTreeSet<String> {
+    threads()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("rustsink:") || name.starts_with("tokio"))
+        .collect()
+}
+
+/// This process's threads: each one's name (cut at 15 bytes, as Linux keeps it) and
+/// folder under /proc. Other tests' threads come and go meanwhile; those gone are left out.
+pub fn threads() -> Vec<(String, PathBuf)> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| name.starts_with("rustsink:") || name.starts_with("tokio"))
+        .filter_map(|task| {
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).ok()?;
+            Some((name.trim().to_owned(), task))
+        })
         .collect()
 }
 

@@ -240,15 +240,15 @@ impl Config {
             _ => None,
         };
         let filters = filter::parse(lookup)?;
-        let text = value(keys::NICE).unwrap_or_default();
-        let mut nice =
-            parse::whole(&text, 0..=19).map_err(|expected| invalid(keys::NICE, &text, expected))?;
         // Components' timeouts count wall-clock time, which a thread that yields the cores
         // spends waiting for them: with components, only a `nice` given lowers the thread.
         let components = !filters.is_empty() || matches!(sink, SinkConfig::Component(_));
-        if components && lookup(keys::NICE).is_none() {
-            nice = 0;
-        }
+        let nice = if components && lookup(keys::NICE).is_none() {
+            0
+        } else {
+            let text = value(keys::NICE).unwrap_or_default();
+            parse::whole(&text, 0..=19).map_err(|expected| invalid(keys::NICE, &text, expected))?
+        };
         Ok(Config {
             sink,
             filters,
@@ -677,6 +677,20 @@ mod tests {
                     timeout: Duration::from_secs(5)
                 },
             })
+        );
+    }
+
+    #[test]
+    fn nice_defaults_to_10_and_to_0_with_components_unless_given() {
+        let nice = |pairs: &[(&str, &str)]| config(pairs).unwrap().nice;
+        assert_eq!(nice(&[]), 10);
+        assert_eq!(nice(&[("nice", "4")]), 4);
+        assert_eq!(nice(&[("sink", "/plugins/http.wasm")]), 0);
+        assert_eq!(nice(&[("sink", "/plugins/http.wasm"), ("nice", "10")]), 10);
+        assert_eq!(nice(&[("filter.1", "/plugins/grep.wasm")]), 0);
+        assert_eq!(
+            nice(&[("filter.1", "/plugins/grep.wasm"), ("nice", "7")]),
+            7
         );
     }
 
