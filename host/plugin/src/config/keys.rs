@@ -182,9 +182,11 @@ pub const ALL: &[Key] = &[
         name: PATH,
         default: None,
         doc: "With `sink dir`: the directory that receives the objects, each at `<path>/<key>`. \
-              An object appears there complete or not at all (written under a temporary \
-              name, synced, then linked to its name, which never replaces a file there). No \
-              symbolic link under it is followed. Created if missing. Required with `sink dir`.",
+              An object appears there complete or not at all (put under a temporary name, \
+              synced, then linked to its name, which never replaces a file there). On the \
+              filesystem of `store_dir`, the temporary name is a link to the store's file, so \
+              no object is written twice; elsewhere it is a copy. No symbolic link under it is \
+              followed. Created if missing. Required with `sink dir`.",
     },
     Key {
         name: FILE_MODE,

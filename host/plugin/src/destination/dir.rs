@@ -1,9 +1,11 @@
 //! `sink dir`: objects land under a local directory at their key.
 //!
-//! An object is copied to a temporary name beside its final place (`.<name>.<token>.tmp`),
+//! An object is put at a temporary name beside its final place (`.<name>.<token>.tmp`),
 //! synced, and linked to its name, then the directory is synced: a reader sees the whole
-//! object or none. Linking, unlike renaming, fails when the name is taken, so an object
-//! already there is never replaced. The object's token is kept in the extended attribute
+//! object or none. The temporary name is a second link to the store's sealed file where
+//! both are on one filesystem, so no byte is written twice; elsewhere it is a copy.
+//! Linking, unlike renaming, fails when the name is taken, so an object already there is
+//! never replaced. The object's token is kept in the extended attribute
 //! `user.rustsink.token`: a file at the key with this token is this object, delivered
 //! before a crash lost the record of it; any other file means the key is taken. Where the
 //! filesystem keeps no extended attributes, a file with the same bytes counts as this
@@ -17,7 +19,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, fsync, linkat, mkdirat, open, openat, unlinkat};
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, fsync, linkat, mkdirat, open, openat, unlinkat};
 use rustix::io::Errno;
 use xattr::FileExt;
 
@@ -74,7 +76,7 @@ impl DirDestination {
 }
 
 impl Destination for DirDestination {
-    /// A local copy is quick to redo, so it is done whole, without progress.
+    /// A local link or copy is quick to redo, so it is done whole, without progress.
     fn put(&self, object: &SealedObject, _: &mut dyn ProgressLog) -> Result<(), DeliveryError> {
         let target = self.path_of(&object.key)?;
         let folder_path = target.parent().unwrap_or(&self.root).to_owned();
@@ -192,7 +194,7 @@ impl DirDestination {
         Ok(folder)
     }
 
-    /// Copies the object into a new file `name` of `folder`, with the mode and token of a
+    /// Puts the object at the new name `name` of `folder`, with the mode and token of a
     /// delivered object, and syncs it.
     fn write_temporary(
         &self,
@@ -200,6 +202,19 @@ impl DirDestination {
         name: &str,
         object: &SealedObject,
     ) -> io::Result<()> {
+        let file = match link_sealed(folder, name, object) {
+            Some(file) => file,
+            None => self.copy_sealed(folder, name, object)?,
+        };
+        // The umask may have narrowed a copy's mode, and a link has the store's.
+        file.set_permissions(fs::Permissions::from_mode(self.file_mode))?;
+        // Best effort: not every filesystem keeps extended attributes.
+        let _ = file.set_xattr(TOKEN_ATTRIBUTE, object.token.as_bytes());
+        file.sync_all()
+    }
+
+    /// Copies the object's sealed file into a new file `name` of `folder`.
+    fn copy_sealed(&self, folder: &OwnedFd, name: &str, object: &SealedObject) -> io::Result<File> {
         let flags =
             OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC;
         let mut file = File::from(openat(
@@ -216,11 +231,7 @@ impl DirDestination {
                 object.len
             )));
         }
-        // The umask may have narrowed the mode.
-        file.set_permissions(fs::Permissions::from_mode(self.file_mode))?;
-        // Best effort: not every filesystem keeps extended attributes.
-        let _ = file.set_xattr(TOKEN_ATTRIBUTE, object.token.as_bytes());
-        file.sync_all()
+        Ok(file)
     }
 
     /// After the key's name turned out to be taken: Ok if the file there is this object,
@@ -252,6 +263,30 @@ impl DirDestination {
                 key: object.key.clone(),
             }),
             Err(error) => Err(io_error("reading", target)(error)),
+        }
+    }
+}
+
+/// The object's sealed file (synced when it was sealed) linked at the new name `name` of
+/// `folder`, when that is the same filesystem and the file is whole. None otherwise, with
+/// nothing left at `name`: the object is then copied, which reports what is wrong.
+fn link_sealed(folder: &OwnedFd, name: &str, object: &SealedObject) -> Option<File> {
+    // Without AT_SYMLINK_FOLLOW: a link planted in the store is linked itself, and refused
+    // below.
+    linkat(CWD, &object.path, folder, name, AtFlags::empty()).ok()?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let linked = openat(folder, name, flags, Mode::empty()).map(File::from);
+    match linked {
+        Ok(file)
+            if file
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.len() == object.len) =>
+        {
+            Some(file)
+        }
+        _ => {
+            let _ = unlinkat(folder, name, AtFlags::empty());
+            None
         }
     }
 }
@@ -354,6 +389,55 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["a.gz"], "no temporary file stays");
+    }
+
+    #[test]
+    fn an_object_on_the_same_filesystem_is_linked_not_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let destination = DirDestination::open(&dir.path().join("out"), 0o640).unwrap();
+        let source = dir.path().join("object");
+        fs::write(&source, b"sealed bytes").unwrap();
+        fs::set_permissions(&source, fs::Permissions::from_mode(0o600)).unwrap();
+        let object = SealedObject {
+            id: 1,
+            key: "a.gz".into(),
+            token: "t1".into(),
+            tag: "app".into(),
+            window_start: 0,
+            path: source.clone(),
+            codec: crate::object::codec::Codec::Gzip,
+            format: crate::object::ObjectFormat::JsonLines,
+            len: 12,
+            progress: None,
+        };
+        destination.put(&object, &mut None).unwrap();
+        let landed = dir.path().join("out/a.gz");
+        let (linked, stored) = (
+            fs::metadata(&landed).unwrap(),
+            fs::metadata(&source).unwrap(),
+        );
+        assert_eq!(linked.ino(), stored.ino(), "one file, two names");
+        assert_eq!(linked.mode() & 0o777, 0o640);
+        // The store lets go of its name once the object is delivered.
+        fs::remove_file(&source).unwrap();
+        assert_eq!(fs::read(&landed).unwrap(), b"sealed bytes");
+        // A sealed file shorter than sealed is not linked: the copy reports it.
+        fs::write(&source, b"short").unwrap();
+        let error = destination
+            .put(
+                &SealedObject {
+                    key: "b.gz".into(),
+                    ..object
+                },
+                &mut None,
+            )
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("not the 12 it was sealed with"),
+            "{error}"
+        );
+        assert_eq!(fs::read_dir(dir.path().join("out")).unwrap().count(), 1);
     }
 
     #[test]
