@@ -344,24 +344,35 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Deli
 mod tests {
     use super::*;
 
-    #[test]
-    fn objects_land_at_their_key_and_never_replace_another() {
-        let dir = tempfile::tempdir().unwrap();
-        let destination = DirDestination::open(&dir.path().join("out"), 0o640).unwrap();
-        let source = dir.path().join("object");
-        fs::write(&source, b"first").unwrap();
-        let object = SealedObject {
+    /// A sealed object of `len` bytes in the file `path`, with token `t1`.
+    fn sealed(path: &Path, key: &str, len: u64) -> SealedObject {
+        SealedObject {
             id: 1,
-            key: "/logs/year=2024/a.gz".into(),
+            key: key.into(),
             token: "t1".into(),
             tag: "app".into(),
             window_start: 0,
-            path: source.clone(),
+            path: path.to_owned(),
             codec: crate::object::codec::Codec::Gzip,
             format: crate::object::ObjectFormat::JsonLines,
-            len: 5,
+            len,
             progress: None,
-        };
+        }
+    }
+
+    /// A folder with a destination at `out` (0640) and a sealed file `object` of `bytes`.
+    fn store_and_destination(bytes: &[u8]) -> (tempfile::TempDir, DirDestination, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let destination = DirDestination::open(&dir.path().join("out"), 0o640).unwrap();
+        let source = dir.path().join("object");
+        fs::write(&source, bytes).unwrap();
+        (dir, destination, source)
+    }
+
+    #[test]
+    fn objects_land_at_their_key_and_never_replace_another() {
+        let (dir, destination, source) = store_and_destination(b"first");
+        let object = sealed(&source, "/logs/year=2024/a.gz", 5);
         assert!(!destination.exists(&object.key).unwrap());
         destination.put(&object, &mut None).unwrap();
         // The same object again (a crash lost the record of its delivery): done.
@@ -394,23 +405,9 @@ mod tests {
     #[test]
     fn an_object_on_the_same_filesystem_is_linked_not_copied() {
         use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let destination = DirDestination::open(&dir.path().join("out"), 0o640).unwrap();
-        let source = dir.path().join("object");
-        fs::write(&source, b"sealed bytes").unwrap();
+        let (dir, destination, source) = store_and_destination(b"sealed bytes");
         fs::set_permissions(&source, fs::Permissions::from_mode(0o600)).unwrap();
-        let object = SealedObject {
-            id: 1,
-            key: "a.gz".into(),
-            token: "t1".into(),
-            tag: "app".into(),
-            window_start: 0,
-            path: source.clone(),
-            codec: crate::object::codec::Codec::Gzip,
-            format: crate::object::ObjectFormat::JsonLines,
-            len: 12,
-            progress: None,
-        };
+        let object = sealed(&source, "a.gz", 12);
         destination.put(&object, &mut None).unwrap();
         let landed = dir.path().join("out/a.gz");
         let (linked, stored) = (
