@@ -267,6 +267,42 @@ fn a_full_destination_keeps_the_objects_until_space_returns() {
     });
 }
 
+#[test]
+fn sink_dir_links_the_store_file_where_both_share_a_filesystem() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut fluent_bit = load(HostVersion::V5);
+    let keys = [("Alias", "linked"), ("compression", "zstd")];
+    let out = fluent_bit
+        .add_output(&dir_output(dir.path(), &keys))
+        .unwrap();
+    let chunk = numbered_chunk(EventFormat::V2, 0, 200);
+    assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
+    // The open object's file, the only one in the store without a name's end.
+    let objects = dir.path().join(".store/linked/objects");
+    let stored: Vec<_> = fs::read_dir(&objects)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_none())
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let stored_inode = fs::metadata(&stored[0]).unwrap().ino();
+    fluent_bit.shutdown().unwrap();
+
+    let delivered = crate::support::objects(dir.path());
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let metadata = fs::metadata(&delivered[0]).unwrap();
+    assert_eq!(
+        metadata.ino(),
+        stored_inode,
+        "the delivered object is the store's file, linked, not a copy"
+    );
+    assert_eq!(metadata.nlink(), 1, "the store let go of its name");
+    assert_eq!(metadata.mode() & 0o777, 0o640, "file_mode's default");
+    assert_eq!(numbers(dir.path(), "t"), (0..200).collect::<Vec<_>>());
+}
+
 /// Every file under `dir`, hidden ones too.
 fn walk_files(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
