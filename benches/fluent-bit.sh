@@ -17,11 +17,12 @@
 # whole Fluent Bit process. input_s is how long tail took to reach the end of the file (the
 # time of Fluent Bit's warning that it will shut down): the rate the input kept while the
 # output ran, before the last flush interval's chunks are written and Fluent Bit's
-# once-a-second shutdown checks. Every object is read back: records are counted (none lost,
-# none twice) and the ratio is its JSON bytes over its stored bytes (gzip, or zstd through
-# the zstd command). For rustsink, how long each flush held Fluent Bit's thread comes from
-# its `flush_seconds` histogram, scraped from `metrics_listen` every 0.25 s while it runs:
-# p50 and p99 as Prometheus' histogram_quantile estimates them from the buckets.
+# once-a-second shutdown checks (Fluent Bit 1.9 logs that time to the second only). Every
+# object is read back: records are counted (none lost, none twice) and the ratio is its
+# JSON bytes over its stored bytes (gzip, or zstd through the zstd command). For rustsink,
+# how long each flush held Fluent Bit's thread comes from its `flush_seconds` histogram,
+# scraped from `metrics_listen` every 0.25 s while it runs: p50 and p99 as Prometheus'
+# histogram_quantile estimates them from the buckets.
 # server_CPU-s/GB is the CPU s3s-fs took during the run (it hashes every byte it stores),
 # per GB of the input: work on the same cores that a remote S3 would do elsewhere. The run
 # ends with each pipeline beside tail -> null of the same round: the share of null's
@@ -193,9 +194,10 @@ PY
         input=$(python3 - "$work/$run.log" "$started" <<'PY'
 import re, sys, time
 for line in open(sys.argv[1], errors="replace"):
-    found = re.match(r"\[(\d+/\d+/\d+ \d+:\d+:\d+)(\.\d+)\].*service will shutdown", line)
+    # Fluent Bit 1.9 logs whole seconds only.
+    found = re.match(r"\[(\d+/\d+/\d+ \d+:\d+:\d+)(\.\d+)?\].*service will shutdown", line)
     if found:
-        at = time.mktime(time.strptime(found[1], "%Y/%m/%d %H:%M:%S")) + float(found[2])
+        at = time.mktime(time.strptime(found[1], "%Y/%m/%d %H:%M:%S")) + float(found[2] or 0)
         print(f"{at - float(sys.argv[2]):.1f}")
         break
 else:

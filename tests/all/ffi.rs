@@ -468,22 +468,23 @@ fn bad_config_fails_init_with_one_line_naming_key_and_value() {
     fluent_bit.shutdown().unwrap();
 }
 
+/// The nice value of a thread, from its `stat` (field 19).
+fn nice_of(stat: &std::path::Path) -> i32 {
+    let stat = fs::read_to_string(stat).unwrap();
+    let after_name = stat.rsplit(')').next().unwrap();
+    after_name
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// The record thread runs `nice` steps below the Fluent Bit thread that started its
-/// instance (10 by default, 0 by default with a filter, at most 19); `nice 0` keeps that
-/// thread's priority, and the delivery thread always keeps it.
+/// instance (10 by default, 0 by default with a filter or on Fluent Bit 1.9, at most 19);
+/// `nice 0` keeps that thread's priority, and the delivery thread always keeps it.
 #[test]
 fn the_record_thread_runs_nice_steps_below_fluent_bit() {
-    /// The nice value of a thread, from its `stat` (field 19).
-    fn nice_of(stat: &std::path::Path) -> i32 {
-        let stat = fs::read_to_string(stat).unwrap();
-        let after_name = stat.rsplit(')').next().unwrap();
-        after_name
-            .split_whitespace()
-            .nth(16)
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
     let started_at = nice_of("/proc/thread-self/stat".as_ref());
     let dir = tempfile::tempdir().unwrap();
     let mut fluent_bit = load(HostVersion::V5);
@@ -531,6 +532,36 @@ fn the_record_thread_runs_nice_steps_below_fluent_bit() {
         );
     }
     fluent_bit.shutdown().unwrap();
+}
+
+/// On Fluent Bit 1.9, whose `tail` reads from the page cache, `nice` defaults to 0; a
+/// given `nice` still counts.
+#[test]
+fn on_fluent_bit_1_9_the_record_thread_keeps_its_priority_by_default() {
+    in_own_process(
+        "ffi::on_fluent_bit_1_9_the_record_thread_keeps_its_priority_by_default",
+        || {
+            let started_at = nice_of("/proc/thread-self/stat".as_ref());
+            let dir = tempfile::tempdir().unwrap();
+            let mut fluent_bit = load(HostVersion::V1_9);
+            for (alias, nice, expected) in [("o-def", None, 0), ("o-7", Some("7"), 7)] {
+                let mut keys = vec![("Alias", alias)];
+                keys.extend(nice.map(|nice| ("nice", nice)));
+                let out = fluent_bit
+                    .add_output(&dir_output(&dir.path().join(alias), &keys))
+                    .unwrap();
+                let chunk = numbered_chunk(EventFormat::V1, 0, 10);
+                assert_eq!(fluent_bit.flusher(out).flush(&chunk, "t"), FLB_OK);
+                let record_thread = format!("rustsink:{alias}");
+                let found = threads()
+                    .into_iter()
+                    .find(|(name, _)| *name == record_thread)
+                    .map(|(_, task)| nice_of(&task.join("stat")));
+                assert_eq!(found, Some((started_at + expected).min(19)), "{alias}");
+            }
+            fluent_bit.shutdown().unwrap();
+        },
+    );
 }
 
 #[test]

@@ -512,9 +512,11 @@ pub const ALL: &[Key] = &[
               to 19. That thread filters, encodes and compresses every record. Where the \
               cores are short, Fluent Bit's input and engine then run first, and a flush that \
               waits for the record thread takes longer instead (BENCHMARKS.md). `0`: the same \
-              priority, and the default with filter or sink components, whose timeouts count \
-              wall-clock time that a thread kept waiting would spend (set `nice` to lower it \
-              anyway). Uploads keep Fluent Bit's priority, so that they keep up. Nice values \
+              priority. That is the default with filter or sink components, whose timeouts \
+              count wall-clock time that a thread kept waiting would spend (set `nice` to \
+              lower it anyway), and on Fluent Bit 1.9, whose `tail` reads from the page cache \
+              as fast as a core allows: there a thread that gives way lets the input run \
+              ahead, and Fluent Bit holds the difference in memory. Uploads keep Fluent Bit's priority, so that they keep up. Nice values \
               weigh threads within their cgroup: in a container, only against the \
               container's own.",
     },

@@ -18,7 +18,7 @@ use super::bindings::{
 };
 use super::host_api::HostApi;
 use super::registry;
-use crate::config::Config;
+use crate::config::{Config, keys};
 use crate::event::tag_text;
 use crate::log::{Level, PLUGIN_NAME, write_stderr_line};
 use crate::pipeline::{FlushStatus, Instance};
@@ -101,11 +101,18 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
         };
         let name = host.instance_name().unwrap_or_else(registry::fallback_name);
         let log = host.logger(name);
-        let started = Config::from_lookup(|key| host.property(key))
+        // Fluent Bit 1.9's tail reads from the page cache as fast as a core allows: a
+        // record thread that gives way lets it run ahead, and Fluent Bit holds the
+        // difference in memory for no more throughput (BENCHMARKS.md). There `nice`
+        // defaults to 0.
+        let lookup = |key: &str| {
+            host.property(key)
+                .or_else(|| (key == keys::NICE && host.is_fluent_bit_1_9()).then(|| "0".to_owned()))
+        };
+        let started = Config::from_lookup(lookup)
             .map_err(|error| error.to_string())
             .and_then(|config| {
-                Instance::start(config, &|key| host.property(key), log.clone())
-                    .map_err(|e| e.to_string())
+                Instance::start(config, &lookup, log.clone()).map_err(|e| e.to_string())
             });
         match started {
             Ok(instance) => {

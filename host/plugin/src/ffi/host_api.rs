@@ -80,6 +80,11 @@ impl HostApi {
         })
     }
 
+    /// Whether the host is Fluent Bit 1.9: it has no `flb_output_log_check` (2.0.0 on).
+    pub(crate) fn is_fluent_bit_1_9(&self) -> bool {
+        host_symbol(FLB_SYMBOL_OUTPUT_LOG_CHECK).is_none()
+    }
+
     /// The value of an [OUTPUT] property (case-insensitive key), copied.
     pub(crate) fn property(&self, key: &str) -> Option<String> {
         let key = CString::new(key).ok()?;
