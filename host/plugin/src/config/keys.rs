@@ -516,9 +516,9 @@ pub const ALL: &[Key] = &[
               count wall-clock time that a thread kept waiting would spend (set `nice` to \
               lower it anyway), and on Fluent Bit 1.9, whose `tail` reads from the page cache \
               as fast as a core allows: there a thread that gives way lets the input run \
-              ahead, and Fluent Bit holds the difference in memory. Uploads keep Fluent Bit's priority, so that they keep up. Nice values \
-              weigh threads within their cgroup: in a container, only against the \
-              container's own.",
+              ahead, and Fluent Bit holds the difference in memory. Uploads keep Fluent Bit's \
+              priority, so that they keep up. Nice values weigh threads within their cgroup: \
+              in a container, only against the container's own.",
     },
     Key {
         name: MAX_OPEN_OBJECTS,
