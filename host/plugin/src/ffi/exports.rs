@@ -101,18 +101,21 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
         };
         let name = host.instance_name().unwrap_or_else(registry::fallback_name);
         let log = host.logger(name);
-        // Fluent Bit 1.9's tail reads from the page cache as fast as a core allows: a
-        // record thread that gives way lets it run ahead, and Fluent Bit holds the
-        // difference in memory for no more throughput (BENCHMARKS.md). There `nice`
-        // defaults to 0.
-        let lookup = |key: &str| {
-            host.property(key)
-                .or_else(|| (key == keys::NICE && host.is_fluent_bit_1_9()).then(|| "0".to_owned()))
-        };
-        let started = Config::from_lookup(lookup)
+        let started = Config::from_lookup(|key| host.property(key))
+            .map(|mut config| {
+                // Fluent Bit 1.9's tail reads from the page cache as fast as a core allows:
+                // a record thread that gives way lets it run ahead, and Fluent Bit holds the
+                // difference in memory for no more throughput (BENCHMARKS.md). There `nice`
+                // defaults to 0.
+                if host.is_fluent_bit_1_9() && host.property(keys::NICE).is_none() {
+                    config.nice = 0;
+                }
+                config
+            })
             .map_err(|error| error.to_string())
             .and_then(|config| {
-                Instance::start(config, &lookup, log.clone()).map_err(|e| e.to_string())
+                Instance::start(config, &|key| host.property(key), log.clone())
+                    .map_err(|e| e.to_string())
             });
         match started {
             Ok(instance) => {

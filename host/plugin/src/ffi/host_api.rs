@@ -25,6 +25,8 @@ pub(crate) struct HostApi {
     get_property: unsafe extern "C" fn(*const c_char, *mut flb_output_instance) -> *const c_char,
     /// Present on 2.0.0 and later.
     log_api: Option<LogApi>,
+    /// Whether the host is Fluent Bit 1.9: the probe found no `flb_output_log_check`.
+    fluent_bit_1_9: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -62,7 +64,8 @@ impl HostApi {
         let Some(get_property) = (unsafe { (*api).output_get_property }) else {
             return Err("the host's API table has no output_get_property");
         };
-        let log_api = if host_symbol(FLB_SYMBOL_OUTPUT_LOG_CHECK).is_some() {
+        let fluent_bit_1_9 = host_symbol(FLB_SYMBOL_OUTPUT_LOG_CHECK).is_none();
+        let log_api = if !fluent_bit_1_9 {
             // SAFETY: the probe found a 2.0.0+ host, whose table has slots 0 to 6.
             let (print, check): (flb_log_print_fn, flb_output_log_check_fn) =
                 unsafe { ((*api).log_print, (*api).output_log_check) };
@@ -77,12 +80,14 @@ impl HostApi {
             instance,
             get_property,
             log_api,
+            fluent_bit_1_9,
         })
     }
 
-    /// Whether the host is Fluent Bit 1.9: it has no `flb_output_log_check` (2.0.0 on).
+    /// Whether the host is Fluent Bit 1.9 (it has no `flb_output_log_check`, which 2.0.0
+    /// added).
     pub(crate) fn is_fluent_bit_1_9(&self) -> bool {
-        host_symbol(FLB_SYMBOL_OUTPUT_LOG_CHECK).is_none()
+        self.fluent_bit_1_9
     }
 
     /// The value of an [OUTPUT] property (case-insensitive key), copied.
